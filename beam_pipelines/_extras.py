@@ -1,0 +1,21 @@
+"""Guarded imports of optional dependencies.
+
+``require("kafka", "kafka")`` returns the imported module or raises
+:class:`~beam_pipelines.errors.MissingExtraError` naming the extra to install, so a user
+who picks ``--source=kafka`` without ``pip install 'beam-pipelines[kafka]'`` is told exactly that.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from beam_pipelines.errors import MissingExtraError
+
+
+def require(extra: str, module: str) -> ModuleType:
+    """Import ``module`` or raise MissingExtraError naming ``extra``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(extra, module) from exc

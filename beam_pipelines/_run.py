@@ -1,0 +1,76 @@
+"""What every pipeline's ``run`` and ``main`` share: options, runner, end-of-run report."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+from beam_pipelines.errors import BeamPipelinesError
+
+_LOG = logging.getLogger(__name__)
+
+
+def set_streaming(options: PipelineOptions, streaming: bool) -> None:
+    options.view_as(StandardOptions).streaming = streaming
+
+
+def prepare_runner(options: PipelineOptions) -> PipelineOptions:
+    """Apply the runner preset (validation, defaults) for ``--runner``."""
+    options.view_as(SetupOptions).save_main_session = False
+    try:
+        from runners import prepare
+    except ImportError:
+        return options
+    return prepare(options)
+
+
+def counter_total(result: beam.runners.runner.PipelineResult, namespace: str, name: str) -> int:
+    """A counter's committed (or attempted, where the runner has no committed) total."""
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace(namespace).with_name(name))
+    except Exception:  # some runners have no metrics API
+        return 0
+    total = 0
+    for counter in found.get("counters", []):
+        value = counter.committed if counter.committed is not None else counter.attempted
+        total += value or 0
+    return total
+
+
+def report(
+    result, *, pipeline: str, dead_letter: Optional[str], out=sys.stderr
+) -> dict[str, int]:
+    """Print the end-of-run summary: what was counted and what was rejected, and where."""
+    parsed = counter_total(result, pipeline, "events_parsed")
+    rejected = counter_total(result, pipeline, "events_dead_lettered")
+    late = counter_total(result, pipeline, "late_events_dropped")
+    summary = {"valid": parsed, "rejected": rejected, "late_dropped": late}
+    line = f"{pipeline}: {parsed} valid records, {rejected} rejected"
+    if late:
+        line += f", {late} later than the allowed lateness"
+    if rejected or late:
+        if dead_letter:
+            line += f"; dead letters written to {dead_letter}"
+        else:
+            line += "; dead letters were not kept: pass --dead_letter DIR to write them"
+    print(line, file=out, flush=True)
+    return summary
+
+
+def main(run: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None) -> int:
+    """Run a pipeline from the command line: our errors become one line, exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(argv)
+    except BeamPipelinesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,282 @@
+"""Command-line options shared by the pipelines, and strict parsing of them.
+
+Beam's own parser ignores unknown flags with a log line and prints a usage block plus a
+traceback-like message for bad values. Our users get one line instead:
+``--window_size: expected a whole number of seconds > 0, got '-5'``. :func:`parse`
+checks every flag (ours and Beam's runner flags) before Beam sees them.
+
+Connector flags live in their own modules (``options/kafka.py`` ...); importing this
+package registers them all, so ``--help`` and validation know every flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Iterable, Optional, Sequence, Type
+
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    StandardOptions,
+    _BeamArgumentParser,
+)
+
+from beam_pipelines.errors import ConfigError
+
+SOURCES = ("synthetic", "file", "kafka", "pubsub", "eventhubs")
+SINKS = ("console", "jsonl", "parquet", "postgres", "kafka", "pubsub", "eventhubs")
+
+# Connector / runner option modules: imported for their PipelineOptions subclasses.
+_OPTION_MODULES = (
+    "beam_pipelines.options.kafka",
+    "beam_pipelines.options.pubsub",
+    "beam_pipelines.options.eventhubs",
+    "beam_pipelines.options.metrics",
+    "runners.options",
+)
+
+
+# ---- value types: each raises ArgumentTypeError with the expected form -------------
+
+def choice(*values: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in values:
+            raise argparse.ArgumentTypeError(f"expected one of {'|'.join(values)}, got {text!r}")
+        return text
+
+    parse.__name__ = "choice"
+    return parse
+
+
+def seconds(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number of seconds >= {minimum}, got {text!r}"
+            )
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def non_empty(what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"expected {what}, got an empty value")
+        return text
+
+    parse.__name__ = "non_empty"
+    return parse
+
+
+# ---- the shared option groups -----------------------------------------------------
+
+class IOOptions(PipelineOptions):
+    """Where records come from and where results and rejected records go."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--source",
+            type=choice(*SOURCES),
+            default=None,
+            help="Where events come from: synthetic (built-in generator, the default), file "
+            "(--input), kafka, pubsub or eventhubs. Bounded sources run as batch.",
+        )
+        parser.add_argument(
+            "--input",
+            type=non_empty("a file path or glob"),
+            default=None,
+            help="File glob for --source=file: JSON lines (optionally .gz/.bz2/.zst) or "
+            ".parquet with the same fields; any Beam filesystem path (gs://, s3://, ...).",
+        )
+        parser.add_argument(
+            "--sink",
+            type=choice(*SINKS),
+            default="console",
+            help="Where results go: console (default), jsonl, parquet or postgres; kafka, "
+            "pubsub and eventhubs with their connectors.",
+        )
+        parser.add_argument(
+            "--output",
+            default=None,
+            help="Directory for --sink=jsonl/parquet, or a PostgreSQL DSN for "
+            "--sink=postgres (postgresql://USER@HOST:PORT/DB), or a topic for message sinks.",
+        )
+        parser.add_argument(
+            "--output_table",
+            default=None,
+            help="Table for --sink=postgres (created if missing). Default: the pipeline's name.",
+        )
+        parser.add_argument(
+            "--dead_letter",
+            default=None,
+            help="Where rejected records go: a directory (JSON lines) or kafka://TOPIC. "
+            "Without it rejected records are counted and reported at the end of the run.",
+        )
+        parser.add_argument(
+            "--synthetic_events",
+            type=positive_int,
+            default=5000,
+            help="How many events the synthetic source generates (bounded run). Default 5000.",
+        )
+        parser.add_argument(
+            "--synthetic_seed",
+            type=int,
+            default=42,
+            help="Seed of the synthetic source; the same seed gives the same events.",
+        )
+        parser.add_argument(
+            "--synthetic_rate",
+            type=positive_float,
+            default=4.0,
+            help="Synthetic events per second (of event time in batch, of wall-clock time "
+            "when streaming). Default 4.",
+        )
+        parser.add_argument(
+            "--synthetic_malformed",
+            type=fraction,
+            default=0.01,
+            help="Fraction of synthetic inputs that are malformed, to show dead letters. "
+            "Default 0.01.",
+        )
+
+
+class WindowOptions(PipelineOptions):
+    """Event-time windows and triggers; each pipeline has its own default size."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--window_size",
+            type=seconds(1),
+            default=None,
+            help="Window length in seconds (pageviews: 300, iot_alerts: 60). Windows are "
+            "aligned to the epoch.",
+        )
+        parser.add_argument(
+            "--window_period",
+            type=seconds(1),
+            default=None,
+            help="Sliding windows: start a window every this many seconds (<= --window_size). "
+            "Unset: tumbling windows.",
+        )
+        parser.add_argument(
+            "--allowed_lateness",
+            type=seconds(0),
+            default=0,
+            help="Streaming: seconds after a window's end during which late events still "
+            "update it (a LATE pane); later events are dead-lettered and counted. Default 0.",
+        )
+        parser.add_argument(
+            "--early_firing",
+            type=seconds(1),
+            default=None,
+            help="Streaming: emit EARLY panes with the running (accumulating) count every this "
+            "many seconds of processing time, like Spark's 'update' output mode.",
+        )
+
+
+# ---- strict parsing ----------------------------------------------------------------
+
+class _StrictParser(_BeamArgumentParser):
+    def error(self, message: str):  # argparse calls this and expects no return
+        raise ConfigError.from_message(message)
+
+
+def _register_option_modules() -> None:
+    for name in _OPTION_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module exists but a dependency of it is missing
+                raise
+
+
+def _all_option_classes() -> list[Type[PipelineOptions]]:
+    _register_option_modules()
+    return list({cls.__name__ + cls.__module__: cls for cls in PipelineOptions.__subclasses__()}.values())
+
+
+def _help(prog: str, classes: Sequence[Type[PipelineOptions]], description: str) -> str:
+    parser = argparse.ArgumentParser(prog=prog, description=description, add_help=True)
+    for cls in classes:
+        group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
+        cls._add_argparse_args(group)
+    group = parser.add_argument_group("Runner", "Any Beam runner flag is accepted as well.")
+    group.add_argument("--runner", help="DirectRunner (default), PortableRunner, FlinkRunner, "
+                       "DataflowRunner, DaskRunner, ... (see the README's runner table)")
+    group.add_argument("--streaming", action="store_true",
+                       help="Run as a stream (implied by unbounded sources).")
+    return parser.format_help()
+
+
+def parse(
+    argv: Optional[Iterable[str]],
+    classes: Sequence[Type[PipelineOptions]],
+    *,
+    prog: str,
+    description: str = "",
+) -> PipelineOptions:
+    """Validate ``argv`` strictly and return PipelineOptions over it.
+
+    ``--help`` prints the pipeline's own flags and exits. Unknown flags and bad values
+    raise ConfigError naming the flag and the expected form.
+    """
+    flags = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in flags or "--help" in flags:
+        print(_help(prog, classes, description))
+        raise SystemExit(0)
+    parser = _StrictParser(allow_abbrev=False, add_help=False)
+    for cls in _all_option_classes():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(flags)
+    if unknown:
+        first = next((u for u in unknown if u.startswith("-")), unknown[0])
+        name = first.split("=", 1)[0]
+        if name.startswith("-"):
+            raise ConfigError.from_message(
+                f"{name}: unknown flag (see {prog} --help for the flags it takes)"
+            )
+        raise ConfigError("arguments", "--flag=value pairs only", first)
+    return PipelineOptions(flags)
+
+
+def is_streaming(options: PipelineOptions) -> bool:
+    return bool(options.view_as(StandardOptions).streaming)

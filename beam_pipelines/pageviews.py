@@ -1,0 +1,211 @@
+"""Page views per page and event-time window, continuously updated; stream or batch.
+
+The classic job people write as a Kafka producer plus Spark Structured Streaming's
+``groupBy(window(timestamp, "5 minutes"), page).count()`` in ``update`` output mode,
+written once in Beam::
+
+    python -m beam_pipelines.pageviews                       # synthetic events, a table
+    python -m beam_pipelines.pageviews --source=file --input='events/*.jsonl.gz' \\
+        --sink=parquet --output=out/ --dead_letter=rejected/  # a backfill
+
+Every valid event counts, whatever its ``action`` (as the Spark job counts every row);
+``--action=page_view`` restricts the count to one action.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines import _io, _run, options as opts
+from beam_pipelines.testing.synthetic import SyntheticEvents
+from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
+from transforms.parse import ParseUserEvents
+from transforms.records import PageViewCount, utc_iso
+from transforms.sinks.console import WriteToConsole
+from transforms.sinks.files import WriteJsonLines, WriteParquet
+from transforms.sinks.postgres import WriteToPostgres
+from transforms.io.synthetic import ReadSynthetic
+from transforms.windowing import WindowConfig, WindowedAggregate, WindowedResult
+
+PIPELINE = "pageviews"
+DEFAULT_WINDOW = 300
+
+COLUMNS = ["window_start", "window_end", "page", "count"]
+PANE_COLUMNS = ["pane_timing", "pane_index", "is_final"]
+POSTGRES_COLUMNS = [
+    ("window_start", "timestamptz NOT NULL"),
+    ("window_end", "timestamptz NOT NULL"),
+    ("page", "text NOT NULL"),
+    ("count", "bigint NOT NULL"),
+    ("pane_timing", "text"),
+    ("pane_index", "integer"),
+    ("is_final", "boolean"),
+]
+POSTGRES_KEY = ["window_start", "page"]
+
+
+class PageviewsOptions(PipelineOptions):
+    """Pageviews-specific flags."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--action",
+            default=None,
+            help="Count only events with this action (e.g. page_view). Default: every event.",
+        )
+
+
+def parquet_schema(streaming: bool):
+    import pyarrow as pa
+
+    fields = [
+        ("window_start", pa.timestamp("us", tz="UTC")),
+        ("window_end", pa.timestamp("us", tz="UTC")),
+        ("page", pa.string()),
+        ("count", pa.int64()),
+    ]
+    if streaming:
+        fields += [("pane_timing", pa.string()), ("pane_index", pa.int64()), ("is_final", pa.bool_())]
+    return pa.schema(fields)
+
+
+def to_page_view_count(result: WindowedResult) -> PageViewCount:
+    return PageViewCount(
+        utc_iso(result.window_start),
+        utc_iso(result.window_end),
+        result.key,
+        int(result.value),
+        result.pane_timing,
+        result.pane_index,
+        result.is_final,
+    )
+
+
+def window_config(options: PipelineOptions) -> WindowConfig:
+    w = options.view_as(opts.WindowOptions)
+    return WindowConfig(
+        size=w.window_size or DEFAULT_WINDOW,
+        period=w.window_period,
+        allowed_lateness=w.allowed_lateness or 0,
+        early_firing=w.early_firing,
+    )
+
+
+class CountPageViews(beam.PTransform):
+    """UserEvents (timestamped) -> PageViewCount per (window, page) or per pane.
+
+    ``.late`` of the result holds events later than the allowed lateness (streaming).
+    """
+
+    def __init__(self, config: WindowConfig, *, streaming: bool, action: Optional[str] = None):
+        super().__init__()
+        self._config = config
+        self._streaming = streaming
+        self._action = action
+
+    def expand(self, events):
+        if self._action:
+            action = self._action
+            events = events | "OnlyAction" >> beam.Filter(lambda e: e.action == action)
+        aggregated = (
+            events
+            | "KeyByPage" >> beam.Map(lambda e: (e.page, e))
+            | "CountPerWindow"
+            >> WindowedAggregate(
+                beam.combiners.CountCombineFn(), self._config, streaming=self._streaming,
+                metrics_namespace=PIPELINE,
+            )
+        )
+        counts = aggregated.results | "Format" >> beam.Map(to_page_view_count)
+        return _Counts(counts, aggregated.late)
+
+
+class _Counts(NamedTuple):
+    counts: beam.PCollection
+    late: beam.PCollection
+
+
+def synthetic_source(options: PipelineOptions) -> _io.SourceSpec:
+    io = options.view_as(opts.IOOptions)
+    generator = SyntheticEvents(
+        seed=io.synthetic_seed, rate=io.synthetic_rate, malformed=io.synthetic_malformed
+    )
+    if opts.is_streaming(options):
+        from transforms.io.synthetic import unbounded_synthetic
+
+        return _io.SourceSpec(unbounded_synthetic(generator, io.synthetic_events), bounded=False)
+    return _io.SourceSpec(ReadSynthetic(io.synthetic_events, generator), bounded=True)
+
+
+def write_counts(counts, options: PipelineOptions, *, streaming: bool):
+    io = options.view_as(opts.IOOptions)
+    columns = COLUMNS + (PANE_COLUMNS if streaming else [])
+    if io.sink == "console":
+        return counts | "WriteConsole" >> WriteToConsole(
+            columns, streaming=streaming, sort_by=["window_start", "page"],
+            title="page views per window",
+        )
+    if io.sink == "jsonl":
+        return counts | "WriteJsonLines" >> WriteJsonLines(io.output, PIPELINE, streaming=streaming)
+    if io.sink == "parquet":
+        return counts | "WriteParquet" >> WriteParquet(
+            io.output, PIPELINE, parquet_schema(streaming), streaming=streaming
+        )
+    if io.sink == "postgres":
+        return counts | "WritePostgres" >> WriteToPostgres(
+            io.output, io.output_table or "page_views", POSTGRES_COLUMNS, POSTGRES_KEY
+        )
+    return counts | "WriteSink" >> _io.connector_sink(options, pipeline=PIPELINE, streaming=streaming)
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceSpec, streaming: bool):
+    """The pageviews graph on ``pipeline``; returns (counts, dead letters)."""
+    io = options.view_as(opts.IOOptions)
+    raw = pipeline | "Read" >> source.transform
+    parsed = raw | "Parse" >> ParseUserEvents(PIPELINE)
+    counted = parsed.valid | "CountPageViews" >> CountPageViews(
+        window_config(options), streaming=streaming,
+        action=options.view_as(PageviewsOptions).action,
+    )
+    write_counts(counted.counts, options, streaming=streaming)
+    late = counted.late | "LateToDeadLetter" >> beam.Map(
+        late_record_to_dead_letter(PIPELINE, "window")
+    )
+    dead = (parsed.dead_letters, late) | "AllDeadLetters" >> beam.Flatten()
+    dead | "WriteDeadLetters" >> WriteDeadLetters(
+        io.dead_letter, pipeline=PIPELINE, streaming=streaming, options=options
+    )
+    return counted.counts, dead
+
+
+def run(argv: Optional[Sequence[str]] = None):
+    """Parse flags, build and run the pipeline; returns the PipelineResult."""
+    options = opts.parse(
+        argv,
+        [opts.IOOptions, opts.WindowOptions, PageviewsOptions],
+        prog="python -m beam_pipelines.pageviews",
+        description=__doc__.splitlines()[0],
+    )
+    window_config(options)  # validate window flags before anything starts
+    source = _io.source_spec(options, default="synthetic", synthetic=synthetic_source)
+    streaming = opts.is_streaming(options) or not source.bounded
+    _run.set_streaming(options, streaming)
+    options = _run.prepare_runner(options)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options, source, streaming)
+    result = pipeline.run()
+    result.wait_until_finish()
+    _run.report(result, pipeline=PIPELINE, dead_letter=options.view_as(opts.IOOptions).dead_letter)
+    return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return _run.main(run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Reusable Beam transforms: parsing and validation, windowed aggregation, sinks, I/O."""

@@ -1,0 +1,107 @@
+"""Where rejected records go: ``--dead_letter`` is a directory, or ``kafka://TOPIC``.
+
+Every pipeline routes each rejected input (parse failures, records later than the
+allowed lateness, records a sink refused) into one PCollection of
+:class:`~transforms.records.DeadLetter` and hands it to :class:`WriteDeadLetters`.
+With no ``--dead_letter`` the records are still counted (Beam metrics
+``events_dead_lettered``) and the run reports them at the end, so nothing is dropped
+without a trace.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.records import DeadLetter
+from transforms.sinks.files import WriteJsonLines
+
+# scheme -> "module:function"; the function takes (target, options) and returns a PTransform.
+_SCHEME_WRITERS = {
+    "kafka": "transforms.io.kafka:dead_letter_writer",
+}
+
+
+def dead_letter_to_json(letter: DeadLetter) -> str:
+    return json.dumps(letter._asdict(), ensure_ascii=False, default=str)
+
+
+def late_record_to_dead_letter(pipeline: str, step: str):
+    """A function turning WindowedAggregate's late output into DeadLetters."""
+
+    def convert(late: tuple) -> DeadLetter:
+        key, record, event_seconds, window_start, window_end = late
+        payload = json.dumps(_record_dict(record), default=str)
+        origin: dict[str, Any] = {"source": "window", "key": str(key)}
+        reason = (
+            f"late: event time {event_seconds} is beyond the allowed lateness of window "
+            f"[{window_start}, {window_end}), which had already closed"
+        )
+        return DeadLetter.of(pipeline, step, reason, payload, origin, "late")
+
+    return convert
+
+
+def _record_dict(record: Any) -> Any:
+    if hasattr(record, "_asdict"):
+        return record._asdict()
+    return record
+
+
+class _CountDeadLetters(beam.DoFn):
+    def __init__(self, pipeline: str) -> None:
+        self._pipeline = pipeline
+
+    def process(self, letter: DeadLetter):
+        Metrics.counter(self._pipeline, f"dead_letters_written.{letter.reason_code}").inc()
+        yield letter
+
+
+class WriteDeadLetters(beam.PTransform):
+    """DeadLetter records -> the ``--dead_letter`` target (or counted only, when None)."""
+
+    def __init__(
+        self,
+        target: Optional[str],
+        *,
+        pipeline: str,
+        streaming: bool,
+        options: Any = None,
+    ) -> None:
+        super().__init__()
+        self._target = target
+        self._pipeline = pipeline
+        self._streaming = streaming
+        self._options = options
+        if target and "://" in target:
+            scheme = target.split("://", 1)[0]
+            if scheme in _SCHEME_WRITERS:
+                self._scheme = scheme
+            elif scheme in ("gs", "s3", "file", "hdfs", "azfs"):
+                self._scheme = None  # a Beam filesystem directory
+            else:
+                from beam_pipelines.errors import ConfigError
+
+                raise ConfigError(
+                    "--dead_letter",
+                    "a directory (local or gs://, s3://...) or kafka://TOPIC",
+                    target,
+                )
+        else:
+            self._scheme = None
+
+    def expand(self, letters):
+        counted = letters | "Count" >> beam.ParDo(_CountDeadLetters(self._pipeline))
+        if not self._target:
+            return counted
+        if self._scheme:
+            module_name, func = _SCHEME_WRITERS[self._scheme].split(":")
+            writer = getattr(importlib.import_module(module_name), func)
+            return counted | "Write" >> writer(self._target, self._options)
+        return counted | "Write" >> WriteJsonLines(
+            self._target, "dead_letters", streaming=self._streaming, flag="--dead_letter"
+        )

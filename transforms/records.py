@@ -1,0 +1,103 @@
+"""Typed records that flow between the transforms: defined once, used everywhere.
+
+They are ``NamedTuple`` s so Beam can infer schemas from them and so they pickle small.
+``origin`` says where an input came from, as a plain dict, because each source knows
+different things: ``{"source": "file", "file": PATH, "line": N}`` or
+``{"source": "kafka", "topic": T, "partition": P, "offset": O}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+from typing import Any, NamedTuple, Optional
+
+EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+class RawRecord(NamedTuple):
+    """One undecoded input: a line of a file or a message of a topic."""
+
+    payload: bytes
+    origin: dict[str, Any]
+
+
+class UserEvent(NamedTuple):
+    """A valid user event (the pageviews input contract)."""
+
+    user_id: str
+    action: str
+    page: str
+    timestamp: float  # epoch seconds as given; the event's window uses floor(timestamp)
+
+
+class PageViewCount(NamedTuple):
+    """Page views of one page in one window; pane fields are set in streaming only."""
+
+    window_start: str
+    window_end: str
+    page: str
+    count: int
+    pane_timing: Optional[str] = None  # EARLY | ON_TIME | LATE
+    pane_index: Optional[int] = None
+    is_final: Optional[bool] = None
+
+
+class DeadLetter(NamedTuple):
+    """A rejected input: what it was, why it was rejected, where and by which step."""
+
+    pipeline: str
+    step: str
+    reason: str
+    reason_code: str  # short category for metrics: invalid_json, missing_field, late, ...
+    payload: str
+    payload_encoding: str  # "utf-8" or "base64" (when the payload is not valid UTF-8)
+    origin: dict[str, Any]
+    rejected_at: str
+
+    @classmethod
+    def of(
+        cls,
+        pipeline: str,
+        step: str,
+        reason: str,
+        payload: bytes | str,
+        origin: dict[str, Any],
+        reason_code: str = "invalid",
+    ) -> "DeadLetter":
+        text, encoding = encode_payload(payload)
+        return cls(
+            pipeline, step, reason, reason_code, text, encoding, dict(origin), utc_now_iso()
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+    def payload_bytes(self) -> bytes:
+        if self.payload_encoding == "base64":
+            return base64.b64decode(self.payload)
+        return self.payload.encode("utf-8")
+
+
+def encode_payload(payload: bytes | str) -> tuple[str, str]:
+    """Return (text, encoding): UTF-8 text when it decodes, base64 otherwise."""
+    if isinstance(payload, str):
+        return payload, "utf-8"
+    try:
+        return payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(payload).decode("ascii"), "base64"
+
+
+def utc_iso(seconds: float) -> str:
+    """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SSZ`` (UTC; fractional seconds kept when present)."""
+    micros = round(seconds * 1_000_000)
+    moment = EPOCH + _dt.timedelta(microseconds=micros)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def utc_now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,164 @@
+"""Field validators shared by every input contract.
+
+Each validator takes the decoded JSON object and a field name and returns the clean
+value or raises :class:`InvalidRecord` with a reason a person can act on. Parsers for a
+contract (user events, IoT readings) are a few lines built from these.
+
+Numbers are decoded with ``Decimal`` for floats so ``floor(timestamp)`` is exact even
+for values a hair below a window boundary (``1733000299.9999999`` must not round up
+into the next window, as a binary float would).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from beam_pipelines.errors import BeamPipelinesError
+
+# The accepted range of event times: [2000-01-01, 2100-01-01) UTC.
+MIN_EVENT_SECONDS = 946_684_800
+MAX_EVENT_SECONDS = 4_102_444_800
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+class InvalidRecord(BeamPipelinesError, ValueError):
+    """An input record breaks its contract; the message is the dead-letter reason.
+
+    ``code`` is a short, low-cardinality category (``invalid_json``, ``missing_field``,
+    ...) for metrics labels and summaries; the message carries the detail.
+    """
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json_object(payload: bytes | str) -> dict[str, Any]:
+    """Decode one JSON object from UTF-8 bytes, or raise InvalidRecord saying why not."""
+    if isinstance(payload, bytes):
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRecord(f"not valid UTF-8: {exc.reason} at byte {exc.start}", "invalid_utf8") from None
+    else:
+        text = payload
+    try:
+        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRecord(f"invalid JSON: {exc}", "invalid_json") from None
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"expected a JSON object, got {_json_type(value)}", "not_an_object")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _present(obj: dict[str, Any], name: str) -> Any:
+    if name not in obj:
+        raise InvalidRecord(f"missing field '{name}'", "missing_field")
+    value = obj[name]
+    if value is None:
+        raise InvalidRecord(f"field '{name}' is null", "null_field")
+    return value
+
+
+def non_empty_string(obj: dict[str, Any], name: str) -> str:
+    value = _present(obj, name)
+    if not isinstance(value, str):
+        raise InvalidRecord(f"field '{name}' must be a non-empty string, got {_json_type(value)}", "wrong_type")
+    if not value:
+        raise InvalidRecord(f"field '{name}' is an empty string", "empty_field")
+    return value
+
+
+def string_or_integer_id(obj: dict[str, Any], name: str) -> str:
+    """A non-empty string or an integer (booleans are not integers here)."""
+    value = _present(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidRecord(
+            f"field '{name}' must be a non-empty string or an integer, got {_json_type(value)}",
+            "wrong_type",
+        )
+    if isinstance(value, str) and not value:
+        raise InvalidRecord(f"field '{name}' is an empty string", "empty_field")
+    return str(value)
+
+
+def number(obj: dict[str, Any], name: str) -> float:
+    value = _present(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise InvalidRecord(f"field '{name}' must be a number, got {_json_type(value)}", "wrong_type")
+    result = float(value)
+    if not math.isfinite(result):
+        raise InvalidRecord(f"field '{name}' must be a finite number", "wrong_type")
+    return result
+
+
+def event_time(obj: dict[str, Any], name: str, *, allow_epoch: bool = True) -> tuple[float, int]:
+    """Event time as (seconds, floor(seconds)), from epoch seconds or ISO-8601 with offset.
+
+    The whole-second floor is computed exactly (Decimal or integer arithmetic), because
+    it decides the window. Range: [2000-01-01, 2100-01-01) UTC.
+    """
+    value = _present(obj, name)
+    if isinstance(value, str):
+        seconds, whole = _parse_iso_with_offset(name, value)
+    elif allow_epoch and isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        try:
+            whole = math.floor(value)
+        except (InvalidOperation, OverflowError, ValueError):
+            raise InvalidRecord(f"field '{name}' must be a finite number", "wrong_type") from None
+        seconds = float(value)
+    else:
+        expected = "epoch seconds (a number) or " if allow_epoch else ""
+        raise InvalidRecord(
+            f"field '{name}' must be {expected}an ISO-8601 string with a timezone offset, "
+            f"got {_json_type(value)}",
+            "wrong_type",
+        )
+    if not MIN_EVENT_SECONDS <= whole < MAX_EVENT_SECONDS:
+        raise InvalidRecord(
+            f"field '{name}' is out of range: {value} is not within [2000-01-01, 2100-01-01)",
+            "out_of_range",
+        )
+    return seconds, whole
+
+
+def _parse_iso_with_offset(name: str, text: str) -> tuple[float, int]:
+    try:
+        # Python 3.10's fromisoformat does not read a trailing "Z"; 3.11+ does.
+        iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+        moment = _dt.datetime.fromisoformat(iso)
+    except ValueError:
+        raise InvalidRecord(
+            f"field '{name}' is not epoch seconds or an ISO-8601 time with offset: {text!r}",
+            "invalid_time",
+        ) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidRecord(f"field '{name}' has no timezone offset: {text!r}", "invalid_time")
+    try:
+        delta = moment - _EPOCH
+    except OverflowError:
+        raise InvalidRecord(f"field '{name}' is out of range: {text!r}", "out_of_range") from None
+    whole = delta.days * 86_400 + delta.seconds  # floor: microseconds are never negative
+    return whole + delta.microseconds / 1_000_000, whole

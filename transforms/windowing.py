@@ -1,0 +1,296 @@
+"""Windowed aggregation per key, the same definition in batch and in streaming.
+
+``WindowedAggregate(combine_fn, config, streaming=...)`` takes ``(key, record)`` pairs
+timestamped with event time and produces one :class:`WindowedResult` per key and window
+(batch) or per pane (streaming).
+
+* **Batch** uses Beam's own ``WindowInto`` + ``CombinePerKey``: every runner optimises
+  it (combiner lifting), and a bounded input has no late data.
+* **Streaming** uses a stateful DoFn with event-time and processing-time timers instead
+  of ``WindowInto(trigger=...)``. Why: Beam's Python SDK drops data that arrives after
+  the allowed lateness *silently*, with no counter (the Java SDK has
+  ``droppedDueToLateness``), and our rule is that no record is ever lost silently. Here
+  a too-late record goes to the ``late`` output (the pipelines dead-letter it) and is
+  counted in the ``late_events_dropped`` metric. The firing rules are Beam's
+  ``AfterWatermark(early=AfterProcessingTime(early_firing), late=AfterCount(1))`` with
+  accumulating panes: an EARLY pane at most every ``early_firing`` seconds of processing
+  time while data arrives, one ON_TIME pane when the watermark passes the window end,
+  one LATE pane per late record until ``window_end + allowed_lateness``.
+
+  Limitation, by design: a key learns the watermark from its own timers. A key with no
+  open window that receives a record later than the allowed lateness counts it in a
+  LATE pane instead of dropping it: we err on the side of keeping data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, NamedTuple, Optional
+
+import apache_beam as beam
+from apache_beam import coders
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import window as beam_window
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from beam_pipelines.errors import ConfigError
+
+LATE = "late"
+_MICRO = Duration(micros=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowConfig:
+    """Window and trigger settings, in whole seconds."""
+
+    size: int = 300
+    period: Optional[int] = None  # sliding windows when set
+    allowed_lateness: int = 0
+    early_firing: Optional[int] = None  # processing-time early panes (streaming)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or self.size <= 0:
+            raise ConfigError("--window_size", "a whole number of seconds > 0", self.size)
+        if self.period is not None and (
+            not isinstance(self.period, int) or not 0 < self.period <= self.size
+        ):
+            raise ConfigError(
+                "--window_period", f"a whole number of seconds in (0, {self.size}]", self.period
+            )
+        if not isinstance(self.allowed_lateness, int) or self.allowed_lateness < 0:
+            raise ConfigError(
+                "--allowed_lateness", "a whole number of seconds >= 0", self.allowed_lateness
+            )
+        if self.early_firing is not None and (
+            not isinstance(self.early_firing, int) or self.early_firing <= 0
+        ):
+            raise ConfigError("--early_firing", "a whole number of seconds > 0", self.early_firing)
+
+    def window_fn(self) -> beam_window.NonMergingWindowFn:
+        if self.period is None:
+            return beam_window.FixedWindows(self.size)
+        return beam_window.SlidingWindows(self.size, self.period)
+
+
+class WindowedResult(NamedTuple):
+    key: Any
+    window_start: float
+    window_end: float
+    value: Any
+    pane_timing: Optional[str] = None
+    pane_index: Optional[int] = None
+    is_final: Optional[bool] = None
+
+
+class _AttachWindow(beam.DoFn):
+    def process(self, element, window=beam.DoFn.WindowParam):
+        key, value = element
+        yield WindowedResult(key, float(window.start), float(window.end), value)
+
+
+class _WindowState:
+    """Per-window state of one key: accumulator and pane bookkeeping."""
+
+    __slots__ = ("accumulator", "next_pane", "on_time_done", "dirty")
+
+    def __init__(self, accumulator: Any) -> None:
+        self.accumulator = accumulator
+        self.next_pane = 0
+        self.on_time_done = False
+        self.dirty = False
+
+    def __getstate__(self):
+        return (self.accumulator, self.next_pane, self.on_time_done, self.dirty)
+
+    def __setstate__(self, state):
+        self.accumulator, self.next_pane, self.on_time_done, self.dirty = state
+
+
+class _StreamingAggregateFn(beam.DoFn):
+    WINDOWS = ReadModifyWriteStateSpec("windows", coders.PickleCoder())
+    WATERMARK = ReadModifyWriteStateSpec("watermark_seen", coders.PickleCoder())
+    KEY = ReadModifyWriteStateSpec("key", coders.PickleCoder())
+    EARLY_ARMED = ReadModifyWriteStateSpec("early_armed", coders.BooleanCoder())
+    EVENT_TIMER = TimerSpec("event_time", TimeDomain.WATERMARK)
+    EARLY_TIMER = TimerSpec("early", TimeDomain.REAL_TIME)
+
+    def __init__(self, combine_fn: beam.CombineFn, config: WindowConfig, metrics_ns: str):
+        self._combine_fn = combine_fn
+        self._config = config
+        self._window_fn = config.window_fn()
+        self._lateness = Duration(seconds=config.allowed_lateness)
+        self._late_dropped = Metrics.counter(metrics_ns, "late_events_dropped")
+        self._late_accepted = Metrics.counter(metrics_ns, "late_events_accepted")
+
+    def setup(self):
+        self._combine_fn.setup()
+
+    def _windows_of(self, timestamp: Timestamp) -> Iterable[beam_window.IntervalWindow]:
+        context = beam_window.WindowFn.AssignContext(timestamp)
+        return self._window_fn.assign(context)
+
+    def _expiry(self, w: beam_window.IntervalWindow) -> Timestamp:
+        return w.max_timestamp() + self._lateness
+
+    def process(
+        self,
+        element,
+        timestamp=beam.DoFn.TimestampParam,
+        windows_state=beam.DoFn.StateParam(WINDOWS),
+        watermark_state=beam.DoFn.StateParam(WATERMARK),
+        key_state=beam.DoFn.StateParam(KEY),
+        early_armed=beam.DoFn.StateParam(EARLY_ARMED),
+        event_timer=beam.DoFn.TimerParam(EVENT_TIMER),
+        early_timer=beam.DoFn.TimerParam(EARLY_TIMER),
+    ):
+        key, record = element
+        windows: dict[float, _WindowState] = windows_state.read() or {}
+        seen = watermark_state.read()
+        if key_state.read() is None:
+            key_state.write(key)
+        changed = False
+        for w in self._windows_of(timestamp):
+            if seen is not None and seen >= self._expiry(w):
+                self._late_dropped.inc()
+                yield beam.pvalue.TaggedOutput(
+                    LATE, (key, record, float(timestamp), float(w.start), float(w.end))
+                )
+                continue
+            start = float(w.start)
+            state = windows.get(start)
+            if state is None:
+                state = windows[start] = _WindowState(self._combine_fn.create_accumulator())
+            state.accumulator = self._combine_fn.add_input(state.accumulator, record)
+            changed = True
+            if seen is not None and seen >= w.max_timestamp():
+                # The watermark has passed this window: every late record fires a LATE pane.
+                self._late_accepted.inc()
+                state.on_time_done = True
+                yield self._pane(key, start, state, "LATE", final=False)
+            else:
+                state.dirty = True
+        if not changed:
+            return
+        windows_state.write(windows)
+        self._arm_event_timer(windows, event_timer)
+        if self._config.early_firing and not early_armed.read():
+            if any(s.dirty for s in windows.values()):
+                early_timer.set(Timestamp.now() + Duration(seconds=self._config.early_firing))
+                early_armed.write(True)
+
+    def _arm_event_timer(self, windows: dict[float, _WindowState], event_timer) -> None:
+        deadlines = []
+        for start, state in windows.items():
+            w = self._window(start)
+            deadlines.append(self._expiry(w) if state.on_time_done else w.max_timestamp())
+        if deadlines:
+            event_timer.set(min(deadlines))
+
+    def _window(self, start: float) -> beam_window.IntervalWindow:
+        size = self._config.size
+        return beam_window.IntervalWindow(start, start + size)
+
+    def _pane(self, key, start: float, state: _WindowState, timing: str, final: bool):
+        index = state.next_pane
+        state.next_pane += 1
+        state.dirty = False
+        value = self._combine_fn.extract_output(
+            self._combine_fn.compact(state.accumulator)
+        )
+        return WindowedResult(
+            key, start, start + self._config.size, value, timing, index, final
+        )
+
+    @on_timer(EVENT_TIMER)
+    def on_event_time(
+        self,
+        fire_time=beam.DoFn.TimestampParam,
+        windows_state=beam.DoFn.StateParam(WINDOWS),
+        watermark_state=beam.DoFn.StateParam(WATERMARK),
+        key_state=beam.DoFn.StateParam(KEY),
+        event_timer=beam.DoFn.TimerParam(EVENT_TIMER),
+    ):
+        key = key_state.read()
+        watermark_state.write(fire_time)
+        windows: dict[float, _WindowState] = windows_state.read() or {}
+        for start in sorted(windows):
+            state = windows[start]
+            w = self._window(start)
+            if not state.on_time_done and fire_time >= w.max_timestamp():
+                state.on_time_done = True
+                yield self._pane(key, start, state, "ON_TIME", final=self._lateness == 0)
+            if fire_time >= self._expiry(w):
+                del windows[start]
+        if windows:
+            windows_state.write(windows)
+            self._arm_event_timer(windows, event_timer)
+        else:
+            windows_state.clear()
+
+    @on_timer(EARLY_TIMER)
+    def on_early(
+        self,
+        windows_state=beam.DoFn.StateParam(WINDOWS),
+        key_state=beam.DoFn.StateParam(KEY),
+        early_armed=beam.DoFn.StateParam(EARLY_ARMED),
+    ):
+        early_armed.write(False)
+        windows: dict[float, _WindowState] = windows_state.read() or {}
+        key = key_state.read()
+        fired = False
+        for start in sorted(windows):
+            state = windows[start]
+            if state.dirty and not state.on_time_done:
+                fired = True
+                yield self._pane(key, start, state, "EARLY", final=False)
+        if fired:
+            windows_state.write(windows)
+
+
+class WindowedAggregate(beam.PTransform):
+    """(key, record) timestamped by event time -> WindowedResult per key and window/pane.
+
+    In streaming, records later than the allowed lateness come out of the ``late``
+    output as ``(key, record, event_seconds, window_start, window_end)``; in batch that
+    output is empty. Access both with ``result.results`` and ``result.late``.
+    """
+
+    def __init__(
+        self,
+        combine_fn: beam.CombineFn,
+        config: WindowConfig,
+        *,
+        streaming: bool,
+        metrics_namespace: str = "beam_pipelines",
+    ) -> None:
+        super().__init__()
+        self._combine_fn = combine_fn
+        self._config = config
+        self._streaming = streaming
+        self._ns = metrics_namespace
+
+    def expand(self, keyed: beam.PCollection):
+        if not self._streaming:
+            results = (
+                keyed
+                | "Window" >> beam.WindowInto(self._config.window_fn())
+                | "Combine" >> beam.CombinePerKey(self._combine_fn)
+                | "AttachWindow" >> beam.ParDo(_AttachWindow())
+            )
+            late = results.pipeline | "NoLateData" >> beam.Create([])
+            return _Aggregated(results, late)
+        outputs = (
+            keyed
+            | "GlobalWindow" >> beam.WindowInto(beam_window.GlobalWindows())
+            | "FirePanes"
+            >> beam.ParDo(_StreamingAggregateFn(self._combine_fn, self._config, self._ns))
+            .with_outputs(LATE, main="results")
+        )
+        return _Aggregated(outputs["results"], outputs[LATE])
+
+
+class _Aggregated(NamedTuple):
+    results: beam.PCollection
+    late: beam.PCollection
