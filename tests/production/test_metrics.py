@@ -1,0 +1,236 @@
+"""The Prometheus bridge: one real batch run, scraped over HTTP and pushed to a fake gateway."""
+
+from __future__ import annotations
+
+import io
+import json
+import queue
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import apache_beam as beam
+import pytest
+
+from beam_pipelines import metrics, pageviews
+from beam_pipelines import options as opts
+from beam_pipelines.errors import ConfigError
+from beam_pipelines.options.metrics import MetricsOptions
+from transforms.dead_letters import WriteDeadLetters
+from transforms.io.files import ReadLinesWithOrigin
+from transforms.parse import ParseUserEvents
+from transforms.sinks.files import WriteJsonLines
+
+pytestmark = pytest.mark.unit
+
+T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
+
+
+def write_events(path) -> None:
+    lines = [
+        json.dumps({"user_id": i % 7, "action": "page_view", "page": f"/p{i % 3}",
+                    "timestamp": T0 + i})
+        for i in range(120)
+    ]
+    lines += ["{not json"] * 4 + [json.dumps({"user_id": 1, "page": "/x", "timestamp": T0})] * 2
+    path.write_text("\n".join(lines) + "\n")
+
+
+class _Gateway(BaseHTTPRequestHandler):
+    pushes: list = []
+
+    def do_PUT(self):  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).pushes.append((self.command, self.path, body.decode()))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def sample(text: str, prefix: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {prefix!r} in:\n{text}")
+
+
+@pytest.fixture(scope="module")
+def run_with_metrics(tmp_path_factory):
+    """pageviews over a file with MeasureOutput, served while a scraper polls the endpoint."""
+    tmp = tmp_path_factory.mktemp("metrics")
+    write_events(tmp / "events.jsonl")
+    gateway = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    options = opts.parse(
+        [f"--input={tmp / 'events.jsonl'}", "--source=file", f"--dead_letter={tmp / 'dl'}",
+         "--metrics_port=0", "--metrics_address=127.0.0.1", "--metrics_linger=60",
+         "--metrics_poll_interval=0.2", f"--pushgateway=http://127.0.0.1:{gateway.server_port}"],
+        [opts.IOOptions, opts.WindowOptions, MetricsOptions], prog="test",
+    )
+    pipeline = beam.Pipeline(options=options)
+    parsed = (pipeline | "Read" >> ReadLinesWithOrigin(str(tmp / "events.jsonl"))
+              | "Parse" >> ParseUserEvents(pageviews.PIPELINE))
+    counted = parsed.valid | "Count" >> pageviews.CountPageViews(
+        pageviews.window_config(options), streaming=False)
+    (counted.counts | "Measure" >> metrics.MeasureOutput(pageviews.PIPELINE)
+     | "Write" >> WriteJsonLines(str(tmp / "out"), "pageviews", streaming=False))
+    parsed.dead_letters | "DL" >> WriteDeadLetters(
+        str(tmp / "dl"), pipeline=pageviews.PIPELINE, streaming=False)
+
+    exporters: queue.Queue = queue.Queue()
+    out = io.StringIO()
+    errors: list = []
+
+    def run() -> None:
+        try:
+            result = pipeline.run()
+            with metrics.serve(result, options, pipeline=pageviews.PIPELINE, out=out) as exp:
+                exporters.put(exp)
+                result.wait_until_finish()
+        except BaseException as exc:  # surfaced by the test below
+            errors.append(exc)
+            exporters.put(None)
+
+    worker = threading.Thread(target=run)
+    started = time.monotonic()
+    worker.start()
+    exporter = exporters.get(timeout=120)
+    assert exporter is not None, errors
+    # Poll the endpoint until it reports the run as ended: that scrape also ends the linger.
+    final = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = scrape(exporter.port)
+        if 'pipeline_running{pipeline="pageviews"} 0.0' in text:
+            final = text
+            break
+        time.sleep(0.05)  # polling a condition with a deadline
+    worker.join(timeout=60)
+    gateway.shutdown()
+    assert not errors, errors
+    assert final, "the endpoint never reported the finished run"
+    yield {"final": final, "out": out.getvalue(), "pushes": list(_Gateway.pushes),
+           "port": exporter.port, "elapsed": time.monotonic() - started,
+           "worker_alive": worker.is_alive()}
+
+
+def test_scraped_metrics_follow_the_naming_convention(run_with_metrics):
+    text = run_with_metrics["final"]
+    assert sample(text, 'events_processed_total{pipeline="pageviews",step="parse"}') == 120
+    # 120 events over 120 s in 300 s windows aligned to the epoch: 2 windows x 3 pages.
+    assert sample(text, 'events_processed_total{pipeline="pageviews",step="output"}') == 6
+    assert sample(text, 'events_dead_lettered_total{pipeline="pageviews",reason="invalid_json"}') == 4
+    assert sample(text, 'events_dead_lettered_total{pipeline="pageviews",reason="missing_field"}') == 2
+    # The histogram counts every output once; the data is years old, so all in +Inf only.
+    assert sample(text, 'processing_time_seconds_count{pipeline="pageviews"}') == 6
+    assert sample(text, 'processing_time_seconds_bucket{le="86400",pipeline="pageviews"}') == 0
+    assert sample(text, 'processing_time_seconds_bucket{le="+Inf",pipeline="pageviews"}') == 6
+    assert sample(text, 'processing_time_seconds_sum{pipeline="pageviews"}') > 6 * 86400
+    assert sample(text, 'watermark_lag_seconds{pipeline="pageviews"}') > 86400
+    # Beam counters outside the convention are kept under their own names, not dropped.
+    assert 'beam_counter_total{name="events_dead_lettered",namespace="pageviews"' in text
+
+
+def test_linger_ends_at_the_final_scrape_and_the_endpoint_closes(run_with_metrics):
+    assert not run_with_metrics["worker_alive"]
+    assert run_with_metrics["elapsed"] < 60  # the linger ended at the scrape, not its 60 s
+    with pytest.raises(OSError):
+        scrape(run_with_metrics["port"])
+
+
+def test_batch_summary_and_pushgateway(run_with_metrics):
+    out = run_with_metrics["out"]
+    assert "events processed at parse: 120" in out
+    assert "dead-lettered by reason: invalid_json=4, missing_field=2" in out
+    pushes = run_with_metrics["pushes"]
+    assert len(pushes) == 1
+    method, path, body = pushes[0]
+    assert (method, path) == ("PUT", "/metrics/job/pageviews")
+    assert 'events_processed_total{pipeline="pageviews",step="output"} 6.0' in body
+
+
+def test_push_failure_is_a_warning_not_a_failed_run():
+    exporter = metrics.Exporter(None, pipeline="p")
+    with pytest.raises(Exception, match="--pushgateway: pushing metrics to http://127.0.0.1:1"):
+        exporter.push("http://127.0.0.1:1")
+
+
+class _FakeKey:
+    def __init__(self, namespace, name):
+        self.metric = type("N", (), {"namespace": namespace, "name": name})()
+
+
+class _Result:
+    def __init__(self, key, committed):
+        self.key, self.committed, self.attempted = key, committed, committed
+
+
+class _Gauge:
+    def __init__(self, value, timestamp):
+        self.value, self.timestamp = value, timestamp
+
+
+class _FakePipelineResult:
+    def metrics(self):
+        return self
+
+    def query(self, _filter=None):
+        return {
+            "counters": [
+                _Result(_FakeKey("p", "events_processed.enrich"), 5),
+                _Result(_FakeKey("p", "events_processed.enrich"), 2),  # another step
+                _Result(_FakeKey("p", "late_events_dropped"), 3),
+            ],
+            "distributions": [],
+            "gauges": [
+                _Result(_FakeKey("kafka", "source_lag.kafka.events-0"), _Gauge(17, 10.0)),
+                _Result(_FakeKey("kafka", "source_lag.kafka.events-0"), _Gauge(12, 20.0)),
+                _Result(_FakeKey("p", "watermark_ms"), _Gauge(1_000_000, 20.0)),
+            ],
+        }
+
+
+def test_convention_sums_steps_and_keeps_latest_gauge():
+    families = metrics.to_families(metrics.read_snapshot(_FakePipelineResult()), "p", now=1030.0)
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in families.series}
+    assert got[("events_processed_total", (("pipeline", "p"), ("step", "enrich")))] == 7
+    assert got[("late_events_dropped_total", (("pipeline", "p"),))] == 3
+    assert got[("source_lag_records",
+                (("partition", "events-0"), ("pipeline", "p"), ("source", "kafka")))] == 12
+    assert got[("watermark_lag_seconds", (("pipeline", "p"),))] == 30.0
+    assert {s.name for s in families.series} <= set(metrics.EXPORTED)
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--metrics_port=99999", "--metrics_port: expected a TCP port between 0 and 65535"),
+        ("--metrics_port=abc", "--metrics_port: expected a TCP port"),
+        ("--pushgateway=not a url", "--pushgateway: expected a Pushgateway address"),
+        ("--metrics_linger=-1", "--metrics_linger: expected a whole number of seconds >= 0"),
+    ],
+)
+def test_bad_metrics_flags_are_one_line_errors(flag, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        opts.parse([flag], [opts.IOOptions], prog="test")
+
+
+def test_port_in_use_is_a_config_error():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        exporter = metrics.Exporter(None, pipeline="p", port=busy.getsockname()[1],
+                                    address="127.0.0.1")
+        with pytest.raises(ConfigError, match="--metrics_port: cannot listen on 127.0.0.1"):
+            exporter.start()
+        exporter.finish()
