@@ -43,7 +43,7 @@ def counter_total(result: beam.runners.runner.PipelineResult, namespace: str, na
 
 
 def report(
-    result, *, pipeline: str, dead_letter: Optional[str], out=sys.stderr
+    result, *, pipeline: str, dead_letter: Optional[str], out=None
 ) -> dict[str, int]:
     """Print the end-of-run summary: what was counted and what was rejected, and where."""
     parsed = counter_total(result, pipeline, "events_parsed")
@@ -58,7 +58,7 @@ def report(
             line += f"; dead letters written to {dead_letter}"
         else:
             line += "; dead letters were not kept: pass --dead_letter DIR to write them"
-    print(line, file=out, flush=True)
+    print(line, file=out or sys.stderr, flush=True)
     return summary
 
 

@@ -25,7 +25,7 @@ timestamped with event time and produces one :class:`WindowedResult` per key and
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, NamedTuple, Optional
+from typing import Any, Iterable, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam import coders
@@ -121,8 +121,6 @@ class _StreamingAggregateFn(beam.DoFn):
         self._config = config
         self._window_fn = config.window_fn()
         self._lateness = Duration(seconds=config.allowed_lateness)
-        self._late_dropped = Metrics.counter(metrics_ns, "late_events_dropped")
-        self._late_accepted = Metrics.counter(metrics_ns, "late_events_accepted")
 
     def setup(self):
         self._combine_fn.setup()
@@ -153,7 +151,6 @@ class _StreamingAggregateFn(beam.DoFn):
         changed = False
         for w in self._windows_of(timestamp):
             if seen is not None and seen >= self._expiry(w):
-                self._late_dropped.inc()
                 yield beam.pvalue.TaggedOutput(
                     LATE, (key, record, float(timestamp), float(w.start), float(w.end))
                 )
@@ -166,7 +163,6 @@ class _StreamingAggregateFn(beam.DoFn):
             changed = True
             if seen is not None and seen >= w.max_timestamp():
                 # The watermark has passed this window: every late record fires a LATE pane.
-                self._late_accepted.inc()
                 state.on_time_done = True
                 yield self._pane(key, start, state, "LATE", final=False)
             else:
@@ -249,6 +245,19 @@ class _StreamingAggregateFn(beam.DoFn):
             windows_state.write(windows)
 
 
+class _CountLate(beam.DoFn):
+    """Counts too-late records here, in a plain DoFn: the bundle-based DirectRunner does
+    not commit metrics of bundles that fire timers, so counting inside the stateful
+    DoFn would under-report."""
+
+    def __init__(self, metrics_ns: str) -> None:
+        self._dropped = Metrics.counter(metrics_ns, "late_events_dropped")
+
+    def process(self, late):
+        self._dropped.inc()
+        yield late
+
+
 class WindowedAggregate(beam.PTransform):
     """(key, record) timestamped by event time -> WindowedResult per key and window/pane.
 
@@ -286,9 +295,11 @@ class WindowedAggregate(beam.PTransform):
             | "GlobalWindow" >> beam.WindowInto(beam_window.GlobalWindows())
             | "FirePanes"
             >> beam.ParDo(_StreamingAggregateFn(self._combine_fn, self._config, self._ns))
+            .with_input_types(Tuple[str, Any])  # state is keyed: keys are strings (page, device)
             .with_outputs(LATE, main="results")
         )
-        return _Aggregated(outputs["results"], outputs[LATE])
+        late = outputs[LATE] | "CountLate" >> beam.ParDo(_CountLate(self._ns))
+        return _Aggregated(outputs["results"], late)
 
 
 class _Aggregated(NamedTuple):
