@@ -101,3 +101,25 @@ def utc_iso(seconds: float) -> str:
 
 def utc_now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class IoTReading(NamedTuple):
+    """A valid IoT sensor reading (the iot_alerts input contract)."""
+
+    DeviceId: str
+    Temperature: float
+    Humidity: float
+    EventTime: str  # normalised to UTC, "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"
+
+
+class IoTAlert(NamedTuple):
+    """A device whose window breaks a threshold; pane fields are set in streaming only."""
+
+    DeviceId: str
+    AvgTemp: float
+    MaxHumidity: float
+    WindowTime: str  # the window end, as Stream Analytics' System.Timestamp
+    WindowStart: str
+    pane_timing: str | None = None  # EARLY | ON_TIME | LATE
+    pane_index: int | None = None
+    is_final: bool | None = None

@@ -1,0 +1,295 @@
+"""Seeded IoT readings and a pure-Python reference of the alert query, for tests.
+
+The generator produces readings in the iot_alerts input contract (``DeviceId``,
+``Temperature``, ``Humidity``, ``EventTime`` as ISO-8601 with an offset)::
+
+    from beam_pipelines.testing.iot import SyntheticReadings, reference_alerts
+    lines = list(SyntheticReadings(seed=7, malformed=0.05).payloads(1000))
+    expected = reference_alerts(lines)          # what the pipeline must output
+
+:func:`reference_alerts` is the Stream Analytics query written out by hand, with its
+own parsing (it does not reuse the pipeline's validators), so a test comparing the two
+checks the contract as well as the windowing::
+
+    SELECT DeviceId, Avg(Temperature) AS AvgTemp, Max(Humidity) AS MaxHumidity,
+           System.Timestamp AS WindowTime
+    FROM IoTInput TIMESTAMP BY EventTime
+    GROUP BY DeviceId, TumblingWindow(second, window_size)
+    HAVING Avg(Temperature) > 30 OR Max(Humidity) > 80
+
+Averages are exact: the decimal values as written are summed as fractions, so an
+average of exactly 30 never alerts, whatever the order of summation.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import random
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Iterable, Iterator, NamedTuple
+
+DEFAULT_START = 1_704_067_200  # 2024-01-01T00:00:00Z
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_OFFSETS = (0, 0, 120, -300, 330)  # minutes: UTC (twice as "Z" and "+00:00"), CEST, EST, IST
+
+MALFORMED_KINDS = (
+    "truncated_json",
+    "missing_device",
+    "empty_device",
+    "boolean_temperature",
+    "string_humidity",
+    "epoch_event_time",
+    "naive_event_time",
+    "out_of_range_event_time",
+    "not_an_object",
+    "invalid_utf8",
+)
+
+
+def iso_with_offset(seconds: float, offset_minutes: int = 0, *, zulu: bool = False) -> str:
+    """Epoch seconds as ISO-8601 local time at ``offset_minutes`` (milliseconds kept)."""
+    zone = _dt.timezone(_dt.timedelta(minutes=offset_minutes))
+    moment = (_EPOCH + _dt.timedelta(microseconds=round(seconds * 1_000_000))).astimezone(zone)
+    text = moment.isoformat(timespec="milliseconds")
+    if zulu and offset_minutes == 0:
+        text = text[: -len("+00:00")] + "Z"
+    return text
+
+
+class SyntheticReadings:
+    """Deterministic sensor readings; ``readings(n)`` yields dicts, ``payloads(n)`` bytes.
+
+    Event time advances by ``1 / rate`` seconds per reading; an ``out_of_order`` fraction
+    is moved back by up to ``max_delay`` seconds. Every ``hot_every``-th device runs
+    hot (its average is usually above 30) and ``humid`` of the readings spike above 80
+    humidity, so a few minutes of data produce both kinds of alert.
+    """
+
+    def __init__(
+        self,
+        seed: int = 42,
+        rate: float = 4.0,
+        devices: int = 20,
+        malformed: float = 0.0,
+        out_of_order: float = 0.05,
+        max_delay: float = 30.0,
+        hot_every: int = 7,
+        humid: float = 0.02,
+        start: float = DEFAULT_START,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 readings per second of event time, got {rate!r}")
+        if devices <= 0:
+            raise ValueError(f"devices must be a whole number > 0, got {devices!r}")
+        for name, value in (("malformed", malformed), ("out_of_order", out_of_order),
+                            ("humid", humid)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")
+        self.seed = seed
+        self.rate = rate
+        self.devices = devices
+        self.malformed = malformed
+        self.out_of_order = out_of_order
+        self.max_delay = max_delay
+        self.hot_every = hot_every
+        self.humid = humid
+        self.start = start
+
+    def reading(self, index: int, rnd: random.Random) -> dict[str, Any]:
+        seconds = self.start + index / self.rate
+        if self.out_of_order and rnd.random() < self.out_of_order:
+            seconds -= rnd.uniform(0, self.max_delay)
+        device = rnd.randrange(self.devices)
+        hot = self.hot_every > 0 and device % self.hot_every == 0
+        temperature = rnd.gauss(31.0 if hot else 22.0, 2.0 if hot else 4.0)
+        humidity = rnd.uniform(80.5, 95.0) if rnd.random() < self.humid else rnd.uniform(30.0, 75.0)
+        offset = rnd.choice(_OFFSETS)
+        return {
+            "DeviceId": f"device-{device:03d}",
+            "Temperature": round(temperature, 1),
+            "Humidity": round(humidity, 1),
+            "EventTime": iso_with_offset(seconds, offset, zulu=rnd.random() < 0.5),
+        }
+
+    def records(self, count: int, first: int = 0) -> Iterator[tuple[dict | None, bytes]]:
+        """(reading or None when malformed, payload) for readings first..first+count-1.
+
+        Each index has its own random stream, so any range is reproducible on its own.
+        """
+        for index in range(first, first + count):
+            rnd = random.Random(self.seed * 1_000_003 + index)
+            reading = self.reading(index, rnd)
+            if self.malformed and rnd.random() < self.malformed:
+                yield None, malformed_payload(reading, rnd.choice(MALFORMED_KINDS))
+            else:
+                yield reading, json.dumps(reading, separators=(",", ":")).encode("utf-8")
+
+    def readings(self, count: int, first: int = 0) -> Iterator[dict]:
+        for reading, _ in self.records(count, first):
+            if reading is not None:
+                yield reading
+
+    def payloads(self, count: int, first: int = 0) -> Iterator[bytes]:
+        for _, payload in self.records(count, first):
+            yield payload
+
+
+def malformed_payload(reading: dict, kind: str) -> bytes:
+    """One reading the contract rejects, of the given kind."""
+    bad = dict(reading)
+    if kind == "truncated_json":
+        return json.dumps(bad).encode()[:-5]
+    if kind == "missing_device":
+        bad.pop("DeviceId")
+    elif kind == "empty_device":
+        bad["DeviceId"] = ""
+    elif kind == "boolean_temperature":
+        bad["Temperature"] = True
+    elif kind == "string_humidity":
+        bad["Humidity"] = str(bad["Humidity"])
+    elif kind == "epoch_event_time":
+        bad["EventTime"] = DEFAULT_START
+    elif kind == "naive_event_time":
+        bad["EventTime"] = "2024-01-01T00:00:00"
+    elif kind == "out_of_range_event_time":
+        bad["EventTime"] = "2150-01-01T00:00:00Z"
+    elif kind == "not_an_object":
+        return json.dumps([bad]).encode()
+    elif kind == "invalid_utf8":
+        return b'{"DeviceId": "\xff", "Temperature": 1, "Humidity": 1}'
+    else:
+        raise ValueError(f"unknown malformed kind {kind!r}; expected one of {MALFORMED_KINDS}")
+    return json.dumps(bad).encode()
+
+
+def edge_case_lines(start: int = DEFAULT_START) -> list[bytes]:
+    """Readings on every edge of the query: thresholds, window boundaries, bad inputs.
+
+    ``start`` must be a window boundary (a whole minute for 60 s windows).
+    """
+
+    def line(device: Any, temperature: Any, humidity: Any, event_time: Any) -> bytes:
+        return json.dumps({"DeviceId": device, "Temperature": temperature,
+                           "Humidity": humidity, "EventTime": event_time}).encode()
+
+    t = start
+    raw_float = b'{"DeviceId": "edge-sum", "Temperature": %s, "Humidity": 10, "EventTime": "%s"}'
+    return [
+        # Average exactly 30: no alert (HAVING is strict), even with inexact binary floats.
+        line("edge-avg30", 29.9, 50, iso_with_offset(t + 1)),
+        line("edge-avg30", 30.1, 50, iso_with_offset(t + 2, 120)),
+        *(raw_float % (v, iso_with_offset(t + 3 + i).encode()) for i, v in
+          enumerate((b"10.1", b"20.2", b"59.7"))),  # sum 90.0 exactly, 90.00000000000001 in floats
+        # A hair above 30: alert.
+        line("edge-avg30-plus", 30, 50, iso_with_offset(t + 5)),
+        line("edge-avg30-plus", 30.1, 50, iso_with_offset(t + 6)),
+        # Humidity exactly 80: no alert; just above: alert.
+        line("edge-hum80", 20, 80, iso_with_offset(t + 7)),
+        line("edge-hum80-plus", 20, 80.01, iso_with_offset(t + 8)),
+        # Integer temperatures are numbers too.
+        line("edge-int", 31, 10, iso_with_offset(t + 9, -300)),
+        # Window boundaries: the last microsecond of a window and the first of the next,
+        # written in different offsets.
+        line("edge-boundary", 40, 10, iso_with_offset(t + 59.999999, 120)),
+        line("edge-boundary", 10, 10, iso_with_offset(t + 60, 330)),
+        line("edge-boundary", 10, 10, _iso_z(t + 119) + "Z"),
+        # Invalid readings: each must become exactly one dead letter.
+        line("edge-bad", True, 10, iso_with_offset(t)),  # boolean temperature
+        line("edge-bad", 10, "80", iso_with_offset(t)),  # humidity as a string
+        line("edge-bad", 10, 10, t),  # epoch seconds are not accepted here
+        line("edge-bad", 10, 10, "2024-01-01T00:00:30"),  # no offset
+        line("", 10, 10, iso_with_offset(t)),  # empty DeviceId
+        line(42, 10, 10, iso_with_offset(t)),  # DeviceId must be a string
+        line("edge-bad", None, 10, iso_with_offset(t)),  # null temperature
+        b'{"DeviceId": "edge-bad", "Temperature": 10, "EventTime": "2024-01-01T00:00:30Z"}',
+        b'{"DeviceId": "edge-bad", "Temperature": NaN, "Humidity": 1, "EventTime": "2024-01-01T00:00:30Z"}',
+        b'{"DeviceId": "edge-bad", "Temperature": 10',  # truncated JSON
+        b'[{"DeviceId": "edge-bad"}]',  # not an object
+        b"",  # a blank line is skipped, not dead-lettered
+    ]
+
+
+def _iso_z(seconds: int) -> str:
+    return (_EPOCH + _dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# ---- the reference query --------------------------------------------------------------
+
+class ReferenceResult(NamedTuple):
+    alerts: list[dict[str, Any]]  # sorted by (WindowStart, DeviceId)
+    invalid_lines: list[int]  # 1-based numbers of the lines that must be dead-lettered
+    valid: int
+
+
+def _reject(_name: str) -> Any:
+    raise ValueError("not JSON")
+
+
+def _reference_parse(payload: bytes) -> tuple[str, Fraction, Decimal, int] | None:
+    """(device, temperature, humidity, event second) or None when the reading is invalid."""
+    try:
+        obj = json.loads(payload.decode("utf-8"), parse_float=Decimal, parse_constant=_reject)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    device, temperature, humidity, when = (obj.get(k) for k in
+                                          ("DeviceId", "Temperature", "Humidity", "EventTime"))
+    if not isinstance(device, str) or not device:
+        return None
+    for value in (temperature, humidity):
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+            return None
+    if not isinstance(when, str):
+        return None
+    try:
+        moment = _dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.utcoffset() is None:
+        return None
+    second = int((moment - _EPOCH) // _dt.timedelta(seconds=1))
+    if not 946_684_800 <= second < 4_102_444_800:  # [2000-01-01, 2100-01-01)
+        return None
+    return device, Fraction(temperature), Decimal(humidity), second
+
+
+def reference_alerts(
+    lines: Iterable[bytes],
+    *,
+    window_size: int = 60,
+    temperature_threshold: float | str = 30,
+    humidity_threshold: float | str = 80,
+) -> ReferenceResult:
+    """The alerts the query defines for ``lines`` (batch: one final result per window)."""
+    temperature_limit = Fraction(Decimal(str(temperature_threshold)))
+    humidity_limit = Decimal(str(humidity_threshold))
+    groups: dict[tuple[int, str], tuple[Fraction, int, Decimal]] = {}
+    invalid: list[int] = []
+    valid = 0
+    for number, payload in enumerate(lines, start=1):
+        if not payload.strip():
+            continue
+        parsed = _reference_parse(payload)
+        if parsed is None:
+            invalid.append(number)
+            continue
+        valid += 1
+        device, temperature, humidity, second = parsed
+        key = (second - second % window_size, device)
+        total, count, highest = groups.get(key, (Fraction(0), 0, humidity))
+        groups[key] = (total + temperature, count + 1, max(highest, humidity))
+    alerts = []
+    for (start, device), (total, count, highest) in sorted(groups.items()):
+        average = total / count
+        if average > temperature_limit or highest > humidity_limit:
+            alerts.append({
+                "DeviceId": device,
+                "AvgTemp": float(average),
+                "MaxHumidity": float(highest),
+                "WindowTime": _iso_z(start + window_size) + "Z",
+                "WindowStart": _iso_z(start) + "Z",
+            })
+    return ReferenceResult(alerts, invalid, valid)
