@@ -62,9 +62,25 @@ def report(
     return summary
 
 
+class _HideOurErrorTracebacks(logging.Filter):
+    """Beam logs a worker's exception with its traceback before re-raising it. For our
+    own errors (a sink that cannot connect, a missing topic) the one-line message that
+    ``main`` prints is the whole story, so that log record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:
+            if isinstance(exc, BeamPipelinesError):
+                return False
+            exc = exc.__cause__ or exc.__context__
+        return True
+
+
 def main(run: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None) -> int:
     """Run a pipeline from the command line: our errors become one line, exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"):
+        logging.getLogger(name).addFilter(_HideOurErrorTracebacks())
     try:
         run(argv)
     except BeamPipelinesError as exc:

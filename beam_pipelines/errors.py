@@ -29,7 +29,7 @@ class ConfigError(BeamPipelinesError, ValueError):
         super().__init__(message)
 
     @classmethod
-    def from_message(cls, message: str) -> "ConfigError":
+    def from_message(cls, message: str) -> ConfigError:
         """Turn an argparse message ("argument --x: expected ...") into a ConfigError."""
         text = message.strip().splitlines()[0]
         if text.startswith("argument "):

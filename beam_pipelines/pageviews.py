@@ -19,15 +19,16 @@ from typing import NamedTuple, Optional, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import _io, _run, options as opts
+from beam_pipelines import _io, _run
+from beam_pipelines import options as opts
 from beam_pipelines.testing.synthetic import SyntheticEvents
 from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
+from transforms.io.synthetic import ReadSynthetic
 from transforms.parse import ParseUserEvents
 from transforms.records import PageViewCount, utc_iso
 from transforms.sinks.console import WriteToConsole
 from transforms.sinks.files import WriteJsonLines, WriteParquet
 from transforms.sinks.postgres import WriteToPostgres
-from transforms.io.synthetic import ReadSynthetic
 from transforms.windowing import WindowConfig, WindowedAggregate, WindowedResult
 
 PIPELINE = "pageviews"

@@ -88,7 +88,7 @@ class PostgresServer:
                 f"{(done.stderr or done.stdout).strip()[-2000:]}"
             )
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
         self._dir = tempfile.mkdtemp(prefix="beam-pipelines-pg-")
         data = os.path.join(self._dir, "data")
@@ -110,7 +110,7 @@ class PostgresServer:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -145,7 +145,7 @@ def test_parquet_in_parquet_out_and_rerun_replaces_stale_shards(tmp_path):
 
 
 def test_without_dead_letter_flag_rejections_are_reported(tmp_path, capsys):
-    write_lines(tmp_path / "in.jsonl", [l for l, _ in EDGE_CASES])
+    write_lines(tmp_path / "in.jsonl", [line for line, _ in EDGE_CASES])
     pageviews.run(["--source=file", f"--input={tmp_path}/in.jsonl"])
     captured = capsys.readouterr()
     assert "page views per window" in captured.out

@@ -17,7 +17,7 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
         ["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows
     ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
