@@ -64,7 +64,7 @@ class DeadLetter(NamedTuple):
         payload: bytes | str,
         origin: dict[str, Any],
         reason_code: str = "invalid",
-    ) -> "DeadLetter":
+    ) -> DeadLetter:
         text, encoding = encode_payload(payload)
         return cls(
             pipeline, step, reason, reason_code, text, encoding, dict(origin), utc_now_iso()
