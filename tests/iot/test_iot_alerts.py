@@ -13,10 +13,11 @@ import time
 from fractions import Fraction
 
 import apache_beam as beam
+import fastjsonschema
 import pytest
 from apache_beam.testing import test_stream
 
-from beam_pipelines import _io, iot_alerts
+from beam_pipelines import _io, iot_alerts, schemas
 from beam_pipelines.options import parse as parse_flags
 from beam_pipelines.testing.collect import collect
 from beam_pipelines.testing.iot import (
@@ -129,6 +130,13 @@ def test_file_to_jsonl_gives_exactly_the_alerts_of_the_query(tmp_path, capfd):
     assert by_device["edge-boundary", "00:00:00"]["WindowTime"] == "2024-01-01T00:01:00Z"
 
     dead = read_jsonl(str(tmp_path / "dead" / "dead_letters-*.jsonl"))
+    # What the sinks wrote matches the published schemas (docs/schemas.md).
+    validate_alert = fastjsonschema.compile(schemas.json_schema("IoTAlert"))
+    validate_dead = fastjsonschema.compile(schemas.json_schema("DeadLetter"))
+    for row in read_jsonl(str(tmp_path / "out" / "iot_alerts-*.jsonl")):
+        validate_alert(row)
+    for row in dead:
+        validate_dead(row)
     assert sorted(d["origin"]["line"] for d in dead) == expected.invalid_lines
     assert {d["pipeline"] for d in dead} == {"iot_alerts"}
     epoch = [d for d in dead if f'"EventTime": {T0}' in d["payload"]]
