@@ -17,6 +17,7 @@ from typing import Any, Optional
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from beam_pipelines.errors import ConfigError
 from transforms.records import DeadLetter
 from transforms.sinks.files import WriteJsonLines
 
@@ -77,22 +78,17 @@ class WriteDeadLetters(beam.PTransform):
         self._pipeline = pipeline
         self._streaming = streaming
         self._options = options
+        self._scheme: Optional[str] = None  # None: a Beam filesystem directory
         if target and "://" in target:
             scheme = target.split("://", 1)[0]
             if scheme in _SCHEME_WRITERS:
                 self._scheme = scheme
-            elif scheme in ("gs", "s3", "file", "hdfs", "azfs"):
-                self._scheme = None  # a Beam filesystem directory
-            else:
-                from beam_pipelines.errors import ConfigError
-
+            elif scheme not in ("gs", "s3", "file", "hdfs", "azfs"):
                 raise ConfigError(
                     "--dead_letter",
                     "a directory (local or gs://, s3://...) or kafka://TOPIC",
                     target,
                 )
-        else:
-            self._scheme = None
 
     def expand(self, letters):
         counted = letters | "Count" >> beam.ParDo(_CountDeadLetters(self._pipeline))

@@ -37,7 +37,7 @@ class PageViewCount(NamedTuple):
     window_start: str
     window_end: str
     page: str
-    count: int
+    count: int  # type: ignore[assignment]  # the output column is named count
     pane_timing: Optional[str] = None  # EARLY | ON_TIME | LATE
     pane_index: Optional[int] = None
     is_final: Optional[bool] = None

@@ -125,7 +125,7 @@ class _StreamingAggregateFn(beam.DoFn):
     def setup(self):
         self._combine_fn.setup()
 
-    def _windows_of(self, timestamp: Timestamp) -> Iterable[beam_window.IntervalWindow]:
+    def _windows_of(self, timestamp: Timestamp) -> Iterable[Any]:
         context = beam_window.WindowFn.AssignContext(timestamp)
         return self._window_fn.assign(context)
 

@@ -238,7 +238,7 @@ def _help(prog: str, classes: Sequence[Type[PipelineOptions]], description: str)
     parser = argparse.ArgumentParser(prog=prog, description=description, add_help=True)
     for cls in classes:
         group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
-        cls._add_argparse_args(group)
+        cls._add_argparse_args(group)  # type: ignore[arg-type]  # groups take add_argument too
     group = parser.add_argument_group("Runner", "Any Beam runner flag is accepted as well.")
     group.add_argument("--runner", help="DirectRunner (default), PortableRunner, FlinkRunner, "
                        "DataflowRunner, DaskRunner, ... (see the README's runner table)")
