@@ -1,0 +1,403 @@
+"""Inspect and replay dead letters: ``python -m beam_pipelines.dead_letters inspect|replay``.
+
+A pipeline's ``--dead_letter DIR`` holds JSON lines of
+:class:`~transforms.records.DeadLetter` (``DIR/dead_letters-*.jsonl``). ``inspect`` says
+why records were rejected (counts per reason_code, first and last rejection, samples);
+``replay`` writes the payloads back as a JSON-lines file the pipeline reads with
+``--source=file --input=FILE``, optionally only some reasons and after a fix function,
+and checks the result against the pipeline's input contract first, so a fix that does
+not fix is seen before the pipeline runs::
+
+    python -m beam_pipelines.dead_letters inspect rejected/
+    python -m beam_pipelines.dead_letters replay rejected/ --output fixed.jsonl \\
+        --only-reason missing_field --fix fixes.py:add_action
+
+Any Beam filesystem path works (local, gs://, s3://...). Records are read one file at a
+time and the counts kept per reason, so a large dead-letter directory needs little memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, TextIO
+
+from beam_pipelines.errors import BeamPipelinesError, ConfigError, SourceError
+from transforms.records import DeadLetter
+
+PROG = "python -m beam_pipelines.dead_letters"
+# pipeline name -> "module:parse function" of its input contract (imported when used).
+CONTRACTS = {
+    "pageviews": "transforms.parse:parse_user_event",
+    "iot_alerts": "beam_pipelines.iot_alerts:parse_reading",
+}
+_FIELDS = set(DeadLetter._fields)
+
+FixFn = Callable[[Any, dict], Any]
+
+
+class Unreadable(NamedTuple):
+    file: str
+    line: int
+    problem: str
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+def dead_letter_files(location: str) -> list[str]:
+    """The files of a dead-letter location: a directory, a file or a glob."""
+    if not isinstance(location, str) or not location.strip():
+        raise ConfigError("LOCATION", "a dead-letter directory, file or glob", location)
+    scheme = location.split("://", 1)[0] if "://" in location else ""
+    if scheme in ("kafka", "postgresql", "postgres"):
+        raise ConfigError.from_message(
+            f"LOCATION: reading dead letters from {scheme}:// is not supported yet; write them "
+            "to a directory (--dead_letter DIR) or copy the topic/table to JSON lines first"
+        )
+    from apache_beam.io.filesystems import FileSystems
+
+    patterns = [location]
+    if not any(ch in location for ch in "*?[") and not _is_file(location):
+        base = location.rstrip("/")
+        patterns = [f"{base}/dead_letters-*", f"{base}/*.jsonl"]
+    found: set[str] = set()
+    for pattern in patterns:
+        try:
+            matches = FileSystems.match([pattern])[0].metadata_list
+        except Exception:  # Beam raises BeamIOError for a pattern matching nothing
+            continue
+        found.update(m.path for m in matches if not os.path.basename(m.path).startswith("."))
+    if not found:
+        raise SourceError(f"LOCATION: no dead-letter files at {location!r} "
+                          "(expected DIR/dead_letters-*.jsonl, a file or a glob)")
+    return sorted(found)
+
+
+def _is_file(path: str) -> bool:
+    if "://" not in path:
+        return os.path.isfile(path)
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        matches = FileSystems.match([path])[0].metadata_list
+    except Exception:
+        return False
+    return len(matches) == 1 and matches[0].path.rstrip("/") == path.rstrip("/")
+
+
+def read_dead_letters(
+    paths: Iterable[str], unreadable: list[Unreadable] | None = None
+) -> Iterator[DeadLetter]:
+    """Every DeadLetter in ``paths``; lines that are not dead letters go to ``unreadable``."""
+    from transforms.io.files import iter_lines  # compressed files too, by extension
+
+    for path in paths:
+        for number, raw in iter_lines(path):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+                if not isinstance(obj, dict) or not _FIELDS <= obj.keys():
+                    missing = sorted(_FIELDS - set(obj)) if isinstance(obj, dict) else "all"
+                    raise ValueError(f"not a dead letter (missing {missing})")
+                yield DeadLetter(**{name: obj[name] for name in DeadLetter._fields})
+            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+                if unreadable is not None:
+                    unreadable.append(Unreadable(path, number, str(exc)[:200]))
+
+
+# ---- inspect ------------------------------------------------------------------------------
+
+class ReasonStats(NamedTuple):
+    count: int
+    pipelines: frozenset
+    steps: frozenset
+    first: str
+    last: str
+    samples: tuple
+
+
+def inspect(
+    paths: Sequence[str], *, reasons: Sequence[str] = (), samples: int = 3
+) -> tuple[dict[str, ReasonStats], list[Unreadable]]:
+    stats: dict[str, ReasonStats] = {}
+    unreadable: list[Unreadable] = []
+    for letter in read_dead_letters(paths, unreadable):
+        if reasons and letter.reason_code not in reasons:
+            continue
+        old = stats.get(letter.reason_code)
+        if old is None:
+            old = ReasonStats(0, frozenset(), frozenset(), letter.rejected_at,
+                              letter.rejected_at, ())
+        stats[letter.reason_code] = ReasonStats(
+            old.count + 1,
+            old.pipelines | {letter.pipeline},
+            old.steps | {letter.step},
+            min(old.first, letter.rejected_at),
+            max(old.last, letter.rejected_at),
+            old.samples + (letter,) if len(old.samples) < samples else old.samples,
+        )
+    return stats, unreadable
+
+
+def _where(origin: dict) -> str:
+    if origin.get("source") == "file":
+        return f"{origin.get('file')}:{origin.get('line', origin.get('row', '?'))}"
+    return ", ".join(f"{k}={v}" for k, v in origin.items())
+
+
+def _short(text: str, width: int = 100) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def print_inspection(location: str, paths: Sequence[str], stats: dict[str, ReasonStats],
+                     unreadable: list[Unreadable], out: TextIO) -> None:
+    total = sum(s.count for s in stats.values())
+    print(f"{location}: {total} dead letters in {len(paths)} file(s)", file=out)
+    if stats:
+        width = max(len("reason_code"), *(len(code) for code in stats))
+        print(f"  {'reason_code':<{width}}  {'count':>7}  pipeline/step  first .. last rejected",
+              file=out)
+        for code, item in sorted(stats.items(), key=lambda kv: (-kv[1].count, kv[0])):
+            where = ",".join(sorted(f"{p}/{s}" for p in item.pipelines for s in item.steps))
+            print(f"  {code:<{width}}  {item.count:>7}  {where}  {item.first} .. {item.last}",
+                  file=out)
+        for code, item in sorted(stats.items(), key=lambda kv: (-kv[1].count, kv[0])):
+            print(f"samples of {code}:", file=out)
+            for letter in item.samples:
+                print(f"  [{_where(letter.origin)}] {_short(letter.reason)}", file=out)
+                print(f"      payload: {_short(letter.payload)}", file=out)
+    if unreadable:
+        first = unreadable[0]
+        print(f"warning: {len(unreadable)} line(s) are not dead letters and were skipped, "
+              f"first {first.file}:{first.line}: {first.problem}", file=out)
+
+
+# ---- replay -------------------------------------------------------------------------------
+
+def load_fix(spec: str) -> FixFn:
+    """``FILE.py`` (function ``fix``), ``FILE.py:FUNCTION`` or ``module:FUNCTION``."""
+    path, _, name = spec.partition(":")
+    if os.path.sep in spec.rsplit(":", 1)[0] or path.endswith(".py"):
+        if not os.path.isfile(path):
+            raise ConfigError("--fix", "FILE.py[:FUNCTION] naming an existing file", spec)
+        module_spec = importlib.util.spec_from_file_location("_dead_letter_fix", path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ConfigError.from_message(f"--fix: loading {path} failed: {exc!r}") from None
+    else:
+        try:
+            module = importlib.import_module(path)
+        except ImportError:
+            raise ConfigError("--fix", "FILE.py[:FUNCTION] or an importable module:FUNCTION",
+                              spec) from None
+    function = getattr(module, name or "fix", None)
+    if not callable(function):
+        raise ConfigError("--fix", f"a function {name or 'fix'}(payload, letter) in {path}",
+                          spec)
+    return function
+
+
+def load_contract(name: str) -> Callable[[dict], Any] | None:
+    if name == "none":
+        return None
+    module_name, _, function = CONTRACTS[name].partition(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def _decoded(letter: DeadLetter) -> Any:
+    raw = letter.payload_bytes()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def _encode(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+
+
+class ReplayReport(NamedTuple):
+    written: int
+    skipped_by_reason: int
+    dropped_by_fix: int
+    still_invalid: dict[str, int]  # reason code of the contract -> count
+    fix_errors: int
+
+
+def replay(
+    paths: Sequence[str],
+    output: str,
+    *,
+    only_reasons: Sequence[str] = (),
+    fix: FixFn | None = None,
+    contract: str = "auto",
+    keep_invalid: bool = True,
+) -> ReplayReport:
+    """Write the (fixed) payloads of the selected dead letters as JSON lines to ``output``.
+
+    Written to a temporary file and renamed, so the pipeline never reads half a replay.
+    """
+    from transforms.validation import InvalidRecord, decode_json_object
+
+    written = skipped = dropped = fix_errors = 0
+    invalid: collections.Counter = collections.Counter()
+    contracts: dict[str, Callable | None] = {}
+    directory = os.path.dirname(os.path.abspath(output))
+    os.makedirs(directory, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("wb", dir=directory, prefix=".replay-", delete=False)
+    try:
+        with handle:
+            for letter in read_dead_letters(paths):
+                if only_reasons and letter.reason_code not in only_reasons:
+                    skipped += 1
+                    continue
+                if fix is None:
+                    line = letter.payload_bytes()
+                else:
+                    try:
+                        fixed = fix(_decoded(letter), letter._asdict())
+                    except Exception:  # a fix that fails on one record must not lose the rest
+                        fix_errors += 1
+                        continue
+                    if fixed is None:
+                        dropped += 1
+                        continue
+                    line = _encode(fixed)
+                if b"\n" in line:  # one record per line: the file source splits on newlines
+                    line = json.dumps(json.loads(line), ensure_ascii=False).encode("utf-8")
+                name = letter.pipeline if contract == "auto" else contract
+                if name not in contracts:
+                    contracts[name] = load_contract(name) if name in CONTRACTS else None
+                check = contracts[name]
+                if check is not None:
+                    try:
+                        check(decode_json_object(line))
+                    except InvalidRecord as exc:
+                        invalid[exc.code] += 1
+                        if not keep_invalid:
+                            continue
+                handle.write(line + b"\n")
+                written += 1
+        os.replace(handle.name, output)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+    return ReplayReport(written, skipped, dropped, dict(invalid), fix_errors)
+
+
+# ---- command line -------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ConfigError.from_message(message)
+
+
+def _samples(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _contract(text: str) -> str:
+    allowed = ("auto", "none", *CONTRACTS)
+    if text not in allowed:
+        raise argparse.ArgumentTypeError(f"expected one of {'|'.join(allowed)}, got {text!r}")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", metavar="inspect|replay", parser_class=_Parser)
+    commands.required = True
+    show = commands.add_parser("inspect", help="Counts per reason_code and samples.")
+    show.add_argument("location", help="A --dead_letter directory, a file or a glob.")
+    show.add_argument("--reason", action="append", default=[], metavar="CODE",
+                      help="Only these reason codes (repeatable).")
+    show.add_argument("--samples", type=_samples, default=3,
+                      help="Samples shown per reason code. Default 3.")
+    show.add_argument("--json", action="store_true", help="Print the counts as JSON.")
+    again = commands.add_parser("replay", help="Write payloads back as JSON lines to re-run.")
+    again.add_argument("location", help="A --dead_letter directory, a file or a glob.")
+    again.add_argument("--output", required=True,
+                       help="The JSON-lines file to write (replaced atomically); read it back "
+                       "with --source=file --input=FILE.")
+    again.add_argument("--only-reason", "--only_reason", dest="only_reason", action="append",
+                       default=[], metavar="CODE", help="Only these reason codes (repeatable).")
+    again.add_argument("--fix", default=None, metavar="FILE.py[:FUNCTION]",
+                       help="A function fix(payload, letter) returning the fixed payload, or "
+                       "None to leave the record out.")
+    again.add_argument("--contract", type=_contract, default="auto",
+                       help="Check replayed records against this pipeline's input contract: "
+                       "auto (the letter's pipeline), none, " + ", ".join(CONTRACTS) + ".")
+    again.add_argument("--drop-invalid", "--drop_invalid", dest="drop_invalid",
+                       action="store_true",
+                       help="Leave out records that still fail the contract (default: keep "
+                       "them, the pipeline dead-letters them again).")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    args = build_parser().parse_args(argv)
+    paths = dead_letter_files(args.location)
+    if args.command == "inspect":
+        stats, unreadable = inspect(paths, reasons=args.reason, samples=args.samples)
+        if args.json:
+            json.dump({code: s.count for code, s in sorted(stats.items())}, out)
+            out.write("\n")
+        else:
+            print_inspection(args.location, paths, stats, unreadable, out)
+        return 0
+    if os.path.isdir(args.output) or "://" in args.output:
+        raise ConfigError("--output", "a local file path for the JSON lines", args.output)
+    fix = load_fix(args.fix) if args.fix else None
+    report = replay(paths, args.output, only_reasons=args.only_reason, fix=fix,
+                    contract=args.contract, keep_invalid=not args.drop_invalid)
+    line = f"replayed {report.written} record(s) to {args.output}"
+    if report.skipped_by_reason:
+        line += f"; {report.skipped_by_reason} with other reasons left out"
+    if report.dropped_by_fix:
+        line += f"; {report.dropped_by_fix} left out by the fix"
+    print(line, file=out)
+    if report.fix_errors:
+        print(f"warning: the fix raised an exception on {report.fix_errors} record(s); they "
+              "were not replayed", file=out)
+    if report.still_invalid:
+        counts = ", ".join(f"{code}={n}" for code, n in sorted(report.still_invalid.items()))
+        verb = "left out" if args.drop_invalid else "the pipeline will dead-letter them again"
+        print(f"warning: {sum(report.still_invalid.values())} record(s) still fail the input "
+              f"contract ({counts}); {verb}", file=out)
+    print(f"next: --source=file --input={Path(args.output).resolve()}", file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except BeamPipelinesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
