@@ -43,7 +43,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 _LOG = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class _Event:
     sequence_number: int
     offset: int
     enqueued_ms: int
-    partition_key: Optional[str]
+    partition_key: str | None
     raw: bytes  # the encoded message as the producer sent it
 
 
@@ -83,13 +83,13 @@ class _Partition:
     events: list[_Event] = field(default_factory=list)
     next_offset: int = 0
 
-    def append(self, raw: bytes, partition_key: Optional[str], now_ms: int) -> _Event:
+    def append(self, raw: bytes, partition_key: str | None, now_ms: int) -> _Event:
         event = _Event(len(self.events), self.next_offset, now_ms, partition_key, raw)
         self.events.append(event)
         self.next_offset += len(raw)
         return event
 
-    def start_index(self, selector: Optional[str]) -> int:
+    def start_index(self, selector: str | None) -> int:
         """Index of the first event a receiver with this selector filter gets."""
         if not selector:
             return 0
@@ -115,7 +115,7 @@ class _Hub:
     created_ms: int
     round_robin: Iterable[int] = field(default_factory=itertools.count)
 
-    def partition(self, partition_id: str) -> Optional[_Partition]:
+    def partition(self, partition_id: str) -> _Partition | None:
         for partition in self.partitions:
             if partition.id == partition_id:
                 return partition
@@ -128,7 +128,7 @@ class _Consumer:
     hub: str
     group: str
     partition: _Partition
-    epoch: Optional[int]
+    epoch: int | None
     position: int
     tags: Iterable[int] = field(default_factory=itertools.count)
 
@@ -160,14 +160,14 @@ def _split_sections(raw: bytes) -> list[tuple[int, Any, bytes]]:
     return sections
 
 
-def _annotation(annotations: Optional[dict], name: str) -> Any:
+def _annotation(annotations: dict | None, name: str) -> Any:
     for key, value in (annotations or {}).items():
         if str(key) == name:
             return value
     return None
 
 
-def _unbatch(raw: bytes) -> list[tuple[bytes, Optional[str]]]:
+def _unbatch(raw: bytes) -> list[tuple[bytes, str | None]]:
     """The events in one transfer: a batch (data sections that are messages) or one message.
 
     Proton does not expose a delivery's message-format, so a batch is recognised by its
@@ -252,7 +252,7 @@ class _Broker:
                 self.hubs[name] = _Hub(name, [_Partition(str(i)) for i in range(partitions)],
                                        _now_ms())
 
-    def hub(self, name: str) -> Optional[_Hub]:
+    def hub(self, name: str) -> _Hub | None:
         with self.lock:
             return self.hubs.get(name)
 
@@ -723,14 +723,14 @@ class EventHubsEmulator:
     """
 
     def __init__(self, port: int = 0, *, host: str = "127.0.0.1",
-                 hubs: Optional[dict[str, int]] = None) -> None:
+                 hubs: dict[str, int] | None = None) -> None:
         if port == 0:
             from beam_pipelines.testing.servers import free_port
 
             port = free_port()
         self.host, self.port = host, port
         self._broker = _Broker(dict(hubs or {}), namespace=f"{host}:{port}")
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._listener: Any = None
         self._wake: Any = None
@@ -745,7 +745,7 @@ class EventHubsEmulator:
         self._broker.create_hub(name, partitions)
         return name
 
-    def start(self) -> "EventHubsEmulator":
+    def start(self) -> EventHubsEmulator:
         import socket
 
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -765,7 +765,7 @@ class EventHubsEmulator:
             self._thread.join(10)
             self._thread = None
 
-    def __enter__(self) -> "EventHubsEmulator":
+    def __enter__(self) -> EventHubsEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -903,7 +903,7 @@ def _hub_spec(text: str) -> tuple[str, int]:
     return name, partitions
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m beam_pipelines.testing.emulators.eventhubs",
         description="Local Azure Event Hubs emulator (AMQP 1.0, plain TCP).",
