@@ -1,0 +1,223 @@
+"""The Kafka connector against a real broker (``kafka_broker`` fixture), bounded reads as batch."""
+
+from __future__ import annotations
+
+import glob
+import json
+import time
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_pipelines import _run, pageviews
+from beam_pipelines.errors import SourceError
+from beam_pipelines.produce import send
+from beam_pipelines.testing.servers import free_port
+from beam_pipelines.testing.synthetic import SyntheticEvents
+from transforms.io.kafka import ReadFromKafka, WriteToKafka, client_config
+
+pytestmark = pytest.mark.integration
+
+
+def _consume_all(servers: str, topic: str, group: str | None = None) -> list:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False,
+                             session_timeout_ms=6000)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        end = consumer.end_offsets(tps)
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        records: list = []
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            assert time.monotonic() < deadline, "could not read the topic back in 30s"
+            for batch in consumer.poll(timeout_ms=500).values():
+                records += batch
+        return records
+    finally:
+        consumer.close()
+
+
+def _committed(servers: str, topic: str, group: str) -> dict[int, int | None]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=group, session_timeout_ms=6000,
+                             heartbeat_interval_ms=1000)
+    try:
+        return {p: consumer.committed(TopicPartition(topic, p))
+                for p in consumer.partitions_for_topic(topic)}
+    finally:
+        consumer.close()
+
+
+def _produce_timed(servers: str, topic: str, messages: list[tuple[bytes, bytes, int]]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=servers, acks="all")
+    for key, value, millis in messages:
+        producer.send(topic, key=key, value=value, timestamp_ms=millis, headers=[("n", key)])
+    producer.flush()
+    producer.close()
+
+
+def test_bounded_reads_start_at_time_commits_and_write(kafka_broker, kafka_topic):
+    """One pipeline: exact bounded read, a read from a timestamp, and a write with rejects."""
+    servers = kafka_broker.bootstrap_servers
+    topic, out = kafka_topic(4, "read"), kafka_topic(2, "write")
+    t_a, t_b = 1_700_000_000_000, 1_700_000_600_000  # log times of batches A and B (ms)
+    batch_a = [(f"k{i % 9}".encode(), f"a{i}".encode(), t_a + i) for i in range(300)]
+    batch_b = [(f"k{i % 9}".encode(), f"b{i}".encode(), t_b + i) for i in range(200)]
+    _produce_timed(servers, topic, batch_a + batch_b)
+
+    def unserializable(value: bytes) -> bytes:
+        if value == b"a13":
+            raise ValueError("refusing a13")
+        return value.upper()
+
+    with beam.Pipeline() as p:
+        everything = p | "All" >> ReadFromKafka(
+            servers, topic, start_at="earliest", stop_at="end", consumer_group="g_all",
+            value_deserializer="utf-8")
+        from_b = p | "FromB" >> ReadFromKafka(servers, [topic], start_at=t_b / 1000,
+                                               stop_at="end")
+        assert_that(everything | "Values" >> beam.Map(lambda r: (r.key, r.value, r.headers)),
+                    equal_to([(k, v.decode(), (("n", k),)) for k, v, _ in batch_a + batch_b]),
+                    label="ExactlyEveryRecordOnce")
+        assert_that(everything | "Meta" >> beam.Map(lambda r: (r.topic, r.timestamp_type)),
+                    equal_to([(topic, 0)] * 500), label="TopicAndTimestampType")
+        assert_that(from_b | "BValues" >> beam.Map(lambda r: r.value),
+                    equal_to([v for _, v, _ in batch_b]), label="StartAtTimestamp")
+        written = (from_b | "Raw" >> beam.Map(lambda r: r.value)
+                   | WriteToKafka(servers, out, value_fn=unserializable, key_fn=lambda v: v[:2]))
+        assert_that(written.dead_letters | beam.Map(lambda d: (d.reason_code, d.payload)),
+                    equal_to([]), label="NoBRejected")
+        rejected = (everything | "RawA" >> beam.Map(lambda r: r.value.encode())
+                    | "Only a1x" >> beam.Filter(lambda v: v.startswith(b"a1") and len(v) == 3)
+                    | "WriteA" >> WriteToKafka(servers, out, value_fn=unserializable))
+        assert_that(rejected.dead_letters | "Codes" >> beam.Map(lambda d: (d.reason_code, d.payload)),
+                    equal_to([("serialization", "a13")]), label="UnserializableDeadLettered")
+
+    assert sorted(r.value for r in _consume_all(servers, out)) == sorted(
+        [v.upper() for _, v, _ in batch_b] + [f"A1{i}".encode() for i in range(10) if i != 3])
+    committed = _committed(servers, topic, "g_all")
+    # every partition that had records is committed to its end (an empty one has nothing to commit)
+    assert sum(v or 0 for v in committed.values()) == 500, committed
+
+
+def _write_events(path, payloads: list[bytes]) -> None:
+    with open(path, "wb") as handle:
+        handle.write(b"".join(p.replace(b"\n", b" ") + b"\n" for p in payloads))
+
+
+def _parquet_rows(directory) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows: list[dict] = []
+    for path in sorted(glob.glob(f"{directory}/pageviews-*.parquet")):
+        rows += pq.read_table(path).to_pylist()
+    return sorted(rows, key=lambda r: (r["window_start"], r["page"]))
+
+
+def _dead_letters(directory) -> list[tuple]:
+    letters = []
+    for path in glob.glob(f"{directory}/dead_letters-*.jsonl"):
+        with open(path, encoding="utf-8") as handle:
+            letters += [json.loads(line) for line in handle if line.strip()]
+    return letters
+
+
+def test_pageviews_from_kafka_equals_from_file_and_writes_back(kafka_broker, kafka_topic, tmp_path):
+    """The "done when": same counts and dead letters from a 3-partition topic as from a file."""
+    servers = kafka_broker.bootstrap_servers
+    topic = kafka_topic(3, "user_events")
+    payloads = list(SyntheticEvents(seed=7, rate=5.0, malformed=0.05).payloads(1500))
+    payloads = [p for p in payloads if b"\n" not in p and p.strip()]
+    _write_events(tmp_path / "events.jsonl", payloads)
+    send(client_config(servers), topic, payloads, progress=False)
+
+    common = ["--window_size=60", "--sink=parquet"]
+    from_file = pageviews.run(common + ["--source=file", f"--input={tmp_path}/events.jsonl",
+                                        f"--output={tmp_path}/file_out",
+                                        f"--dead_letter={tmp_path}/file_dl"])
+    from_kafka = pageviews.run(common + [
+        "--source=kafka", f"--bootstrap_servers={servers}", f"--topic={topic}",
+        "--start_at=earliest", "--stop_at=end", f"--output={tmp_path}/kafka_out",
+        f"--dead_letter={tmp_path}/kafka_dl"])
+
+    file_rows, kafka_rows = _parquet_rows(tmp_path / "file_out"), _parquet_rows(tmp_path / "kafka_out")
+    assert kafka_rows == file_rows and sum(r["count"] for r in kafka_rows) > 1000
+    file_dl, kafka_dl = _dead_letters(tmp_path / "file_dl"), _dead_letters(tmp_path / "kafka_dl")
+    assert sorted((d["reason_code"], d["payload"]) for d in kafka_dl) == sorted(
+        (d["reason_code"], d["payload"]) for d in file_dl)
+    assert len(kafka_dl) > 20
+    origins = {(d["origin"]["topic"], d["origin"]["partition"], d["origin"]["offset"])
+               for d in kafka_dl}
+    assert len(origins) == len(kafka_dl) and {o[0] for o in origins} == {topic}
+    assert len({o[1] for o in origins}) == 3  # dead letters from every partition
+    for result in (from_file, from_kafka):
+        assert _run.counter_total(result, "pageviews", "events_dead_lettered") == len(file_dl)
+
+    # Results and dead letters back to topics: --sink=kafka, --dead_letter kafka://TOPIC.
+    results, dlq = kafka_topic(2, "results"), kafka_topic(1, "dlq")
+    pageviews.run(["--window_size=60", "--source=kafka", f"--bootstrap_servers={servers}",
+                   f"--topic={topic}", "--start_at=earliest", "--stop_at=end", "--sink=kafka",
+                   f"--output={results}", f"--dead_letter=kafka://{dlq}"])
+    counted = sorted(((r := json.loads(m.value))["window_start"], r["page"], r["count"])
+                     for m in _consume_all(servers, results))
+    assert counted == sorted(
+        (r["window_start"].strftime("%Y-%m-%dT%H:%M:%SZ"), r["page"], r["count"]) for r in file_rows)
+    letters = [json.loads(m.value) for m in _consume_all(servers, dlq)]
+    assert sorted(d["payload"] for d in letters) == sorted(d["payload"] for d in file_dl)
+    assert all(d["origin"]["topic"] == topic for d in letters)
+
+
+def test_resume_from_committed_offsets_into_postgres(kafka_broker, kafka_topic, postgres_dsn):
+    """Run 1 stops midway (at a log time); run 2 resumes from the group's offsets."""
+    import psycopg
+
+    servers = kafka_broker.bootstrap_servers
+    topic = kafka_topic(3, "resume")
+    gen = SyntheticEvents(seed=3, rate=2.0, out_of_order=0.0)
+    early = list(gen.events(400))  # event times 2024-01-01T00:00 .. 00:03:20
+    late = [dict(e, timestamp=e["timestamp"] + 3600) for e in gen.events(300, first=400)]
+    t_mid = 1_800_000_000_000
+    messages = [(e["user_id"].encode(), json.dumps(e).encode(), t_mid - 10_000 + i)
+                for i, e in enumerate(early)]
+    messages += [(e["user_id"].encode(), json.dumps(e).encode(), t_mid + i)
+                 for i, e in enumerate(late)]
+    _produce_timed(servers, topic, messages)
+
+    flags = ["--window_size=300", "--source=kafka", f"--bootstrap_servers={servers}",
+             f"--topic={topic}", "--consumer_group=resume_group", "--start_at=committed",
+             "--sink=postgres", f"--output={postgres_dsn}", "--output_table=page_views"]
+    first = pageviews.run(flags + ["--stop_at=2027-01-15T08:00:00Z"])  # == t_mid
+    assert _run.counter_total(first, "pageviews", "events_parsed") == len(early)
+    second = pageviews.run(flags + ["--stop_at=end"])
+    assert _run.counter_total(second, "pageviews", "events_parsed") == len(late)
+    assert sum(v or 0 for v in _committed(servers, topic, "resume_group").values()) == len(messages)
+
+    expected: dict[tuple[int, str], int] = {}
+    for e in early + late:
+        key = (int(e["timestamp"]) // 300 * 300, e["page"])
+        expected[key] = expected.get(key, 0) + 1
+    with psycopg.connect(postgres_dsn) as conn:
+        rows = conn.execute(
+            "SELECT extract(epoch FROM window_start)::bigint, page, count FROM page_views").fetchall()
+    assert {(start, page): count for start, page, count in rows} == expected
+
+
+def test_clear_errors_for_unreachable_broker_and_missing_topic(kafka_broker):
+    started = time.monotonic()
+    port = free_port()
+    with pytest.raises(SourceError) as info:
+        pageviews.run(["--source=kafka", f"--bootstrap_servers=127.0.0.1:{port}",
+                       "--topic=user_events", "--stop_at=end"])
+    assert f"127.0.0.1:{port}" in str(info.value) and "user_events" in str(info.value)
+    with pytest.raises(SourceError, match=r"topic 'no_such_topic' does not exist on Kafka at "
+                       + kafka_broker.bootstrap_servers):
+        pageviews.run(["--source=kafka", f"--bootstrap_servers={kafka_broker.bootstrap_servers}",
+                       "--topic=no_such_topic", "--stop_at=end"])
+    assert time.monotonic() - started < 15

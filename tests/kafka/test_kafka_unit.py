@@ -1,0 +1,93 @@
+"""Kafka connector pieces that need no broker: flags, validation, watermarks, shares."""
+
+from __future__ import annotations
+
+import pytest
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+
+from beam_pipelines import options as opts
+from beam_pipelines.errors import ConfigError
+from transforms.io import kafka as k
+
+pytestmark = pytest.mark.unit
+
+
+def parse(*flags):
+    return opts.parse(list(flags), [opts.IOOptions], prog="test")
+
+
+def test_flags_parse_and_bad_values_name_the_flag():
+    options = parse("--source=kafka", "--bootstrap_servers=h1:9092,h2:9093",
+                    "--topic=a,b", "--topic", "c", "--topic=a", "--start_at=2024-01-01T00:00:00Z",
+                    "--stop_at=end", "--kafka_config", "request_timeout_ms=1234",
+                    "--security_protocol=SASL_SSL", "--sasl_mechanism=PLAIN",
+                    "--sasl_username=$ConnectionString", "--sasl_password=s3cret")
+    read = k.read_from_options(options)
+    assert read._topics == ["a", "b", "c"]
+    assert read.bounded and read._start_at == 1704067200.0 and read._stop_at == "end"
+    config = k.config_from_options(options)
+    assert config["request_timeout_ms"] == 1234 and config["sasl_plain_password"] == "s3cret"
+    assert config["bootstrap_servers"] == ["h1:9092", "h2:9093"]
+    assert "s3cret" not in str(k.kafka_opts.redact(config))
+
+    bad = [
+        (["--start_at=yesterday"], "--start_at: expected earliest|latest|committed or an ISO"),
+        (["--stop_at=latest"], "--stop_at: expected end|never or an ISO"),
+        (["--topic=bad topic"], "--topic: expected a topic name"),
+        (["--security_protocol=TLS"], "--security_protocol: expected one of PLAINTEXT"),
+        (["--kafka_config=sasl_plain_password"], "--kafka_config: expected KEY=VALUE"),
+        (["--max_records=0"], "--max_records: expected a whole number > 0"),
+    ]
+    for flags, message in bad:
+        with pytest.raises(ConfigError) as info:
+            parse(*flags)
+        assert str(info.value).startswith(message), str(info.value)
+    with pytest.raises(ConfigError, match="--bootstrap_servers: expected HOST:PORT"):
+        k.read_from_options(parse("--bootstrap_servers=nohost", "--topic=t"))
+    with pytest.raises(ConfigError, match="--topic: expected one or more topic names"):
+        k.read_from_options(parse("--bootstrap_servers=h:1"))
+    with pytest.raises(ConfigError, match="--start_at: committed needs --consumer_group"):
+        k.read_from_options(parse("--topic=t", "--start_at=committed"))
+    with pytest.raises(ConfigError, match="--output: expected the topic"):
+        k.sink_from_options(parse("--sink=kafka"), pipeline="p", streaming=False)
+    with pytest.raises(ConfigError) as info:  # a bad pair with a secret: the secret is redacted
+        parse("--kafka_config=ssl password=hunter2")
+    assert "hunter2" not in str(info.value) and "ssl password=***" in str(info.value)
+
+
+def test_constructor_validation():
+    with pytest.raises(ConfigError, match="value_deserializer: expected bytes|utf-8|json"):
+        k.ReadFromKafka("h:1", "t", value_deserializer="avro")
+    with pytest.raises(ConfigError, match="--stop_at"):
+        k.ReadFromKafka("h:1", "t", stop_at="tomorrow")
+    with pytest.raises(ConfigError, match="--output: expected a Kafka topic name"):
+        k.WriteToKafka("h:1", "no spaces allowed")
+    assert not k.ReadFromKafka("h:1", "t").bounded
+    assert k.ReadFromKafka("h:1", "t", max_read_time=5).bounded
+    assert k.ReadFromKafka("h:1", "t", max_records=5).bounded
+
+
+def test_shares_and_event_time():
+    assert k.shares(10, 3) == [4, 3, 3] and sum(k.shares(7, 7)) == 7
+    record = k.KafkaRecord("t", 0, 5, 99.0, 0, None, b'{"timestamp": 12.5}', ())
+    assert k.json_event_time()(record) == 12.5
+    assert k.json_event_time()(record._replace(value=b"garbage")) == 99.0
+    raw = k.to_raw_record(record)
+    assert raw.origin == {"source": "kafka", "topic": "t", "partition": 0, "offset": 5}
+
+
+def test_partition_watermark_advances_and_idles():
+    read = k.PartitionRead("t", 0, 0, k.NEVER, None, max_delay=2.0, idle_timeout=10.0)
+    estimator = k._WatermarkProvider().create_watermark_estimator(
+        k._WatermarkProvider().initial_estimator_state(read, None))
+    assert estimator.current_watermark() == Timestamp(micros=MIN_TIMESTAMP.micros)
+    estimator.record(Timestamp.of(100), now=1000.0)
+    estimator.record(Timestamp.of(90), now=1000.5)  # out of order: never moves back
+    assert estimator.current_watermark() == Timestamp.of(98)
+    estimator.idle(now=1005.0)  # idle less than idle_timeout: held
+    assert estimator.current_watermark() == Timestamp.of(98)
+    estimator.idle(now=1030.5)  # idle 30 s: event time assumed to have kept pace
+    assert estimator.current_watermark() == Timestamp.of(128)
+    # the state alone rebuilds the estimator (a runner resuming a checkpoint)
+    again = k._WatermarkProvider().create_watermark_estimator(estimator.get_estimator_state())
+    assert again.current_watermark() == Timestamp.of(128)
