@@ -128,3 +128,61 @@ def test_iot_alerts_through_pubsub_direct_then_portable_after_a_failure(
     err = capfd.readouterr().err
     assert f"{expected.valid} valid records, {len(expected.invalid_lines)} rejected" in err
     assert emulator.backlog(second) == (0, 0)
+
+
+def test_iot_alerts_streams_from_pubsub_until_cancelled(pubsub_env, tmp_path):
+    """Unbounded read on the local streaming runner, event time from an attribute."""
+    from beam_pipelines import _run
+    from beam_pipelines import options as opts
+    from beam_pipelines.testing.iot import DEFAULT_START, iso_with_offset
+
+    emulator, project = pubsub_env.emulator, pubsub_env.project
+    alerts_topic = f"projects/{project}/topics/alerts"
+    alerts_sub = f"projects/{project}/subscriptions/alerts"
+    emulator.create_topic(alerts_topic)
+    emulator.create_subscription(alerts_sub, alerts_topic)
+    flags = ["--streaming", "--source=pubsub", f"--subscription={pubsub_env.subscription}",
+             "--timestamp_attribute=ts", "--sink=pubsub", f"--output={alerts_topic}",
+             f"--dead_letter={tmp_path / 'dead'}"]
+    options = opts.parse(flags, [opts.IOOptions, opts.WindowOptions,
+                                 iot_alerts.IotAlertsOptions], prog="test")
+    source = _io.source_spec(options, default="synthetic", synthetic=iot_alerts.synthetic_source)
+    assert not source.bounded
+    options = _run.prepare_runner(options)
+    pipeline = beam.Pipeline(options=options)
+    iot_alerts.build(pipeline, options, source, True)
+    result = pipeline.run()
+    try:
+        def reading(device, temperature, humidity, offset):
+            seconds = DEFAULT_START + offset
+            return (json.dumps({"DeviceId": device, "Temperature": temperature,
+                                "Humidity": humidity, "EventTime": iso_with_offset(seconds)}
+                               ).encode(), str(seconds * 1000))
+
+        publisher = pubsub_v1.PublisherClient()
+        for data, ts in [reading("hot", 40, 10, 5), reading("hot", 35, 10, 20),
+                         reading("cold", 10, 10, 30), reading("humid", 10, 90, 70),
+                         (b"not json", str(DEFAULT_START * 1000)),
+                         reading("later", 10, 10, 600)]:  # moves event time past both windows
+            publisher.publish(pubsub_env.topic, data, ts=ts).result(timeout=10)
+        alerts = sorted(drain(alerts_sub, 2, timeout=60), key=lambda a: a["WindowStart"])
+        assert [(a["DeviceId"], a["WindowStart"], a["AvgTemp"], a["MaxHumidity"], a["pane_timing"])
+                for a in alerts] == [
+            ("hot", "2024-01-01T00:00:00Z", 37.5, 10.0, "ON_TIME"),
+            ("humid", "2024-01-01T00:01:00Z", 10.0, 90.0, "ON_TIME"),
+        ]
+
+        def dead_letters():
+            rows = []
+            for path in glob.glob(str(tmp_path / "dead" / "**" / "*.jsonl"), recursive=True):
+                with open(path, encoding="utf-8") as handle:
+                    rows += [json.loads(line) for line in handle if line.strip()]
+            return rows
+
+        dead = wait_for(dead_letters, what="the bad reading's dead letter")
+        assert [d["payload"] for d in dead] == ["not json"]
+        assert dead[0]["origin"]["source"] == "pubsub"
+        wait_for(lambda: emulator.backlog(pubsub_env.subscription) == (0, 0),
+                 what="every reading acknowledged")
+    finally:
+        result.cancel()

@@ -166,6 +166,7 @@ class PullRestriction(NamedTuple):
     remaining: int | None = None  # messages still to read; None: unbounded
     deadline: float | None = None  # epoch seconds after which nothing more is pulled
     finished: bool = False
+    newest: float | None = None  # the latest event time read so far (for an idle watermark)
 
 
 class PullTracker(RestrictionTracker):
@@ -176,6 +177,7 @@ class PullTracker(RestrictionTracker):
         self._ack_ids: list[str] = []
         self._keys: list[str] = []
         self._count = 0
+        self._newest = restriction.newest
         self._split = False
         self._done = restriction.finished
         self._lock = threading.Lock()
@@ -183,15 +185,18 @@ class PullTracker(RestrictionTracker):
     def current_restriction(self) -> PullRestriction:
         return self._restriction
 
-    def try_claim(self, position: tuple[list[str], list[str], int] | None) -> bool:
-        """Claim one pull (ack ids, de-duplication keys, count); ``None`` claims the end."""
+    def try_claim(self, position: tuple[list[str], list[str], int, float | None] | None) -> bool:
+        """Claim one pull (ack ids, de-duplication keys, count, newest event time);
+        ``None`` claims the end."""
         with self._lock:
             if self._split or self._done:
                 return False
             if position is None:
                 self._done = True
                 return False
-            ack_ids, keys, count = position
+            ack_ids, keys, count, newest = position
+            if newest is not None and (self._newest is None or newest > self._newest):
+                self._newest = newest
             self._ack_ids.extend(ack_ids)
             self._keys.extend(keys)
             self._count += count
@@ -210,7 +215,8 @@ class PullTracker(RestrictionTracker):
                 r.deadline is not None and time.time() >= r.deadline
             )
             residual = PullRestriction(
-                tuple(self._ack_ids), tuple(self._keys), remaining, r.deadline, exhausted
+                tuple(self._ack_ids), tuple(self._keys), remaining, r.deadline, exhausted,
+                self._newest,
             )
             primary = r._replace(remaining=self._count, finished=True)
             return primary, residual
@@ -451,6 +457,8 @@ class _PullMessages(beam.DoFn, RestrictionProvider):
         tracker=beam.DoFn.RestrictionParam(),
         watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider()),
     ):
+        if self._client is None:  # some runners' SDF drivers never call setup
+            self.setup()
         restriction = tracker.current_restriction()
         if restriction.ack_ids:  # the bundle that read them has been committed
             self._leases.ack(restriction.ack_ids)
@@ -463,8 +471,13 @@ class _PullMessages(beam.DoFn, RestrictionProvider):
             return
         received = self._pull(budget)
         if not received:
+            # Idle: everything published so far has been read. Event times from an
+            # attribute can only be trusted up to the newest one seen; publish times
+            # follow the clock.
             if not self._config.timestamp_attribute:
                 _advance(watermark, Timestamp.now())
+            elif restriction.newest is not None:
+                _advance(watermark, Timestamp.of(restriction.newest))
             tracker.defer_remainder(Duration.of(self._config.poll_interval))
             return
         ack_ids = [m.ack_id for m in received]
@@ -490,11 +503,13 @@ class _PullMessages(beam.DoFn, RestrictionProvider):
                 origin["ordering_key"] = message.ordering_key
             seconds = self._event_seconds(message, origin)
             records.append((RawRecord(bytes(message.data), origin), seconds))
-        if not tracker.try_claim((ack_ids, keys, len(received))):
+        newest = max((s for _, s in records), default=None)
+        if not tracker.try_claim((ack_ids, keys, len(received), newest)):
             self._leases.release(ack_ids)  # a checkpoint came first: hand them back
             return
-        leases = self._leases
-        finalizer.register(lambda: leases.ack(ack_ids))
+        if getattr(finalizer, "register", None) is not None:  # not every runner finalizes
+            leases = self._leases
+            finalizer.register(lambda: leases.ack(ack_ids))
         self._received.inc(len(records))
         if records:
             _advance(watermark, Timestamp.of(min(s for _, s in records)))
