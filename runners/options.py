@@ -1,0 +1,48 @@
+"""Runner flags that Beam's Python SDK does not define itself.
+
+Most runner flags are Beam's own and are accepted as they are (``--flink_master``,
+``--flink_job_server_jar``, ``--parallelism``, ``--job_endpoint``, ``--environment_type``,
+``--prism_location``, ``--project``, ``--region``, ``--temp_location``,
+``--staging_location``, ``--dry_run``, ``--dask_client_address`` ...). Importing this
+module also registers Beam's Dask flags when the ``[dask]`` extra is installed, so the
+strict parser accepts them before the Dask runner module has been imported.
+"""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines.options import positive_int
+
+try:  # registers DaskOptions (--dask_client_address ...) with PipelineOptions
+    from apache_beam.runners.dask import dask_runner as _dask_runner  # noqa: F401
+except ImportError:  # without the [dask] extra the DaskRunner preset says what to install
+    pass
+
+
+class RunnerPresetOptions(PipelineOptions):
+    """Runner presets: settings Beam's Python SDK has no flag for."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--checkpointing_interval",
+            type=positive_int,
+            default=None,
+            help="FlinkRunner: milliseconds between Flink checkpoints (passed to Flink's "
+            "checkpointingInterval). Streaming default: 60000.",
+        )
+        parser.add_argument(
+            "--dask_local_workers",
+            type=positive_int,
+            default=None,
+            help="DaskRunner without --dask_client_address: worker processes of the local "
+            "dask.distributed cluster started for the run. Default 2.",
+        )
+        parser.add_argument(
+            "--job_service_startup_timeout",
+            type=positive_int,
+            default=10,
+            help="PortableRunner/FlinkRunner: seconds to wait for --job_endpoint to accept "
+            "connections before failing. Default 10.",
+        )
