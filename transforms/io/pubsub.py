@@ -41,6 +41,7 @@ from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from beam_pipelines._extras import require
@@ -371,8 +372,8 @@ class _PullMessages(beam.DoFn, RestrictionProvider):
     def __init__(self, config: _ReadConfig) -> None:
         self._config = config
         self._provider = _PullRestrictionProvider(config.max_messages, config.max_seconds)
-        self._client = None
-        self._leases: _Leases | None = None
+        self._client: Any = None
+        self._leases: Any = None  # _Leases once set up
         self._seen: collections.OrderedDict = collections.OrderedDict()
 
     def setup(self) -> None:
@@ -514,7 +515,7 @@ class _PullMessages(beam.DoFn, RestrictionProvider):
         if records:
             _advance(watermark, Timestamp.of(min(s for _, s in records)))
         for record, seconds in records:
-            yield beam.window.TimestampedValue(record, seconds)
+            yield TimestampedValue(record, seconds)
         tracker.defer_remainder(Duration.of(0))
 
     def _dedup_key(self, message) -> str:
@@ -617,6 +618,7 @@ class ReadFromPubSub(beam.PTransform):
                 finally:
                     client.close()
             return self._subscription
+        assert self._topic is not None  # __init__ checked that one of the two is set
         return create_temporary_subscription(self._topic, self._host)
 
     def expand(self, pbegin):
@@ -676,7 +678,7 @@ class _Publish(beam.DoFn):
         self._host = host
         self._ordering = ordering
         self._batch = (max_messages, max_bytes, max_latency)
-        self._client = None
+        self._client: Any = None
 
     def setup(self) -> None:
         pubsub = require("pubsub", "google.cloud.pubsub_v1")

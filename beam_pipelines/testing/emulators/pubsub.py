@@ -88,7 +88,8 @@ class _Subscription:
             {d.message.ordering_key for d in self.outstanding.values() if d.message.ordering_key}
             if self.ordered else set()
         )
-        taken, kept = [], collections.deque()
+        taken: list = []
+        kept: collections.deque = collections.deque()
         while self.waiting and len(taken) < limit:
             message = self.waiting.popleft()
             if self.ordered and message.ordering_key in busy_keys:
@@ -455,9 +456,15 @@ class PubSubEmulator:
         self._bind_host = host
         self._port = port
         self._max_workers = max_workers
-        self._server = None
-        self.servicer: PubSubServicer | None = None
+        self._server: Any = None
+        self._servicer: PubSubServicer | None = None
         self.port: int | None = None
+
+    @property
+    def servicer(self) -> PubSubServicer:
+        if self._servicer is None:
+            raise RuntimeError("the emulator is not started")
+        return self._servicer
 
     @property
     def host(self) -> str:
@@ -471,7 +478,7 @@ class PubSubEmulator:
         from beam_pipelines._extras import require
 
         require("pubsub", "google.pubsub_v1")
-        self.servicer = PubSubServicer()
+        self._servicer = PubSubServicer()
         # Every open StreamingPull holds a worker thread, so leave plenty.
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=self._max_workers))
         self._server.add_generic_rpc_handlers(tuple(_handlers(self.servicer)))
