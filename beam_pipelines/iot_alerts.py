@@ -19,6 +19,9 @@ Thresholds and the window are flags (``--temperature_threshold``,
 computed exactly over the decimal values as written, so a window averaging exactly 30
 never alerts, whatever order a runner sums in.
 
+``--quality_rules=rules.json`` applies data-quality rules (transforms/quality.py) to the
+parsed readings before aggregation; failing readings are dead-lettered with the rule.
+
 Streaming: the HAVING filter applies to every pane (EARLY, ON_TIME, LATE). A pane that
 stops qualifying (a late reading lowers the average) emits nothing: an alert once raised
 is not retracted, as Stream Analytics never retracts an output event either. Consumers
@@ -45,6 +48,7 @@ from beam_pipelines.testing.iot import SyntheticReadings
 from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
 from transforms.io.synthetic import ReadSynthetic
 from transforms.parse import ParseRecords
+from transforms.quality import QualityOptions, apply_quality, rules_for
 from transforms.records import IoTAlert, IoTReading, utc_iso
 from transforms.sinks.console import WriteToConsole
 from transforms.sinks.files import WriteJsonLines, WriteParquet
@@ -133,7 +137,7 @@ def exact(value: float) -> Fraction:
 class WindowStats(NamedTuple):
     avg_temperature: Fraction
     max_humidity: float
-    count: int
+    readings: int
 
 
 class AlertStatsFn(beam.CombineFn):
@@ -187,7 +191,7 @@ class _Having(beam.DoFn):
 
     def process(self, result: WindowedResult):
         stats: WindowStats = result.value
-        if stats.count and (stats.avg_temperature > self._temperature
+        if stats.readings and (stats.avg_temperature > self._temperature
                             or stats.max_humidity > self._humidity):
             self._alerts.inc()
             yield IoTAlert(
@@ -268,19 +272,33 @@ def parquet_schema(streaming: bool):
 
 def synthetic_source(options: PipelineOptions) -> _io.SourceSpec:
     io = options.view_as(opts.IOOptions)
-    generator = SyntheticReadings(
+    # ReadSynthetic only calls generator.payloads(count, first), which both generators have.
+    generator: Any = SyntheticReadings(
         seed=io.synthetic_seed, rate=io.synthetic_rate, malformed=io.synthetic_malformed
     )
     if opts.is_streaming(options):
-        try:
-            from transforms.io.synthetic import unbounded_synthetic
-        except ImportError:
-            raise ConfigError.from_message(
-                "--streaming: the synthetic source is bounded in this version; stream from "
-                "--source=kafka, pubsub or eventhubs, or drop --streaming"
-            ) from None
-        return _io.SourceSpec(unbounded_synthetic(generator, io.synthetic_events), bounded=False)
+        return _io.SourceSpec(_unbounded_readings(generator, io.synthetic_events), bounded=False)
     return _io.SourceSpec(ReadSynthetic(io.synthetic_events, generator), bounded=True)
+
+
+def _unbounded_readings(generator: Any, count: int) -> beam.PTransform:
+    """The streaming synthetic source, if it can generate readings (not only user events)."""
+    unavailable = ConfigError.from_message(
+        "--streaming: the streaming synthetic source generates user events only in this "
+        "version; stream readings from --source=kafka, pubsub or eventhubs, or drop --streaming"
+    )
+    try:
+        from transforms.io import synthetic
+    except ImportError:
+        raise unavailable from None
+    try:  # the source re-creates the generator at "now": it must keep it a reading generator
+        restarted = synthetic._starting_at(generator, 0.0)  # type: ignore[attr-defined]
+        source = synthetic.unbounded_synthetic  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        raise unavailable from None
+    if not isinstance(restarted, SyntheticReadings):
+        raise unavailable
+    return source(generator, count)
 
 
 def write_alerts(alerts, options: PipelineOptions, *, streaming: bool):
@@ -311,14 +329,15 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
     io = options.view_as(opts.IOOptions)
     raw = pipeline | "Read" >> source.transform
     parsed = raw | "Parse" >> ParseReadings(PIPELINE)
-    detected = parsed.valid | "DetectAlerts" >> DetectAlerts(
+    checked = apply_quality(parsed.valid, options, PIPELINE, schema="IoTReading")
+    detected = checked.valid | "DetectAlerts" >> DetectAlerts(
         window_config(options), thresholds(options), streaming=streaming
     )
     write_alerts(detected.alerts, options, streaming=streaming)
     late = detected.late | "LateToDeadLetter" >> beam.Map(
         late_record_to_dead_letter(PIPELINE, "window")
     )
-    dead = (parsed.dead_letters, late) | "AllDeadLetters" >> beam.Flatten()
+    dead = (parsed.dead_letters, checked.dead_letters, late) | "AllDeadLetters" >> beam.Flatten()
     dead | "WriteDeadLetters" >> WriteDeadLetters(
         io.dead_letter, pipeline=PIPELINE, streaming=streaming, options=options
     )
@@ -329,12 +348,13 @@ def run(argv: Sequence[str] | None = None):
     """Parse flags, build and run the pipeline; returns the PipelineResult."""
     options = opts.parse(
         argv,
-        [opts.IOOptions, opts.WindowOptions, IotAlertsOptions],
+        [opts.IOOptions, opts.WindowOptions, IotAlertsOptions, QualityOptions],
         prog="python -m beam_pipelines.iot_alerts",
         description=__doc__.splitlines()[0],
     )
     window_config(options)  # validate flags before anything starts
     thresholds(options)
+    rules_for(options, PIPELINE, "IoTReading")
     source = _io.source_spec(options, default="synthetic", synthetic=synthetic_source)
     streaming = opts.is_streaming(options) or not source.bounded
     _run.set_streaming(options, streaming)
@@ -347,6 +367,10 @@ def run(argv: Sequence[str] | None = None):
     # capture (or a redirect by an embedding program) has replaced since.
     _run.report(result, pipeline=PIPELINE, dead_letter=options.view_as(opts.IOOptions).dead_letter,
                 out=sys.stderr)
+    failed = _run.counter_total(result, PIPELINE, "quality_failed")
+    if failed:
+        print(f"{PIPELINE}: {failed} records failed data-quality rules (dead-lettered)",
+              file=sys.stderr, flush=True)
     alerts = _run.counter_total(result, PIPELINE, "alerts_emitted")
     print(f"{PIPELINE}: {alerts} alert{'s' if alerts != 1 else ''} emitted", file=sys.stderr, flush=True)
     return result

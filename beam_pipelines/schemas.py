@@ -140,6 +140,10 @@ def schema_names() -> list[str]:
     return list(SCHEMAS)
 
 
+def field_names(name: str) -> list[str]:
+    return list(typing.get_type_hints(_record(name)))
+
+
 def _record(name: str) -> type:
     try:
         return SCHEMAS[name]
@@ -232,7 +236,8 @@ def row_type(name: str) -> type:
         kind, nullable = _kind(name, field, hint)
         base = dict[str, Any] if kind == "map" else {v: k for k, v in _KINDS.items()}[kind]
         resolved.append((field, typing.Optional[base] if nullable else base))
-    return NamedTuple(name, resolved)  # type: ignore[misc]
+    row: type = NamedTuple(name, resolved)  # type: ignore[misc]
+    return row
 
 
 def beam_schema(name: str):

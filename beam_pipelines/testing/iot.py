@@ -97,6 +97,15 @@ class SyntheticReadings:
         self.humid = humid
         self.start = start
 
+    def starting_at(self, start: float) -> SyntheticReadings:
+        """The same generator with event time starting at ``start`` (a streaming source
+        starts at "now")."""
+        return SyntheticReadings(
+            seed=self.seed, rate=self.rate, devices=self.devices, malformed=self.malformed,
+            out_of_order=self.out_of_order, max_delay=self.max_delay, hot_every=self.hot_every,
+            humid=self.humid, start=start,
+        )
+
     def reading(self, index: int, rnd: random.Random) -> dict[str, Any]:
         seconds = self.start + index / self.rate
         if self.out_of_order and rnd.random() < self.out_of_order:
@@ -253,6 +262,7 @@ def _reference_parse(payload: bytes) -> tuple[str, Fraction, Decimal, int] | Non
     second = int((moment - _EPOCH) // _dt.timedelta(seconds=1))
     if not 946_684_800 <= second < 4_102_444_800:  # [2000-01-01, 2100-01-01)
         return None
+    assert isinstance(temperature, (int, Decimal)) and isinstance(humidity, (int, Decimal))
     return device, Fraction(temperature), Decimal(humidity), second
 
 
