@@ -246,3 +246,28 @@ def test_command_line_errors_are_one_line(pubsub_env, capsys, monkeypatch):
         err = capsys.readouterr().err.strip()
         assert err.startswith(message), (argv, err)
         assert "\n" not in err
+
+
+def test_leases_extend_deadlines_until_acked_or_released(pubsub_env, monkeypatch):
+    from transforms.io import pubsub as connector
+
+    monkeypatch.setattr(connector, "_LEASE_TICK", 0.05)
+    monkeypatch.setattr(connector, "_FIRST_DEADLINE", 1.0)
+    monkeypatch.setattr(connector, "_LEASE_MARGIN", 0.5)
+    publish(pubsub_env.topic, [(b"a", {}), (b"b", {})])
+    subscriber = pubsub_v1.SubscriberClient()
+    received = subscriber.pull(request={"subscription": pubsub_env.subscription,
+                                        "max_messages": 10}).received_messages
+    ack_ids = [m.ack_id for m in received]
+    # Deadlines of 1 s: without the lease thread both would be redelivered within 1 s.
+    subscriber.modify_ack_deadline(subscription=pubsub_env.subscription, ack_ids=ack_ids,
+                                   ack_deadline_seconds=1)
+    leases = connector._Leases(subscriber, pubsub_env.subscription, extension=1)
+    leases.add(ack_ids)
+    until = time.monotonic() + 3.0
+    while time.monotonic() < until:  # an assertion over time, not a synchronisation
+        assert pubsub_env.emulator.backlog(pubsub_env.subscription) == (0, 2)
+        time.sleep(0.1)
+    leases.ack(ack_ids[:1])
+    leases.release()  # teardown: the unacknowledged one is handed back at once
+    assert pubsub_env.emulator.backlog(pubsub_env.subscription) == (1, 0)

@@ -60,6 +60,8 @@ _ACK_CHUNK = 2500  # the service's limit of ack ids per request
 _DEDUP_CAPACITY = 100_000
 _MAX_LEASE = 3600.0  # stop extending a message nobody acknowledged after an hour
 _FIRST_DEADLINE = 10.0  # the shortest ack deadline a subscription can have
+_LEASE_TICK = 1.0  # how often the lease thread looks for deadlines about to run out
+_LEASE_MARGIN = 5.0  # extend a deadline this many seconds before it runs out
 
 
 # ---- clients -------------------------------------------------------------------------
@@ -316,13 +318,13 @@ class _Leases:
             })
 
     def _run(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(_LEASE_TICK):
             now = time.monotonic()
             with self._lock:
                 for ack_id, (_, started) in list(self._leases.items()):
                     if now - started > _MAX_LEASE:
                         del self._leases[ack_id]
-                due = [a for a, (expires, _) in self._leases.items() if expires - now < 5.0]
+                due = [a for a, (expires, _) in self._leases.items() if expires - now < _LEASE_MARGIN]
                 for ack_id in due:
                     self._leases[ack_id] = (now + self._extension, self._leases[ack_id][1])
             if due:
