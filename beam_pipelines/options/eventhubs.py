@@ -21,14 +21,18 @@ START_FORM = ("earliest, latest, seq:N (sequence number N onwards), offset:O (af
               "or an ISO-8601 enqueued time such as 2024-01-01T00:00:00Z")
 STORE_FORM = ("an Azure Storage connection string (DefaultEndpointsProtocol=...;AccountName=...;"
               "AccountKey=...; or UseDevelopmentStorage=true) or file://DIRECTORY")
-_SECRET = re.compile(r"(?i)\b(SharedAccessKey|AccountKey|SharedAccessSignature|sig)=([^;&]*)")
+# Any field whose name mentions a key, signature, password or secret (even misspelt, as
+# in a connection string a user got wrong), except the *name* of a key.
+_SECRET = re.compile(r"(?i)\b([A-Za-z_]*(?:key|sig|signature|password|secret|token)[A-Za-z_]*)=([^;&]*)")
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,255}$")
 _CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9\-]{1,61}[a-z0-9]$")
 
 
 def redact(text: object) -> str:
     """``text`` with every key / signature of a connection string replaced by ***."""
-    return _SECRET.sub(lambda m: f"{m.group(1)}=***", str(text))
+    return _SECRET.sub(
+        lambda m: m.group(0) if m.group(1).lower().endswith("name") else f"{m.group(1)}=***",
+        str(text))
 
 
 def parse_time(text: str) -> _dt.datetime:

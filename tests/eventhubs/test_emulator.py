@@ -7,17 +7,12 @@ import threading
 import time
 
 import pytest
+from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
+from azure.eventhub.exceptions import EventHubError
 
 from beam_pipelines.testing.emulators.eventhubs import partition_for_key
 
 pytestmark = pytest.mark.integration
-
-from azure.eventhub import (
-    EventData,
-    EventHubConsumerClient,
-    EventHubProducerClient,
-)
-from azure.eventhub.exceptions import EventHubError
 
 
 def wait_for(condition, timeout: float = 15.0, what: str = "condition") -> None:

@@ -31,6 +31,7 @@ field) so that events with one key land in one partition, in order.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as _dt
 import json
 import logging
@@ -81,12 +82,28 @@ def _check_connection(connection_string: str, eventhub: Optional[str], flag: str
     return hub
 
 
-def _consumer(connection_string: str, eventhub: str, consumer_group: str):
+def _consumer(connection_string: str, eventhub: str, consumer_group: str, retries: int = 2):
     azure_eh = _client_module()
     return azure_eh.EventHubConsumerClient.from_connection_string(
         str.__str__(connection_string), consumer_group=consumer_group, eventhub_name=eventhub,
-        retry_total=2,
+        retry_total=retries,
     )
+
+
+def _with_retries(call, *args, attempts: int = 3):
+    """``call(*args)``, retried with backoff, except for errors that will not go away
+    (an unknown hub or partition, a refused token): those fail at once."""
+    for attempt in range(attempts):
+        try:
+            return call(*args)
+        except Exception as exc:
+            text = str(exc)
+            permanent = any(mark in text for mark in (
+                "404", "NotFound", "not-found", "could not be found", "401", "Unauthorized"))
+            if permanent or attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * 2 ** attempt)  # backoff between attempts, not synchronisation
+    raise AssertionError("unreachable")
 
 
 def _wrap(error: Exception, what: str, kind: type = SourceError) -> Exception:
@@ -220,15 +237,20 @@ class _PlanPartitions(beam.DoFn):
 
     def process(self, _):
         config = self._config
-        client = _consumer(config.connection_string, config.eventhub, config.consumer_group)
+        client = _consumer(config.connection_string, config.eventhub, config.consumer_group,
+                           retries=0)
         store = open_checkpoint_store(config.checkpoint_store, config.checkpoint_container)
         try:
             try:
-                ids = client.get_partition_ids()
+                ids = _with_retries(client.get_partition_ids)
+                # One management round trip per partition, each ~0.4 s of client-side
+                # polling: ask for all partitions at once.
+                with concurrent.futures.ThreadPoolExecutor(min(16, len(ids) or 1)) as pool:
+                    properties = list(pool.map(
+                        lambda p: _with_retries(client.get_partition_properties, p), ids))
             except Exception as exc:
                 raise _wrap(exc, f"cannot read hub {config.eventhub!r}") from None
-            for partition in ids:
-                props = client.get_partition_properties(partition)
+            for partition, props in zip(ids, properties, strict=True):
                 begin = props["beginning_sequence_number"]
                 last = props["last_enqueued_sequence_number"]
                 point = store.get(client._address.hostname, config.eventhub,
@@ -320,6 +342,13 @@ class _PartitionReader:
         finally:
             self.thread.join(10)
 
+    def close_in_background(self) -> threading.Thread:
+        """Closing takes the client most of a second: do it while the next partition reads."""
+        closer = threading.Thread(target=self.close, daemon=True,
+                                  name=f"eventhubs-close-{self.partition}")
+        closer.start()
+        return closer
+
 
 class _PartitionRestrictions(RestrictionProvider):
     def initial_restriction(self, task: _Task) -> OffsetRange:
@@ -378,6 +407,7 @@ class _ReadPartitions(beam.DoFn):
 
     def setup(self) -> None:
         self._readers: dict[str, tuple[_PartitionReader, int]] = {}
+        self._closing: list[threading.Thread] = []
         self._store = open_checkpoint_store(self._config.checkpoint_store,
                                             self._config.checkpoint_container)
         self._namespace: Optional[str] = None
@@ -385,7 +415,10 @@ class _ReadPartitions(beam.DoFn):
     def teardown(self) -> None:
         for reader, _ in getattr(self, "_readers", {}).values():
             reader.close()
+        for closer in getattr(self, "_closing", []):
+            closer.join(10)
         self._readers = {}
+        self._closing = []
         if getattr(self, "_store", None):
             self._store.close()
 
@@ -454,7 +487,7 @@ class _ReadPartitions(beam.DoFn):
 
             finalizer.register(commit)
         if expected >= restriction.stop:
-            reader.close()
+            self._closing.append(reader.close_in_background())
             self._readers.pop(task.partition, None)
             return
         if tracker.is_bounded():

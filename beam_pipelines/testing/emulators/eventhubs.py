@@ -809,7 +809,11 @@ class EventHubsEmulator:
                     elif key.data == "wake":
                         key.fileobj.recv(64)
                     else:
-                        self._io(key.data, mask)
+                        try:
+                            self._io(key.data, mask)
+                        except Exception:  # one broken connection must not stop the others
+                            _LOG.exception("Event Hubs emulator: connection failed")
+                            key.data.closed = True
         finally:
             for client in clients.values():
                 client.sock.close()
@@ -853,13 +857,26 @@ class EventHubsEmulator:
             except OSError:
                 data = b""
             if data:
-                client.transport.push(data)
+                self._push(client, data)
             elif data == b"":
                 client.transport.close_tail()
                 client.closed = True
         self._dispatch(client)
         if mask & selectors.EVENT_WRITE:
             self._flush(client)
+
+    def _push(self, client: _Client, data: bytes) -> None:
+        # The transport takes at most capacity() bytes at a time; it frees capacity as it
+        # decodes, so feed it in slices and handle the events of each.
+        while data:
+            capacity = client.transport.capacity()
+            if capacity <= 0:
+                client.transport.close_tail()
+                client.closed = True
+                return
+            client.transport.push(data[:capacity])
+            data = data[capacity:]
+            self._dispatch(client)
 
     def _dispatch(self, client: _Client) -> None:
         collector = client.collector
