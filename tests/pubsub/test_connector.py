@@ -15,7 +15,8 @@ from beam_pipelines import pageviews
 from beam_pipelines.errors import ConfigError, SinkError, SourceError
 from beam_pipelines.testing import SyntheticEvents
 from beam_pipelines.testing.files import read_jsonl_dir, window_counts
-from transforms.io.pubsub import PubSubMessage, ReadFromPubSub, WriteToPubSub
+from transforms.io.pubsub import PubSubMessage, ReadFromPubSub, WriteToPubSub, dead_letter_writer
+from transforms.records import DeadLetter
 
 pytestmark = pytest.mark.integration
 
@@ -161,9 +162,23 @@ def test_write_round_trip_with_attributes_and_ordering(pubsub_env):
     elements = [PubSubMessage(f"k{i % 2}-{i}".encode(), {"i": str(i)}, f"k{i % 2}")
                 for i in range(20)]
     elements += [b"raw-bytes", "text", PubSubMessage("str-data", {"n": 1})]
+    dead_topic = f"projects/{pubsub_env.project}/topics/dead"
+    dead_sub = f"projects/{pubsub_env.project}/subscriptions/dead"
+    pubsub_env.emulator.create_topic(dead_topic)
+    pubsub_env.emulator.create_subscription(dead_sub, dead_topic)
+    letter = DeadLetter.of("pageviews", "parse", "invalid JSON", b"{oops", {"source": "x"},
+                           "invalid_json")
     with beam.Pipeline() as pipeline:
         (pipeline | beam.Create(elements) | WriteToPubSub(pubsub_env.topic, ordering=True,
                                                           max_batch_messages=5))
+        (pipeline | "Letters" >> beam.Create([letter])
+         | dead_letter_writer(f"pubsub://{dead_topic}"))
+    [dead] = pull_all(dead_sub, 1)
+    assert json.loads(dead.data)["payload"] == "{oops"
+    assert dict(dead.attributes) == {"pipeline": "pageviews", "step": "parse",
+                                     "reason_code": "invalid_json"}
+    with pytest.raises(ConfigError, match="--dead_letter: expected pubsub://projects/P/topics/T"):
+        dead_letter_writer("pubsub://nope")
     got = pull_all(pubsub_env.subscription, len(elements))
     assert sorted(m.data for m in got) == sorted(
         [e.data if isinstance(e, PubSubMessage) else e for e in elements[:20]]

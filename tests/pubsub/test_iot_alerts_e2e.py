@@ -17,7 +17,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from google.cloud import pubsub_v1
 
-from beam_pipelines import _io, iot_alerts
+from beam_pipelines import _io, _run, iot_alerts
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
 from transforms.io.pubsub import ReadFromPubSub
 
@@ -113,7 +113,7 @@ def test_iot_alerts_through_pubsub_direct_then_portable_after_a_failure(
                     | ReadFromPubSub(second, max_messages=len(lines), batch_size=1000)
                     | beam.Map(explode))
 
-    options = PipelineOptions(["--sink=pubsub", f"--output={alerts_topic}"])
+    options = _run.prepare_runner(PipelineOptions(["--sink=pubsub", f"--output={alerts_topic}"]))
     with pytest.raises(Exception, match="worker lost"):
         with beam.Pipeline(options=options) as pipeline:
             iot_alerts.build(pipeline, options, _io.SourceSpec(FailingRead(), True), False)
@@ -132,7 +132,6 @@ def test_iot_alerts_through_pubsub_direct_then_portable_after_a_failure(
 
 def test_iot_alerts_streams_from_pubsub_until_cancelled(pubsub_env, tmp_path):
     """Unbounded read on the local streaming runner, event time from an attribute."""
-    from beam_pipelines import _run
     from beam_pipelines import options as opts
     from beam_pipelines.testing.iot import DEFAULT_START, iso_with_offset
 

@@ -884,3 +884,30 @@ class _ConvertAndWrite(beam.PTransform):
             | "ToMessages" >> beam.Map(self._convert)
             | "WriteToPubSub" >> self._write
         )
+
+
+def dead_letter_writer(target: str, options: Any = None) -> beam.PTransform:
+    """``--dead_letter pubsub://projects/P/topics/T``: each DeadLetter as a JSON message.
+
+    The message carries ``pipeline``, ``step`` and ``reason_code`` as attributes, so a
+    subscription filter or a consumer can route rejects without parsing them.
+    """
+    topic = target.split("://", 1)[1] if "://" in target else target
+    if not TOPIC_RE.match(topic):
+        raise ConfigError("--dead_letter", f"pubsub://{TOPIC_FORM}", target)
+    host = None
+    if options is not None:
+        from beam_pipelines.options.pubsub import PubSubOptions
+
+        host = options.view_as(PubSubOptions).pubsub_emulator_host
+
+    def to_message(letter: Any) -> PubSubMessage:
+        from transforms.sinks import as_dict
+
+        row = as_dict(letter)
+        attributes = {k: str(row[k]) for k in ("pipeline", "step", "reason_code") if row.get(k)}
+        data = json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")
+        return PubSubMessage(data, attributes or None)
+
+    return _ConvertAndWrite(to_message, WriteToPubSub(topic, emulator_host=host,
+                                                      flag="--dead_letter"), "dead_letters")
