@@ -639,19 +639,20 @@ def rules_for(options: PipelineOptions, pipeline: str, schema: str | None = None
 
 
 def apply_quality(parsed_valid, options: PipelineOptions, pipeline: str, *,
-                  schema: str | None = None) -> Checked:
+                  schema: str | None = None, label: str = "Quality") -> Checked:
     """Apply ``--quality_rules`` to a pipeline's parsed records: ``(valid, dead_letters)``.
 
     Without the flag the records pass through unchanged (and ``dead_letters`` is empty),
-    so a pipeline can call this unconditionally.
+    so a pipeline can call this unconditionally. ``schema`` picks the rules of a file
+    keyed by schema (default: the pipeline's input schema, see PIPELINE_SCHEMAS).
     """
     rules = rules_for(options, pipeline, schema)
     if not rules:
         return Checked(parsed_valid,
-                       parsed_valid | "QualityNotConfigured" >> beam.FlatMap(lambda _: ()))
+                       parsed_valid | f"{label}NotConfigured" >> beam.FlatMap(lambda _: ()))
     from beam_pipelines.options import WindowOptions
 
     streaming = bool(options.view_as(StandardOptions).streaming)
     lateness = options.view_as(WindowOptions).allowed_lateness or 0
-    return parsed_valid | "Quality" >> CheckQuality(
+    return parsed_valid | label >> CheckQuality(
         rules, pipeline=pipeline, streaming=streaming, allowed_lateness=lateness)

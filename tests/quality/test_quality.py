@@ -255,3 +255,33 @@ def test_iot_alerts_applies_quality_rules_from_the_flag(tmp_path, capfd):
 
     assert iot_alerts.main([f"--quality_rules={tmp_path / 'nope.json'}"]) == 2
     assert capfd.readouterr().err.startswith("error: --quality_rules: cannot read")
+
+
+@pytest.mark.unit
+def test_apply_quality_for_pageviews_user_events_and_without_the_flag(tmp_path):
+    """What the proposed two-line change in pageviews.build does, on parsed user events."""
+    from beam_pipelines.options import parse as parse_flags
+    from transforms.parse import ParseUserEvents
+    from transforms.quality import apply_quality
+    from transforms.records import RawRecord
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("UserEvent:\n  - {rule: one_of, field: action, values: [page_view, click]}\n"
+                     "IoTReading:\n  - {rule: required, field: DeviceId}\n")
+    events = [{"user_id": 1, "action": "page_view", "page": "/", "timestamp": T0},
+              {"user_id": 2, "action": "hover", "page": "/", "timestamp": T0 + 1}]
+    with_rules = parse_flags([f"--quality_rules={rules}"], [], prog="t")
+    without = parse_flags([], [], prog="t")
+    with beam.Pipeline(options=PipelineOptions([])) as pipeline:
+        parsed = (pipeline
+                  | beam.Create([RawRecord(json.dumps(e).encode(), {"line": i})
+                                 for i, e in enumerate(events)])
+                  | ParseUserEvents("pageviews"))
+        checked = apply_quality(parsed.valid, with_rules, "pageviews")
+        unchecked = apply_quality(parsed.valid, without, "pageviews", label="NoQuality")
+        got = {name: collect(pcoll) for name, pcoll in [
+            ("valid", checked.valid), ("dead", checked.dead_letters),
+            ("all", unchecked.valid), ("none", unchecked.dead_letters)]}
+    assert [e.action for e in got["valid"].items] == ["page_view"]
+    assert [(d.reason_code, d.pipeline) for d in got["dead"].items] == [("one_of.action", "pageviews")]
+    assert len(got["all"].items) == 2 and got["none"].items == []
