@@ -22,10 +22,13 @@ never alerts, whatever order a runner sums in.
 ``--quality_rules=rules.json`` applies data-quality rules (transforms/quality.py) to the
 parsed readings before aggregation; failing readings are dead-lettered with the rule.
 
-Streaming: the HAVING filter applies to every pane (EARLY, ON_TIME, LATE). A pane that
-stops qualifying (a late reading lowers the average) emits nothing: an alert once raised
-is not retracted, as Stream Analytics never retracts an output event either. Consumers
-that need the current state of every window should read an unfiltered aggregate instead.
+Streaming: Stream Analytics emits each window once, at its end; here ``--early_firing``
+and ``--allowed_lateness`` can give a window several panes (EARLY, ON_TIME, LATE). The
+HAVING filter applies to every pane: each qualifying pane is an alert, and a pane that
+stops qualifying (a late reading lowers the average) emits nothing, so an alert once
+raised is never retracted (with the PostgreSQL sink the row keeps the last qualifying
+pane). Without those two flags streaming output is exactly Stream Analytics': one
+ON_TIME alert per qualifying window.
 """
 
 from __future__ import annotations
