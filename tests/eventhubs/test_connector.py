@@ -9,7 +9,6 @@ import uuid
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from azure.eventhub import EventData, EventHubProducerClient
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
 from beam_pipelines import pageviews
@@ -17,27 +16,14 @@ from beam_pipelines.errors import ConfigError
 from beam_pipelines.options import parse
 from beam_pipelines.options.eventhubs import EventHubsOptions, redact
 from beam_pipelines.testing import SyntheticEvents
+from beam_pipelines.testing.emulators.eventhubs import send_events
 from beam_pipelines.testing.files import read_jsonl_dir, window_counts
 from transforms.io.eventhubs import ReadFromEventHubs, WriteToEventHubs, source_from_options
 
 pytestmark = pytest.mark.integration
 
 
-def send(connection_string: str, hub: str, bodies: list[bytes], partitions: int) -> None:
-    """Spread ``bodies`` over the partitions round-robin, one batch per partition."""
-    with EventHubProducerClient.from_connection_string(connection_string, eventhub_name=hub) as producer:
-        for partition in range(partitions):
-            share = bodies[partition::partitions]
-            batch = producer.create_batch(partition_id=str(partition))
-            for body in share:
-                try:
-                    batch.add(EventData(body))
-                except ValueError:
-                    producer.send_batch(batch)
-                    batch = producer.create_batch(partition_id=str(partition))
-                    batch.add(EventData(body))
-            if len(batch):
-                producer.send_batch(batch)
+send = send_events
 
 
 def test_bounded_read_checkpoint_resume_and_write_round_trip(eventhubs_emulator, eventhub, azurite):

@@ -912,6 +912,28 @@ class EventHubsEmulator:
             client.outgoing = client.outgoing[sent:]
 
 
+def send_events(connection_string: str, hub: str, bodies: Iterable[bytes],
+                partitions: int | None = None) -> None:
+    """Send ``bodies`` with the official client: round-robin over ``partitions`` partition
+    ids (one batch per partition, in order), or to the hub when ``partitions`` is None."""
+    from azure.eventhub import EventData, EventHubProducerClient
+
+    bodies = list(bodies)
+    targets = [{"partition_id": str(p)} for p in range(partitions)] if partitions else [{}]
+    with EventHubProducerClient.from_connection_string(connection_string, eventhub_name=hub) as producer:
+        for index, target in enumerate(targets):
+            batch = producer.create_batch(**target)
+            for body in bodies[index::len(targets)]:
+                try:
+                    batch.add(EventData(body))
+                except ValueError:  # the batch is full: send it, start the next
+                    producer.send_batch(batch)
+                    batch = producer.create_batch(**target)
+                    batch.add(EventData(body))
+            if len(batch):
+                producer.send_batch(batch)
+
+
 # -- Azurite: the Azure Blob Storage emulator, for checkpoint stores ---------------------
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key (public, documented by Microsoft).
