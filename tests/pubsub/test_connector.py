@@ -262,6 +262,26 @@ def test_command_line_errors_are_one_line(pubsub_env, capsys, monkeypatch):
         assert err.startswith(message), (argv, err)
         assert "\n" not in err
 
+    from beam_pipelines.testing.servers import free_port
+
+    closed = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    assert pageviews.main(["--source=pubsub", f"--subscription={pubsub_env.subscription}",
+                           f"--pubsub_emulator_host={closed}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: Pub/Sub: cannot reach subscription {pubsub_env.subscription} "
+                          f"at the emulator {closed} (is it running?)"), err
+    assert time.monotonic() - started < 15
+
+    # Neither an emulator nor credentials: one line saying what to set (not a traceback).
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST")
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", "/nonexistent")
+    monkeypatch.setenv("GCE_METADATA_HOST", closed)  # never ask a metadata server
+    assert pageviews.main(["--source=pubsub", f"--subscription={pubsub_env.subscription}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Pub/Sub:") and "\n" not in err, err
+
 
 def test_leases_extend_deadlines_until_acked_or_released(pubsub_env, monkeypatch):
     from transforms.io import pubsub as connector

@@ -59,6 +59,7 @@ _NAMESPACE = "pubsub"
 _ACK_CHUNK = 2500  # the service's limit of ack ids per request
 _DEDUP_CAPACITY = 100_000
 _MAX_LEASE = 3600.0  # stop extending a message nobody acknowledged after an hour
+_LAUNCH_TIMEOUT = 10.0  # seconds a launch-time check may take, retries included
 _FIRST_DEADLINE = 10.0  # the shortest ack deadline a subscription can have
 _LEASE_TICK = 1.0  # how often the lease thread looks for deadlines about to run out
 _LEASE_MARGIN = 5.0  # extend a deadline this many seconds before it runs out
@@ -118,18 +119,29 @@ def publisher_client(host: str | None, *, batch_settings=None, ordering: bool = 
         raise _no_credentials(exc, error) from None
 
 
-def _call(what: str, error: type, function: Callable, *args, **kwargs):
-    """Run a launch-time API call; turn its failure into one line naming the resource."""
-    from google.api_core import exceptions as gexc
+def _call(what: str, error: type, host: str | None, function: Callable, **kwargs):
+    """Run a launch-time API call; turn its failure into one line naming the resource.
 
+    Retries transient failures of the service for at most 10 s (an emulator not at all),
+    so an unreachable endpoint fails the launch quickly instead of after a minute.
+    """
+    from google.api_core import exceptions as gexc
+    from google.api_core.retry import Retry, if_exception_type
+
+    # A local emulator either answers or is not running: no point retrying.
+    retry = None if host else Retry(
+        initial=0.1, maximum=2.0, multiplier=2.0, timeout=_LAUNCH_TIMEOUT,
+        predicate=if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError),
+    )
+    where = f" at the emulator {host} (is it running?)" if host else ""
     try:
-        return function(*args, timeout=30, **kwargs)
+        return function(retry=retry, timeout=_LAUNCH_TIMEOUT, **kwargs)
     except gexc.NotFound:
-        raise error(f"Pub/Sub: {what} does not exist") from None
+        raise error(f"Pub/Sub: {what} does not exist{where}") from None
     except gexc.PermissionDenied as exc:
         raise error(f"Pub/Sub: permission denied on {what}: {exc.message}") from None
-    except gexc.GoogleAPIError as exc:
-        raise error(f"Pub/Sub: cannot reach {what}: {str(exc).splitlines()[0]}") from None
+    except (gexc.GoogleAPIError, gexc.RetryError) as exc:
+        raise error(f"Pub/Sub: cannot reach {what}{where}: {str(exc).splitlines()[0]}") from None
 
 
 # ---- message decoding ----------------------------------------------------------------
@@ -614,7 +626,7 @@ class ReadFromPubSub(beam.PTransform):
             if self._validate:
                 client = subscriber_client(self._host)
                 try:
-                    _call(f"subscription {self._subscription}", SourceError,
+                    _call(f"subscription {self._subscription}", SourceError, self._host,
                           client.get_subscription,
                           request={"subscription": self._subscription})
                 finally:
@@ -653,7 +665,7 @@ def create_temporary_subscription(topic: str, host: str | None) -> str:
     name = f"projects/{project}/subscriptions/{short}-beam-{uuid.uuid4().hex[:12]}"
     client = subscriber_client(host)
     try:
-        _call(f"topic {topic}", SourceError, client.create_subscription, request={
+        _call(f"topic {topic}", SourceError, host, client.create_subscription, request={
             "name": name, "topic": topic, "ack_deadline_seconds": 60,
             "expiration_policy": {"ttl": {"seconds": 24 * 3600}},
         })
@@ -793,7 +805,7 @@ class WriteToPubSub(beam.PTransform):
         if self._validate:
             client = publisher_client(self._host)
             try:
-                _call(f"topic {self._topic}", SinkError, client.get_topic,
+                _call(f"topic {self._topic}", SinkError, self._host, client.get_topic,
                       request={"topic": self._topic})
             finally:
                 client.stop()
