@@ -49,7 +49,7 @@ import math
 import sys
 import threading
 import time
-from typing import Any, Iterator, NamedTuple, TextIO
+from typing import Any, Callable, Iterator, NamedTuple, TextIO
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -153,6 +153,8 @@ class Snapshot(NamedTuple):
     distributions: dict[tuple[str, str], tuple[int, int]]  # (sum, count)
     gauges: dict[tuple[str, str], tuple[int, float]]  # (value, set at epoch seconds)
     taken_at: float
+    # Lag measured outside Beam (KafkaLagProbe): {(source, partition): records}.
+    external_lag: dict[tuple[str, str], int] = {}
 
 
 def _value(result: Any) -> Any:
@@ -232,11 +234,15 @@ def to_families(snapshot: Snapshot, pipeline: str, *, now: float | None = None) 
             buckets[upper] = buckets.get(upper, 0) + value
         else:
             add("beam_counter_total", value, namespace=namespace, name=name)
+    probed = {source for source, _partition in snapshot.external_lag}
+    for (source, partition), lag in sorted(snapshot.external_lag.items()):
+        add("source_lag_records", lag, source=source, partition=partition)
     for (namespace, name), (value, _stamp) in sorted(snapshot.gauges.items()):
         head, _, rest = name.partition(".")
         source, _, partition = rest.partition(".")
         if head == "source_lag" and source:
-            add("source_lag_records", value, source=source, partition=partition or "all")
+            if source not in probed:  # the broker's view wins over the workers' own
+                add("source_lag_records", value, source=source, partition=partition or "all")
         elif name == "watermark_ms":
             add("watermark_lag_seconds", max(0.0, now - value / 1000.0))
         else:
@@ -252,6 +258,85 @@ def to_families(snapshot: Snapshot, pipeline: str, *, now: float | None = None) 
         if name == "processing_time_ms"
     ) / 1000.0
     return Families(series, cumulative, hist_sum, running)
+
+
+def source_lag_gauge(namespace: str, source: str, partition: str | int):
+    """The Beam gauge a connector sets to its lag or backlog (records) for one partition."""
+    if not source or "." in source:
+        raise ConfigError("source", "a source name without dots, e.g. kafka", source)
+    return Metrics.gauge(namespace, f"source_lag.{source}.{partition}")
+
+
+class KafkaLagProbe:
+    """Consumer lag of ``--consumer_group`` per partition: end offset minus committed offset.
+
+    Read from the brokers, like ``kafka-consumer-groups --describe``, so it works on every
+    runner without help from the reading workers. The connector commits offsets when a
+    bundle is finalized, so this lag includes what is read but not yet committed (at most
+    one bundle, or one Flink checkpoint interval).
+    """
+
+    def __init__(self, options: PipelineOptions) -> None:
+        from beam_pipelines.options import kafka as kafka_opts
+        from transforms.io.kafka import config_from_options
+
+        flags = options.view_as(kafka_opts.KafkaOptions)
+        self.group = flags.consumer_group
+        self.topics = kafka_opts.split_topics(flags.topic)
+        if not self.group or not self.topics:
+            raise ConfigError("--consumer_group", "a consumer group (and --topic) to measure "
+                              "Kafka consumer lag", self.group)
+        self._config = config_from_options(options)
+        self._consumer = None
+
+    def _client(self):
+        if self._consumer is None:
+            kafka = require("kafka", "kafka")
+            allowed = set(kafka.KafkaConsumer.DEFAULT_CONFIG)
+            settings = {k: v for k, v in self._config.items() if k in allowed}
+            settings.update(group_id=self.group, enable_auto_commit=False,
+                            client_id="beam-pipelines-lag-probe")
+            self._consumer = kafka.KafkaConsumer(**settings)
+        return self._consumer
+
+    def __call__(self) -> dict[str, int]:
+        """{"TOPIC-PARTITION": lag}; a partition with no committed offset counts from its start."""
+        from kafka.structs import TopicPartition
+
+        consumer = self._client()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in self.topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return {}
+        ends = consumer.end_offsets(partitions)
+        starts = consumer.beginning_offsets(partitions)
+        lags = {}
+        for tp in partitions:
+            committed = consumer.committed(tp)
+            position = committed if committed is not None else starts.get(tp, 0)
+            lags[f"{tp.topic}-{tp.partition}"] = max(0, int(ends.get(tp, 0)) - int(position))
+        return lags
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def lag_probe_for(options: PipelineOptions) -> KafkaLagProbe | None:
+    """A lag probe when the pipeline reads Kafka with a consumer group, else None."""
+    from beam_pipelines.options import IOOptions
+
+    if options.view_as(IOOptions).source != "kafka":
+        return None
+    from beam_pipelines.options import kafka as kafka_opts
+
+    if not options.view_as(kafka_opts.KafkaOptions).consumer_group:
+        return None
+    return KafkaLagProbe(options)
 
 
 # ---- serving -------------------------------------------------------------------------
@@ -338,6 +423,8 @@ class Exporter:
         port: int | None = None,
         address: str = "0.0.0.0",
         poll_interval: float = 5.0,
+        lag_probe: Callable[[], dict[str, int]] | None = None,
+        lag_source: str = "kafka",
     ) -> None:
         if not isinstance(pipeline, str) or not pipeline:
             raise ConfigError("pipeline", "a non-empty pipeline name", pipeline)
@@ -361,6 +448,9 @@ class Exporter:
         self._httpd = None
         self._poller: threading.Thread | None = None
         self._registry = None
+        self._lag_probe = lag_probe
+        self._lag_source = lag_source
+        self._lag_warned = False
 
     # The registry is built lazily so a run without metrics flags needs no prometheus_client.
     @property
@@ -373,6 +463,17 @@ class Exporter:
 
     def poll(self) -> Snapshot:
         snapshot = read_snapshot(self.result)
+        if self._lag_probe is not None:
+            try:
+                lags = self._lag_probe()
+            except Exception as exc:  # a broker hiccup must not stop the metrics
+                if not self._lag_warned:
+                    _LOG.warning("%s: measuring %s lag failed: %s", self.pipeline,
+                                 self._lag_source, exc)
+                    self._lag_warned = True
+            else:
+                snapshot = snapshot._replace(external_lag={
+                    (self._lag_source, partition): lag for partition, lag in lags.items()})
         with self._lock:
             self.snapshot = snapshot
         return snapshot
@@ -438,6 +539,9 @@ class Exporter:
         return True
 
     def close(self) -> None:
+        close_probe = getattr(self._lag_probe, "close", None)
+        if close_probe is not None:
+            close_probe()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -506,6 +610,8 @@ def serve(
         port=flags.metrics_port,
         address=flags.metrics_address or "0.0.0.0",
         poll_interval=flags.metrics_poll_interval or 5.0,
+        lag_probe=(lag_probe_for(options)
+                   if flags.metrics_port is not None or flags.pushgateway else None),
     )
     if flags.pushgateway:
         require("metrics", "prometheus_client")  # fail before the run, not after it
