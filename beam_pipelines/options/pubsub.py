@@ -131,6 +131,11 @@ class PubSubOptions(PipelineOptions):
             "--pubsub_max_messages, whichever comes first).",
         )
         parser.add_argument(
+            "--pubsub_readers", type=_positive_int, default=1,
+            help="How many readers pull the subscription in parallel (the service spreads "
+            "messages across them; --pubsub_max_messages is divided among them). Default 1.",
+        )
+        parser.add_argument(
             "--pubsub_ack_deadline", type=_ack_deadline, default=60,
             help="Seconds each extension of a read message's ack deadline lasts while its "
             "bundle is in flight (10-600). Default 60.",

@@ -146,6 +146,13 @@ def test_bounded_by_time_and_topic_through_temporary_subscription(pubsub_env):
     assert sorted(r.payload for r, _ in out) == [b"late-1", b"late-2"]
     assert out[0][0].origin["subscription"].startswith(
         f"projects/{pubsub_env.project}/subscriptions/events-beam-")
+    # Two readers share a backlog: every message once.
+    parallel = f"projects/{pubsub_env.project}/subscriptions/parallel"
+    pubsub_env.emulator.create_subscription(parallel, pubsub_env.topic)
+    publish(pubsub_env.topic, [(f"p{i}".encode(), {}) for i in range(40)])
+    shared = read(parallel, max_messages=40, readers=2, batch_size=5)
+    assert sorted(r.payload for r, _ in shared) == sorted(f"p{i}".encode() for i in range(40))
+    assert pubsub_env.emulator.backlog(parallel) == (0, 0)
     # Time-bounded: an empty subscription ends the read after max_seconds.
     empty = f"projects/{pubsub_env.project}/subscriptions/empty"
     pubsub_env.emulator.create_subscription(empty, pubsub_env.topic)

@@ -600,7 +600,7 @@ class ReadFromPubSub(beam.PTransform):
             raise ConfigError("--pubsub_ack_deadline", "a whole number of seconds from 10 to 600",
                               ack_deadline_seconds)
         if not isinstance(readers, int) or readers <= 0:
-            raise ConfigError("readers", "a whole number > 0", readers)
+            raise ConfigError("--pubsub_readers", "a whole number > 0", readers)
         if not isinstance(batch_size, int) or not 0 < batch_size <= 1000:
             raise ConfigError("batch_size", "a whole number from 1 to 1000", batch_size)
         self._subscription = subscription
@@ -837,6 +837,7 @@ def read_from_options(options) -> ReadFromPubSub:
         max_seconds=o.pubsub_max_seconds,
         ack_deadline_seconds=o.pubsub_ack_deadline,
         emulator_host=o.pubsub_emulator_host,
+        readers=o.pubsub_readers,
     )
 
 
