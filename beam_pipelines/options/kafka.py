@@ -210,6 +210,11 @@ class KafkaOptions(PipelineOptions):
             "Default 10.",
         )
         parser.add_argument(
+            "--kafka_discovery_interval", type=_positive_seconds, default=60.0,
+            help="Reads with --stop_at=never: look for partitions added to the topics every "
+            "this many seconds and read them from their beginning. Default 60.",
+        )
+        parser.add_argument(
             "--security_protocol", type=_choice(SECURITY_PROTOCOLS), default=None,
             help="PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL (Event Hubs: SASL_SSL).",
         )

@@ -221,3 +221,54 @@ def test_clear_errors_for_unreachable_broker_and_missing_topic(kafka_broker):
         pageviews.run(["--source=kafka", f"--bootstrap_servers={kafka_broker.bootstrap_servers}",
                        "--topic=no_such_topic", "--stop_at=end"])
     assert time.monotonic() - started < 15
+
+
+def test_streaming_read_picks_up_new_partitions(kafka_broker, kafka_topic, tmp_path):
+    """Unbounded read (--streaming, stopped by --max_read_time): a partition added mid-run
+    is discovered and read from its beginning; every record is counted or dead-lettered."""
+    import threading
+
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.admin import NewPartitions
+
+    from beam_pipelines.testing.kafka import wait_for_partitions
+
+    servers = kafka_broker.bootstrap_servers
+    topic = kafka_topic(2, "live")
+    gen = SyntheticEvents(seed=11, rate=100.0, out_of_order=0.0, start=time.time() - 30)
+    send(client_config(servers), topic, list(gen.payloads(400)), progress=False)
+    out = tmp_path / "live"
+    failures: list[BaseException] = []
+
+    def add_partition_once_running() -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while not glob.glob(f"{out}/*.jsonl"):  # the pipeline has produced output
+                assert time.monotonic() < deadline, "the streaming pipeline wrote nothing in 30s"
+                time.sleep(0.05)  # polling for a file, with a deadline
+            admin = KafkaAdminClient(bootstrap_servers=servers)
+            admin.create_partitions({topic: NewPartitions(3)})
+            admin.close()
+            wait_for_partitions(servers, topic, 3)
+            producer = KafkaProducer(bootstrap_servers=servers, acks="all")
+            for payload in gen.payloads(100, first=400):
+                producer.send(topic, value=payload, partition=2)
+            producer.flush()
+            producer.close()
+        except BaseException as exc:  # re-raised in the test thread
+            failures.append(exc)
+
+    helper = threading.Thread(target=add_partition_once_running)
+    helper.start()
+    result = pageviews.run([
+        "--streaming", "--source=kafka", f"--bootstrap_servers={servers}", f"--topic={topic}",
+        "--start_at=earliest", "--max_read_time=7", "--kafka_discovery_interval=0.5",
+        "--idle_timeout=2", "--window_size=5", "--sink=jsonl", f"--output={out}"])
+    helper.join(timeout=30)
+    assert not failures, failures
+    parsed = _run.counter_total(result, "pageviews", "events_parsed")
+    late = _run.counter_total(result, "pageviews", "late_events_dropped")
+    rows = [json.loads(line) for path in glob.glob(f"{out}/*.jsonl") for line in open(path)]
+    final = sum(r["count"] for r in rows if r["is_final"])
+    assert parsed == 500, parsed  # the 100 events of the new partition were read too
+    assert final + late == 500, (final, late)  # each counted once, or dead-lettered as late

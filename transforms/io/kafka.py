@@ -47,10 +47,12 @@ import time
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import apache_beam as beam
-from apache_beam.io.iobase import RestrictionTracker
+from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.io.watermark_estimators import WalltimeWatermarkEstimator
 from apache_beam.metrics import Metrics
+from apache_beam.transforms import trigger
+from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
@@ -67,6 +69,7 @@ _LOG = logging.getLogger(__name__)
 NEVER = sys.maxsize  # the stop offset of an unbounded restriction
 DEAD_LETTERS = "dead_letters"
 WRITTEN = "written"
+WATCH = "watch"
 NAMESPACE = "kafka"
 
 StartAt = Union[str, float, int, Mapping[Any, int]]
@@ -206,6 +209,43 @@ def _quiet_kafka_logs():
         logger.setLevel(level)
 
 
+_POOL_LOCK = threading.Lock()
+_POOL: dict[str, list] = {}
+
+
+@contextlib.contextmanager
+def _pooled_consumer(config: Mapping[str, Any]):
+    """A reading consumer for one invocation, for DoFns whose ``setup`` a runner never calls.
+
+    Beam's direct runners wrap an SDF and pickle a fresh copy of it per bundle without
+    calling its ``setup``/``teardown``; a consumer per copy would leak a connection and a
+    network thread per bundle. The pool keeps one idle consumer per config and thread.
+    """
+    key = repr(sorted((k, repr(v)) for k, v in config.items()))
+    with _POOL_LOCK:
+        idle = _POOL.get(key)
+        consumer = idle.pop() if idle else None
+    if consumer is None:
+        consumer = _consumer(config, max_poll_records=2000)
+    try:
+        yield consumer
+    finally:
+        with _POOL_LOCK:
+            _POOL.setdefault(key, []).append(consumer)
+
+
+class _NoClientsPickled:
+    """Runners may pickle a DoFn after ``setup``; live clients (sockets) are not copied."""
+
+    _CLIENTS: tuple[str, ...] = ()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name in self._CLIENTS:
+            state.pop(name, None)
+        return state
+
+
 def check_topics(config: Mapping[str, Any], topics: Sequence[str], *, timeout_ms: int = 5000,
                  error=SourceError) -> dict[str, list[int]]:
     """Partitions of each topic; ``error`` naming the servers and topic when unreachable/missing.
@@ -322,7 +362,8 @@ class _DiscoverPartitions(beam.DoFn):
     """Impulse -> one PartitionRead per partition of the topics, positions resolved now."""
 
     def __init__(self, config, topics, group, start_at, stop_at, max_records, max_read_time,
-                 max_delay=0.0, idle_timeout=10.0):
+                 max_delay=0.0, idle_timeout=10.0, watch=False):
+        self._watch = watch
         self._max_delay = max_delay
         self._idle_timeout = idle_timeout
         self._config = config
@@ -360,6 +401,9 @@ class _DiscoverPartitions(beam.DoFn):
                           "never" if stops[tp] == NEVER else stops[tp])
                 yield PartitionRead(tp.topic, tp.partition, start, stops[tp], deadline,
                                     self._max_delay, self._idle_timeout)
+            if self._watch:
+                known = frozenset((tp.topic, tp.partition) for tp in tps)
+                yield beam.pvalue.TaggedOutput(WATCH, WatchSpec(deadline, known))
         finally:
             consumer.close()
 
@@ -371,23 +415,80 @@ class _KafkaOffsetTracker(OffsetRestrictionTracker):
         return self._range.stop != NEVER
 
 
-class _RoundsProvider(RestrictionProvider):
-    def initial_restriction(self, element):
-        return OffsetRange(0, NEVER)
+class WatchSpec(NamedTuple):
+    """What the partition watcher needs: when to stop, and the partitions read already."""
 
-    def create_tracker(self, restriction):
-        return _KafkaOffsetTracker(restriction)
+    deadline: Optional[float]
+    known: frozenset  # of (topic, partition)
 
-    def restriction_size(self, element, restriction):
+
+class _WatchRestriction(NamedTuple):
+    """The watcher's restriction: which round it is and which partitions are being read."""
+
+    round: int
+    known: frozenset  # of (topic, partition)
+
+
+class _WatchTracker(RestrictionTracker):
+    """One claim per round; the residual of a checkpoint carries the partitions seen so far.
+
+    Keeping "seen" in the restriction (rather than in a stateful DoFn) means nothing
+    downstream has to group, and a resumed watcher never re-emits a partition.
+    """
+
+    def __init__(self, restriction: _WatchRestriction) -> None:
+        self._restriction = restriction
+        self._claimed: Optional[frozenset] = None
+        self._finished = False
+
+    def current_restriction(self) -> _WatchRestriction:
+        return self._restriction
+
+    def try_claim(self, known: Optional[frozenset]) -> bool:
+        """Claim this round with the partitions known after it; ``None`` ends the watch."""
+        if self._finished or self._claimed is not None:
+            return False
+        if known is None:
+            self._finished = True
+            return False
+        self._claimed = known
+        return True
+
+    def try_split(self, fraction_of_remainder):
+        if self._finished:
+            return None
+        self._finished = True
+        if self._claimed is None:
+            return None
+        done = _WatchRestriction(self._restriction.round, self._restriction.known)
+        return done, _WatchRestriction(self._restriction.round + 1, self._claimed)
+
+    def check_done(self) -> None:
+        if not self._finished and self._claimed is None:
+            raise ValueError(f"watch round {self._restriction.round} was neither claimed nor ended")
+
+    def current_progress(self):
+        return RestrictionProgress(completed=0, remaining=1)
+
+    def is_bounded(self) -> bool:
+        return False
+
+
+class _WatchRestrictions(RestrictionProvider):
+    def initial_restriction(self, spec) -> _WatchRestriction:
+        return _WatchRestriction(0, spec.known)
+
+    def create_tracker(self, restriction: _WatchRestriction) -> _WatchTracker:
+        return _WatchTracker(restriction)
+
+    def restriction_size(self, spec, restriction) -> int:
         return 1
 
 
 class _WatchPartitions(beam.DoFn):
-    """Unbounded reads: every ``interval`` seconds, every partition of the topics.
+    """Reads that never stop: every ``interval`` seconds, look for partitions added since launch.
 
-    Each round emits all partitions (new ones to be read from their beginning);
-    :class:`_FirstSeen` keeps only the first descriptor per partition, so partitions
-    known at launch keep the positions resolved by :class:`_DiscoverPartitions`.
+    New partitions are read from their beginning (nothing produced to them is missed).
     """
 
     def __init__(self, config, topics, interval: float, max_delay: float = 0.0,
@@ -398,46 +499,39 @@ class _WatchPartitions(beam.DoFn):
         self._topics = list(topics)
         self._interval = interval
 
-    def setup(self):
-        self._consumer = None
-
     def process(
         self,
-        _impulse,
-        tracker=beam.DoFn.RestrictionParam(_RoundsProvider()),
+        spec: WatchSpec,
+        tracker=beam.DoFn.RestrictionParam(_WatchRestrictions()),
         _watermark=beam.DoFn.WatermarkEstimatorParam(WalltimeWatermarkEstimator.default_provider()),
     ):
-        round_ = tracker.current_restriction().start
-        if not tracker.try_claim(round_):
+        yield from self._round(spec, tracker)
+
+    def _round(self, spec: WatchSpec, tracker):
+        if spec.deadline is not None and time.time() >= spec.deadline:
+            tracker.try_claim(None)  # read time is up: done
             return
         kafka = require("kafka", "kafka")
-        if self._consumer is None:
-            self._consumer = _consumer(self._config)
+        known = tracker.current_restriction().known
         tps = []
-        for topic in self._topics:
-            for p in sorted(self._consumer.partitions_for_topic(topic) or ()):
-                tps.append(kafka.TopicPartition(topic, p))
-        beginning = self._consumer.beginning_offsets(tps) if tps else {}
+        with _pooled_consumer(self._config) as consumer:
+            consumer.topics()  # a metadata request: partitions_for_topic alone answers from cache
+            for topic in self._topics:
+                for p in sorted(consumer.partitions_for_topic(topic) or ()):
+                    if (topic, p) not in known:
+                        tps.append(kafka.TopicPartition(topic, p))
+            beginning = consumer.beginning_offsets(tps) if tps else {}
+        if not tracker.try_claim(known | {(tp.topic, tp.partition) for tp in tps}):
+            return
         for tp in tps:
-            yield PartitionRead(tp.topic, tp.partition, beginning[tp], NEVER, None,
+            _LOG.info("new partition %s[%d]: reading it from offset %d", tp.topic, tp.partition,
+                      beginning[tp])
+            yield PartitionRead(tp.topic, tp.partition, beginning[tp], NEVER, spec.deadline,
                                 self._max_delay, self._idle_timeout)
-        tracker.defer_remainder(Duration(seconds=self._interval))
-
-    def teardown(self):
-        if getattr(self, "_consumer", None) is not None:
-            self._consumer.close()
-
-
-class _FirstSeen(beam.DoFn):
-    """Stateful: pass the first PartitionRead of each (topic, partition), drop the rest."""
-
-    SEEN = beam.transforms.userstate.ReadModifyWriteStateSpec("seen", beam.coders.BooleanCoder())
-
-    def process(self, keyed, seen=beam.DoFn.StateParam(SEEN)):
-        _, read = keyed
-        if not seen.read():
-            seen.write(True)
-            yield read
+        delay = self._interval
+        if spec.deadline is not None:
+            delay = max(0.0, min(delay, spec.deadline - time.time()))
+        tracker.defer_remainder(Duration(seconds=delay))
 
 
 # ---- the splittable reader ------------------------------------------------------------
@@ -556,7 +650,7 @@ def _timestamp_of(policy: Union[str, TimestampFn], record: KafkaRecord) -> float
     return float(policy(record))  # type: ignore[operator]
 
 
-class _ReadPartitionFn(beam.DoFn):
+class _ReadPartitionFn(_NoClientsPickled, beam.DoFn):
     """The SDF: PartitionRead -> KafkaRecord (value still bytes), one claim per offset."""
 
     def __init__(self, config, group, commit, timestamp_policy, poll_timeout_ms, max_invocation_seconds):
@@ -569,9 +663,10 @@ class _ReadPartitionFn(beam.DoFn):
         self._records_read = Metrics.counter(NAMESPACE, "records_read")
         self._no_finalizer_warned = False
 
+    _CLIENTS = ("_consumer", "_committer")
+
     def setup(self):
         self._consumer = _consumer(self._config, max_poll_records=2000)
-        self._assigned = None
         self._committer = _Committer(self._config, self._group) if self._commit else None
 
     def process(
@@ -585,12 +680,19 @@ class _ReadPartitionFn(beam.DoFn):
         yield from self._read(read, tracker, watermark, bundle_finalizer)
 
     def _read(self, read: PartitionRead, tracker, watermark, bundle_finalizer):
+        if getattr(self, "_consumer", None) is not None:
+            yield from self._read_with(self._consumer, read, tracker, watermark, bundle_finalizer)
+            return
+        if self._commit and getattr(self, "_committer", None) is None:
+            self._committer = _Committer(self._config, self._group)
+        with _pooled_consumer(self._config) as consumer:  # setup() was not called
+            yield from self._read_with(consumer, read, tracker, watermark, bundle_finalizer)
+
+    def _read_with(self, consumer, read: PartitionRead, tracker, watermark, bundle_finalizer):
         kafka = require("kafka", "kafka")
         tp = kafka.TopicPartition(read.topic, read.partition)
-        consumer = self._consumer
-        if self._assigned != tp:
+        if consumer.assignment() != {tp}:
             consumer.assign([tp])
-            self._assigned = tp
         restriction = tracker.current_restriction()
         if consumer.position(tp) != restriction.start:
             consumer.seek(tp, restriction.start)
@@ -637,7 +739,7 @@ class _ReadPartitionFn(beam.DoFn):
                     tracker.defer_remainder()  # checkpoint: the bundle ends, offsets get committed
                     return
         finally:
-            if last is not None and self._committer is not None:
+            if last is not None and getattr(self, "_committer", None) is not None:
                 self._register_commit(bundle_finalizer, read.topic, read.partition, last + 1)
 
     def _register_commit(self, finalizer, topic: str, partition: int, next_offset: int) -> None:
@@ -777,23 +879,38 @@ class ReadFromKafka(beam.PTransform):
     def expand(self, pbegin):
         if self._validate:
             check_topics(self._config, self._topics)
-        impulse = pbegin | "Impulse" >> beam.Impulse()
-        reads = impulse | "DiscoverPartitions" >> beam.ParDo(_DiscoverPartitions(
-            self._config, self._topics, self._group, self._start_at, self._stop_at,
-            self._max_records, self._max_read_time, self._max_delay, self._idle_timeout))
-        if not self.bounded and self._discovery_interval:
+        watch = bool(self._stop_at == "never" and not self._max_records
+                     and self._discovery_interval)
+        discovered = (
+            pbegin
+            | "Impulse" >> beam.Impulse()
+            | "DiscoverPartitions" >> beam.ParDo(_DiscoverPartitions(
+                self._config, self._topics, self._group, self._start_at, self._stop_at,
+                self._max_records, self._max_read_time, self._max_delay, self._idle_timeout,
+                watch)).with_outputs(WATCH, main="reads")
+        )
+        # Spread the partitions over workers. Only the launch-time ones: in streaming, a
+        # GroupByKey downstream of the never-ending watcher would wait for its watermark.
+        reads = discovered["reads"] | "Distribute" >> beam.Reshuffle()
+        if watch:
             watcher = _WatchPartitions(self._config, self._topics, self._discovery_interval,
                                        self._max_delay, self._idle_timeout)
-            later = impulse | "WatchPartitions" >> beam.ParDo(watcher)
+            added = (
+                discovered[WATCH]
+                | "WatchPartitions" >> beam.ParDo(watcher)
+            )
             reads = (
-                (reads, later)
+                (reads, added)
                 | "AllPartitions" >> beam.Flatten()
-                | "KeyByPartition" >> beam.Map(lambda r: ((r.topic, r.partition), r))
-                | "FirstSeen" >> beam.ParDo(_FirstSeen())
+                # Runners that group an SDF's input (Beam's direct runners) must not wait for
+                # the never-ending watcher's watermark: fire for every descriptor.
+                | "EveryDescriptor" >> beam.WindowInto(
+                    beam_window.GlobalWindows(),
+                    trigger=trigger.Repeatedly(trigger.AfterCount(1)),
+                    accumulation_mode=trigger.AccumulationMode.DISCARDING)
             )
         records = (
             reads
-            | "Distribute" >> beam.Reshuffle()
             | "ReadPartitions" >> beam.ParDo(_ReadPartitionFn(
                 self._config, self._group, self._commit, self._policy,
                 self._poll_timeout_ms, self._max_invocation))
@@ -802,6 +919,9 @@ class ReadFromKafka(beam.PTransform):
             ).with_outputs(DEAD_LETTERS, main="records")
         )
         self.dead_letters = records[DEAD_LETTERS]
+        if watch:
+            return records["records"] | "DefaultWindowing" >> beam.WindowInto(
+                beam_window.GlobalWindows())
         return records["records"]
 
 
@@ -855,7 +975,9 @@ class _Pending(NamedTuple):
     window: Any
 
 
-class _WriteFn(beam.DoFn):
+class _WriteFn(_NoClientsPickled, beam.DoFn):
+    _CLIENTS = ("_producer", "_errors")
+
     def __init__(self, config, topic, value_fn, key_fn, headers_fn, pipeline, step, on_reject):
         self._config = config
         self._topic = topic
@@ -1047,6 +1169,7 @@ def read_from_options(options, *, pipeline: str = "kafka") -> ReadFromKafka:
         max_read_time=k.max_read_time,
         timestamp_policy=_timestamp_policy(options),
         idle_timeout=k.idle_timeout or 10.0,
+        discovery_interval=k.kafka_discovery_interval or 60.0,
         config=config,
         pipeline=pipeline,
     )
