@@ -234,3 +234,36 @@ def test_port_in_use_is_a_config_error():
         with pytest.raises(ConfigError, match="--metrics_port: cannot listen on 127.0.0.1"):
             exporter.start()
         exporter.finish()
+
+
+def test_streaming_run_is_scraped_live_while_it_runs(capsys):
+    """The local streaming runner runs asynchronously: counters grow between scrapes."""
+    from beam_pipelines import _run
+
+    options = opts.parse(
+        ["--streaming", "--synthetic_events=60", "--synthetic_rate=20", "--window_size=1",
+         "--synthetic_malformed=0", "--metrics_port=0", "--metrics_address=127.0.0.1",
+         "--metrics_poll_interval=0.1"],
+        [opts.IOOptions, opts.WindowOptions, MetricsOptions, pageviews.PageviewsOptions],
+        prog="test",
+    )
+    _run.set_streaming(options, True)
+    options = _run.prepare_runner(options)
+    pipeline = beam.Pipeline(options=options)
+    pageviews.build(pipeline, options, pageviews.synthetic_source(options), True)
+    result = pipeline.run()
+    seen: list[float] = []
+    out = io.StringIO()
+    with metrics.serve(result, options, pipeline=pageviews.PIPELINE, out=out) as exporter:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not seen or seen[-1] < 60):
+            text = scrape(exporter.port)
+            if 'step="parse"' in text:
+                seen.append(sample(text, 'events_processed_total{pipeline="pageviews",step="parse"}'))
+            time.sleep(0.05)  # polling a condition with a deadline
+        result.wait_until_finish()
+    assert seen and seen[-1] == 60, seen
+    assert any(0 < value < 60 for value in seen), f"never saw the run in progress: {seen}"
+    assert seen == sorted(seen)
+    assert out.getvalue() == ""  # no batch summary for a stream
+    capsys.readouterr()  # the console sink's table
