@@ -15,10 +15,13 @@ TestStream), but not unbounded splittable DoFns such as our Kafka and synthetic 
    Beam's invoker has already called ``check_done`` and looked for a deferred
    remainder; it only understands ``ProcessContinuation``, holds the output watermark
    at -infinity while an element has a remainder (so no window ever fires), and
-   re-invokes in a busy loop. :class:`_ProcessFn` drains the outputs inside the
-   invocation, honours ``tracker.defer_remainder(delay)`` (and ``ProcessContinuation``
-   and runner checkpoints), holds the watermark at the SDF's watermark estimator, and
-   resumes with a processing-time timer after the requested delay.
+   re-invokes in a busy loop; and the GroupByKey in front of it re-stamps the element
+   at the end of the global window, which releases every downstream watermark to
+   +infinity before the first invocation. :class:`_ProcessFn` drains the outputs
+   inside the invocation, honours ``tracker.defer_remainder(delay)`` (and
+   ``ProcessContinuation`` and runner checkpoints), holds the watermark at the SDF's
+   watermark estimator, and resumes with a processing-time timer after the requested
+   delay; the element reaches it with its own timestamp (no GroupByKey).
 
 3. **Metrics of later bundles.** Each executor thread caches its per-step sampler
    states, and with them the *first* bundle's metrics container, so counters of every
@@ -41,7 +44,7 @@ from apache_beam.runners.common import DoFnContext, DoFnInvoker, DoFnSignature, 
 from apache_beam.runners.direct import direct_runner, executor, sdf_direct_runner
 from apache_beam.runners.direct.util import KeyedWorkItem
 from apache_beam.runners.direct.watermark_manager import WatermarkManager
-from apache_beam.transforms.core import ProcessContinuation
+from apache_beam.transforms.core import Map, ProcessContinuation
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -188,9 +191,17 @@ class _ProcessKeyedElementsViaKeyedWorkItems(sdf_direct_runner.ProcessKeyedEleme
         process.args = original.ptransform_args
         process.kwargs = original.ptransform_kwargs
         process.side_inputs = original.ptransform_side_inputs
-        from apache_beam.transforms.core import GroupByKey
+        # Beam groups here, but every key is a fresh random UUID, so the GroupByKey only
+        # re-stamps the element at the end of the global window: the stage's input
+        # watermark (and so every downstream watermark, which never moves back) jumps
+        # to +infinity before the first invocation sets a hold. Pairing each element
+        # with a one-element list keeps its timestamp and so holds the watermark.
+        return pcoll | "AsKeyedWorkItem" >> Map(_single_value) | process
 
-        return pcoll | GroupByKey() | process
+
+def _single_value(keyed: tuple) -> tuple:
+    key, value = keyed
+    return key, [value]
 
 
 class _ProcessKeyedElementsOverride(PTransformOverride):

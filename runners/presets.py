@@ -27,6 +27,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
     TestOptions,
 )
+from apache_beam.runners.runner import PipelineRunner
 
 from beam_pipelines._extras import require
 from beam_pipelines.errors import ConfigError, NotAvailableError
@@ -247,7 +248,7 @@ def dataflow(options: PipelineOptions) -> PipelineOptions:
     return options
 
 
-class DryRunRunner:
+class DryRunRunner(PipelineRunner):
     """Prints the job graph a runner would receive, and submits nothing.
 
     ``--dry_run`` with DataflowRunner: the options are checked as for a real

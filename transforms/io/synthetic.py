@@ -84,8 +84,9 @@ class _UnboundedSyntheticFn(beam.DoFn, RestrictionProvider):
     def __init__(self, generator: SyntheticEvents, count: int | None) -> None:
         self._generator = generator
         self._stop = count if count is not None else ENDLESS
-        # How far an event's time may fall behind its nominal time (out of order).
-        self._lag = generator.max_delay if generator.out_of_order else 0.0
+        # How far an event's timestamp may fall behind its nominal time: out of order
+        # by up to max_delay, then floored to whole seconds by the parser.
+        self._lag = (generator.max_delay if generator.out_of_order else 0.0) + 1.0
 
     # RestrictionProvider
     def initial_restriction(self, element: float) -> OffsetRange:
@@ -119,11 +120,12 @@ class _UnboundedSyntheticFn(beam.DoFn, RestrictionProvider):
             index = position + offset
             if not tracker.try_claim(index):
                 return
-            # Timestamped like a broker's append time; the parser re-stamps valid events
-            # with their own event time.
+            # Stamped with the earliest event time this index can carry: the parser
+            # re-stamps valid events with their own time, which is never earlier, so no
+            # event falls behind the watermark on its way.
             yield TimestampedValue(
                 RawRecord(payload, {"source": "synthetic", "index": index}),
-                started + index / rate,
+                started + index / rate - self._lag,
             )
         position = max(position, due)
         next_time = started + position / rate

@@ -1,0 +1,155 @@
+"""Runner presets: each missing or unusable setting is one line naming the flag, fast.
+
+No pipeline runs here: a preset either fills options or fails before anything starts.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from apache_beam.options.pipeline_options import (
+    FlinkRunnerOptions,
+    GoogleCloudOptions,
+    PortableOptions,
+    StandardOptions,
+)
+
+import runners
+from beam_pipelines import options as opts
+from beam_pipelines import pageviews
+from beam_pipelines.errors import ConfigError, NotAvailableError
+from beam_pipelines.testing.servers import free_port
+from runners import presets
+from runners.options import RunnerPresetOptions
+
+pytestmark = pytest.mark.unit
+
+PAGEVIEWS_CLASSES = [opts.IOOptions, opts.WindowOptions, pageviews.PageviewsOptions]
+
+
+def parse(*flags: str):
+    return opts.parse(list(flags), PAGEVIEWS_CLASSES, prog="test")
+
+
+def prepared(*flags: str):
+    return runners.prepare(parse(*flags))
+
+
+def cli(capsys, *flags: str) -> tuple[int, str, float]:
+    """Run the pageviews CLI in-process: exit code, stderr, seconds taken."""
+    started = time.monotonic()
+    code = pageviews.main(list(flags))
+    return code, capsys.readouterr().err, time.monotonic() - started
+
+
+def test_flink_offline_without_jar_fails_fast_naming_the_options(capsys):
+    code, err, took = cli(capsys, "--runner=FlinkRunner", "--synthetic_events=10")
+    assert code == 2
+    assert took < 5, f"took {took:.1f}s"
+    assert err.startswith("error: --flink_job_server_jar:")
+    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback
+    for flag in ("--flink_job_server_jar", "--job_endpoint", "--flink_master", "--parallelism",
+                 "--checkpointing_interval"):
+        assert flag in err
+
+
+def test_flink_checks_jar_endpoint_and_parallelism(tmp_path):
+    with pytest.raises(ConfigError, match="--flink_job_server_jar: expected a local jar path"):
+        prepared("--runner=FlinkRunner", "--flink_job_server_jar=https://repo/x.jar")
+    with pytest.raises(ConfigError, match="--flink_job_server_jar: expected the path of an existing"):
+        prepared("--runner=FlinkRunner", f"--flink_job_server_jar={tmp_path}/missing.jar")
+    with pytest.raises(ConfigError, match="--parallelism"):
+        prepared("--runner=FlinkRunner", "--parallelism=0")
+    started = time.monotonic()
+    with pytest.raises(NotAvailableError, match="--job_endpoint: nothing accepts connections"):
+        prepared("--runner=FlinkRunner", f"--job_endpoint=localhost:{free_port()}")
+    assert time.monotonic() - started < 5
+    jar = tmp_path / "beam-runners-flink-job-server.jar"
+    jar.write_bytes(b"PK")
+    options = prepared("--runner=FlinkRunner", f"--flink_job_server_jar={jar}",
+                       "--flink_master=flink:8081", "--parallelism=4", "--streaming")
+    assert options.view_as(RunnerPresetOptions).checkpointing_interval == 60_000
+    assert options.view_as(FlinkRunnerOptions).parallelism == 4
+    # The interval reaches Flink as a pipeline option (checkpointingInterval in Java).
+    assert options.get_all_options(retain_unknown_options=True)["checkpointing_interval"] == 60_000
+
+
+def test_prism_needs_a_local_binary(tmp_path, monkeypatch):
+    monkeypatch.setattr(presets, "_cached_prism", lambda: None)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="^--prism_location: expected the path of a local Prism"):
+        prepared("--runner=PrismRunner")
+    assert time.monotonic() - started < 5
+    with pytest.raises(ConfigError, match="not a URL"):
+        prepared("--runner=PrismRunner", "--prism_location=https://github.com/prism.zip")
+    with pytest.raises(ConfigError, match="existing Prism binary"):
+        prepared("--runner=PrismRunner", f"--prism_location={tmp_path}/prism")
+
+
+def test_portable_starts_the_local_job_service_or_checks_the_endpoint():
+    options = prepared("--runner=PortableRunner")
+    portable = options.view_as(PortableOptions)
+    assert portable.job_endpoint.startswith("localhost:")
+    assert portable.environment_type == "LOOPBACK"
+    # Started once per process: a second run reuses it.
+    assert prepared("--runner=PortableRunner").view_as(PortableOptions).job_endpoint == (
+        portable.job_endpoint
+    )
+    started = time.monotonic()
+    with pytest.raises(NotAvailableError, match="--job_endpoint: nothing accepts connections"):
+        prepared("--runner=PortableRunner", f"--job_endpoint=localhost:{free_port()}")
+    assert time.monotonic() - started < 5
+    with pytest.raises(ConfigError, match="--job_endpoint: expected HOST:PORT"):
+        prepared("--runner=PortableRunner", "--job_endpoint=nowhere")
+
+
+def test_dataflow_names_each_missing_option_and_fills_staging():
+    with pytest.raises(ConfigError, match="^--project:"):
+        prepared("--runner=DataflowRunner")
+    with pytest.raises(ConfigError, match="^--region:"):
+        prepared("--runner=DataflowRunner", "--project=p")
+    with pytest.raises(ConfigError, match="^--temp_location:"):
+        prepared("--runner=DataflowRunner", "--project=p", "--region=europe-west1")
+    with pytest.raises(ConfigError, match="^--temp_location: expected a gs://"):
+        prepared("--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=/tmp")
+    options = prepared("--runner=DataflowRunner", "--project=p", "--region=europe-west1",
+                       "--temp_location=gs://bucket/tmp", "--dry_run=True")
+    assert options.view_as(GoogleCloudOptions).staging_location == "gs://bucket/tmp/staging"
+    assert options.view_as(StandardOptions).runner == presets.DRY_RUN
+
+
+def test_dataflow_dry_run_prints_the_job_graph_without_submitting(capsys):
+    code = pageviews.main(["--runner=DataflowRunner", "--project=p", "--region=europe-west1",
+                           "--temp_location=gs://bucket/tmp", "--dry_run=True"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "not submitted" in out
+    for step in ("Read", "Parse", "CountPageViews", "WriteDeadLetters"):
+        assert step in out
+
+
+def test_direct_streaming_runs_on_the_local_streaming_runner():
+    assert prepared("--streaming").view_as(StandardOptions).runner == presets.LOCAL_STREAMING
+    assert prepared("--runner=DirectRunner", "--streaming").view_as(
+        StandardOptions).runner == presets.LOCAL_STREAMING
+    assert prepared("--runner=LocalStreamingRunner").view_as(
+        StandardOptions).runner == presets.LOCAL_STREAMING
+    assert prepared().view_as(StandardOptions).runner is None  # batch: Beam's DirectRunner
+
+
+def test_dask_is_batch_only_and_unknown_runners_are_named(capsys):
+    with pytest.raises(ConfigError, match="DaskRunner runs bounded"):
+        prepared("--runner=DaskRunner", "--streaming")
+    code, err, _ = cli(capsys, "--runner=SparkStreaming")
+    assert code == 2 and err.startswith("error: --runner: expected one of DirectRunner")
+    # A fully qualified class is the user's choice and passes through.
+    assert prepared("--runner=my.module.Runner").view_as(StandardOptions).runner == "my.module.Runner"
+
+
+def test_runner_flags_are_accepted_by_the_strict_parser():
+    options = parse("--checkpointing_interval=30000", "--dask_local_workers=3",
+                    "--dask_client_address=tcp://scheduler:8786", "--job_service_startup_timeout=3")
+    assert options.view_as(RunnerPresetOptions).dask_local_workers == 3
+    with pytest.raises(ConfigError, match="--checkpointing_interval: expected a whole number > 0"):
+        parse("--checkpointing_interval=soon")
