@@ -90,6 +90,13 @@ def test_bounded_reads_start_at_time_commits_and_write(kafka_broker, kafka_topic
                     equal_to([(topic, 0)] * 500), label="TopicAndTimestampType")
         assert_that(from_b | "BValues" >> beam.Map(lambda r: r.value),
                     equal_to([v for _, v, _ in batch_b]), label="StartAtTimestamp")
+        as_json = ReadFromKafka(servers, topic, start_at=t_b / 1000, stop_at="end",
+                                value_deserializer="json", validate=False)
+        parsed = p | "AsJson" >> as_json  # "b0", "b1"... are not JSON: all dead letters
+        assert_that(parsed, equal_to([]), label="NoJsonParsed")
+        assert_that(as_json.dead_letters
+                    | beam.Map(lambda d: (d.reason_code, d.origin["topic"], d.payload[0])),
+                    equal_to([("deserialize", topic, "b")] * 200), label="BadJsonDeadLettered")
         written = (from_b | "Raw" >> beam.Map(lambda r: r.value)
                    | WriteToKafka(servers, out, value_fn=unserializable, key_fn=lambda v: v[:2]))
         assert_that(written.dead_letters | beam.Map(lambda d: (d.reason_code, d.payload)),
@@ -272,3 +279,68 @@ def test_streaming_read_picks_up_new_partitions(kafka_broker, kafka_topic, tmp_p
     final = sum(r["count"] for r in rows if r["is_final"])
     assert parsed == 500, parsed  # the 100 events of the new partition were read too
     assert final + late == 500, (final, late)  # each counted once, or dead-lettered as late
+
+
+class _Finalizer:
+    """Stands in for Beam's BundleFinalizerParam: keeps callbacks until the test finalizes."""
+
+    def __init__(self) -> None:
+        self.callbacks: list = []
+
+    def register(self, callback) -> None:
+        self.callbacks.append(callback)
+
+
+def test_sdf_splits_checkpoints_and_commits_only_after_finalization(kafka_broker, kafka_topic):
+    """Drive the reader DoFn directly: a split mid-read and repeated checkpoints read every
+    offset exactly once, and the group's offset moves only when the bundle is finalized."""
+    from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
+
+    from transforms.io import kafka as k
+
+    servers = kafka_broker.bootstrap_servers
+    topic = kafka_topic(1, "split")
+    _produce_timed(servers, topic, [(b"k", b"v%d" % i, 1_700_000_000_000 + i) for i in range(1000)])
+    config = client_config(servers, extra={"max_poll_records": 150})
+    reader = k._ReadPartitionFn(config, "split_group", True, "log_time", 200, 0.0)
+    reader.setup()
+    try:
+        def invoke(read, restriction, split_after=None):
+            tracker = ThreadsafeRestrictionTracker(k._KafkaOffsetTracker(restriction))
+            watermark = k._WatermarkProvider().create_watermark_estimator(
+                k._WatermarkProvider().initial_estimator_state(read, restriction))
+            finalizer, offsets, split = _Finalizer(), [], None
+            for value in reader.process(read, finalizer, RestrictionTrackerView(tracker), watermark):
+                offsets.append(value.value.offset)
+                if split_after is not None and len(offsets) == split_after:
+                    split = tracker.try_split(0.5)
+            tracker.check_done()
+            deferred = tracker.deferred_status()
+            return offsets, split, deferred, finalizer
+
+        # bounded: split the range while reading it, then read the residual (and split it too)
+        read = k.PartitionRead(topic, 0, 0, 1000)
+        first, (primary, residual), _, _ = invoke(read, k.OffsetRange(0, 1000), split_after=100)
+        assert primary.stop == residual.start and first == list(range(primary.stop))
+        second, (_, rest), _, _ = invoke(read, residual, split_after=10)
+        third, _, _, _ = invoke(read, rest)
+        assert first + second + third == list(range(1000))
+
+        # unbounded: every invocation checkpoints (max_invocation_seconds=0) and resumes
+        read = k.PartitionRead(topic, 0, 0, k.NEVER)
+        restriction, offsets, invocations = k.OffsetRange(0, k.NEVER), [], 0
+        while len(offsets) < 1000:
+            invocations += 1
+            assert invocations < 200, "the reader makes no progress"
+            got, _, deferred, finalizer = invoke(read, restriction)
+            offsets += got
+            assert deferred is not None, "an unbounded read must defer its remainder"
+            restriction = deferred[0]  # the residual range, from defer_remainder()
+            if got:
+                assert _committed(servers, topic, "split_group")[0] in (None, got[0])
+                for callback in finalizer.callbacks:  # the runner finalizes the bundle
+                    callback()
+                assert _committed(servers, topic, "split_group")[0] == got[-1] + 1
+        assert offsets == list(range(1000)) and invocations > 2
+    finally:
+        reader.teardown()
