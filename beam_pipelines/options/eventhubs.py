@@ -209,6 +209,6 @@ class EventHubsOptions(PipelineOptions):
         parser.add_argument(
             "--eventhubs_idle_timeout", type=positive_seconds, default=5.0,
             help="Bounded reads: fail a partition that yields nothing for this many seconds "
-            "while events are still expected. Streaming: how long one read waits before "
-            "yielding control. Default 5.",
+            "while events are still expected. Default 5. (Streaming reads wait at most 0.25 s "
+            "per call before handing control back to the runner.)",
         )

@@ -118,3 +118,41 @@ def test_connection_strings_never_shown(eventhubs_emulator, capsys, caplog):
     assert code == 2, captured.err
     assert "error: " in captured.err and "no-such-hub" in captured.err
     assert SECRET not in captured.err + captured.out + caplog.text
+
+
+def test_unbounded_read_on_the_local_streaming_runner(eventhubs_emulator, eventhub, tmp_path):
+    import time
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines.testing.collect import collect
+    from runners import prepare
+    from transforms.io.eventhubs import _FileCheckpoints
+
+    conn = eventhubs_emulator.connection_string
+    hub = eventhub(partitions=2, prefix="stream")
+    send(conn, hub, [b"a%d" % i for i in range(10)], partitions=2)
+    options = prepare(PipelineOptions(["--runner=DirectRunner", "--streaming"]))
+    pipeline = beam.Pipeline(options=options)
+    read = ReadFromEventHubs(conn, hub, checkpoint_store=f"file://{tmp_path}")
+    assert not read.bounded
+    got = collect(pipeline | read | beam.Map(lambda r: r.payload))
+    result = pipeline.run()
+    try:
+        deadline = time.monotonic() + 60
+        while len(got.items) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the collected output with a deadline
+        send(conn, hub, [b"b%d" % i for i in range(6)], partitions=2)  # while it runs
+        store = _FileCheckpoints(str(tmp_path))
+        namespace = conn.split("sb://")[1].split(";")[0]
+
+        def checkpointed() -> list:
+            points = [store.get(namespace, hub, "$Default", p) for p in ("0", "1")]
+            return [p.sequence_number if p else None for p in points]
+
+        while (len(got.items) < 16 or checkpointed() != [7, 7]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        result.cancel()
+    assert sorted(got.items) == sorted([b"a%d" % i for i in range(10)] + [b"b%d" % i for i in range(6)])
+    assert checkpointed() == [7, 7]

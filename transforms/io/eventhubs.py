@@ -406,8 +406,12 @@ class _ReadPartitions(beam.DoFn):
         self._checkpoints = Metrics.counter(_NAMESPACE, "checkpoints_written")
 
     def setup(self) -> None:
+        # Also called lazily from process(): the bundle-based direct runner's splittable
+        # DoFn driver does not call setup() on the wrapped DoFn.
+        self._ready = True
         self._readers: dict[str, tuple[_PartitionReader, int]] = {}
         self._closing: list[threading.Thread] = []
+        self._uncommitted: dict[str, tuple[tuple, Checkpoint]] = {}
         self._store = open_checkpoint_store(self._config.checkpoint_store,
                                             self._config.checkpoint_container)
         self._namespace: Optional[str] = None
@@ -421,6 +425,10 @@ class _ReadPartitions(beam.DoFn):
         self._closing = []
         if getattr(self, "_store", None):
             self._store.close()
+
+    def _commit(self, key: tuple, point: Checkpoint) -> None:
+        self._store.put(*key, point)
+        self._checkpoints.inc()
 
     def _reader(self, partition: str, start: int) -> _PartitionReader:
         current = self._readers.get(partition)
@@ -443,15 +451,20 @@ class _ReadPartitions(beam.DoFn):
         tracker=beam.DoFn.RestrictionParam(_PartitionRestrictions()),
         watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider()),
     ):
+        if not getattr(self, "_ready", False):
+            self.setup()
         config = self._config
         restriction = tracker.current_restriction()
         if restriction.start >= restriction.stop:
             return
+        pending = self._uncommitted.pop(task.partition, None)
+        if pending is not None and pending[1].sequence_number == restriction.start - 1:
+            self._commit(*pending)
         reader = self._reader(task.partition, restriction.start)
         expected = restriction.start
         last = None
         count = 0
-        wait = config.idle_timeout if tracker.is_bounded() else min(config.idle_timeout, 1.0)
+        wait = config.idle_timeout if tracker.is_bounded() else min(config.idle_timeout, 0.25)
         for event in reader.events(wait):
             if event.sequence_number < expected:
                 continue  # already read (a restarted reader may deliver from an older point)
@@ -478,14 +491,13 @@ class _ReadPartitions(beam.DoFn):
         self._events.inc(count)
         if last is not None and self._store is not None:
             point = Checkpoint(last.sequence_number, str(last.offset))
-            store, namespace = self._store, self._namespace
-            key = (namespace, config.eventhub, config.consumer_group, task.partition)
-
-            def commit() -> None:
-                store.put(*key, point)
-                self._checkpoints.inc()
-
-            finalizer.register(commit)
+            key = (self._namespace, config.eventhub, config.consumer_group, task.partition)
+            if getattr(finalizer, "register", None) is not None:
+                finalizer.register(lambda: self._commit(key, point))
+            else:
+                # No bundle finalization (the bundle-based direct runner): the runner hands
+                # us the residual only after committing this bundle, so commit then.
+                self._uncommitted[task.partition] = (key, point)
         if expected >= restriction.stop:
             self._closing.append(reader.close_in_background())
             self._readers.pop(task.partition, None)
