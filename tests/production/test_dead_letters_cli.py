@@ -110,8 +110,10 @@ def test_reads_compressed_files_and_reports_lines_that_are_not_dead_letters(tmp_
 def test_user_mistakes_are_one_line_errors(tmp_path):
     with pytest.raises(SourceError, match="LOCATION: no dead-letter files at"):
         cli.run(["inspect", str(tmp_path / "nothing")])
-    with pytest.raises(ConfigError, match="reading dead letters from kafka:// is not supported"):
-        cli.run(["inspect", "kafka://rejected"])
+    with pytest.raises(ConfigError, match="reading dead letters from postgresql:// is not"):
+        cli.run(["inspect", "postgresql://db/rejected"])
+    with pytest.raises(ConfigError, match="--output: expected a different place"):
+        cli.run(["replay", "kafka://rejected", "--output", "kafka://rejected"])
     with pytest.raises(ConfigError, match="--samples: expected a whole number >= 0, got '-1'"):
         cli.run(["inspect", str(tmp_path), "--samples", "-1"])
     (tmp_path / "dead_letters-0.jsonl").write_text("")

@@ -179,3 +179,49 @@ def test_kafka_consumer_lag_is_exported_per_partition(kafka_broker, kafka_topic)
         exporter.close()
     # partition 0: 5 records, 2 committed; partition 1: 5 records, none committed.
     assert lags == {f"{topic}-0": 3, f"{topic}-1": 5}
+
+
+def test_dead_letters_on_kafka_are_inspected_and_replayed_into_the_input_topic(
+        kafka_broker, kafka_topic, tmp_path):
+    import io
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from beam_pipelines import dead_letters as cli
+    from beam_pipelines import pageviews
+
+    servers = kafka_broker.bootstrap_servers
+    rejected, replayed = kafka_topic(2, "rejected"), kafka_topic(1, "input")
+    lines = [json.dumps(e) for e in events(T0, 6)]
+    lines += [json.dumps({"user_id": 1, "page": "/x", "timestamp": T0})] * 2 + ["{nope"]
+    (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n")
+    pageviews.run([f"--input={tmp_path / 'events.jsonl'}", "--source=file", "--sink=jsonl",
+                   f"--output={tmp_path / 'out'}", f"--dead_letter=kafka://{rejected}",
+                   f"--bootstrap_servers={servers}"])
+
+    out = io.StringIO()
+    cli.run(["inspect", f"kafka://{rejected}", f"--bootstrap_servers={servers}", "--json"], out)
+    assert json.loads(out.getvalue()) == {"invalid_json": 1, "missing_field": 2}
+
+    (tmp_path / "fix.py").write_text(
+        "def fix(payload, letter):\n"
+        "    return {**payload, 'action': 'view'} if isinstance(payload, dict) else None\n")
+    out = io.StringIO()
+    cli.run(["replay", f"kafka://{rejected}", "--output", f"kafka://{replayed}",
+             "--fix", str(tmp_path / "fix.py"), f"--bootstrap_servers={servers}"], out)
+    assert f"replayed 2 record(s) to kafka://{replayed}; 1 left out by the fix" in out.getvalue()
+    assert f"next: --source=kafka --topic={replayed}" in out.getvalue()
+
+    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(replayed, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        values: list[dict] = []
+        deadline = time.monotonic() + 30
+        while len(values) < 2 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                values += [json.loads(r.value) for r in records]
+    finally:
+        consumer.close()
+    assert values == [{"user_id": 1, "page": "/x", "timestamp": T0, "action": "view"}] * 2
