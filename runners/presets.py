@@ -38,6 +38,7 @@ _LOG = logging.getLogger(__name__)
 LOCAL_STREAMING = "runners.local_streaming.LocalStreamingRunner"
 DASK = "runners.dask.DaskRunner"
 DRY_RUN = "runners.presets.DryRunRunner"
+FLEX_TEMPLATE = "runners.dataflow.SubmitOnlyDataflowRunner"
 DEFAULT_CHECKPOINTING_MS = 60_000
 
 Preset = Callable[[PipelineOptions], PipelineOptions]
@@ -237,15 +238,21 @@ def dataflow(options: PipelineOptions) -> PipelineOptions:
     if options.view_as(TestOptions).dry_run:
         _set_runner(options, DRY_RUN)
         return options
+    _require_gcp()
+    if os.environ.get("FLEX_TEMPLATE_PYTHON_PY_FILE"):
+        _set_runner(options, FLEX_TEMPLATE)  # the template launcher submits, never waits
+    return options
+
+
+def _require_gcp() -> None:
     try:
         import apitools  # noqa: F401  (apache-beam[gcp])
         from google.cloud import storage  # noqa: F401
     except ImportError:
         raise NotAvailableError(
             "--runner=DataflowRunner needs Beam's Google Cloud client libraries: "
-            "pip install 'apache-beam[gcp]' (or pass --dry_run to print the job graph)"
+            "pip install 'apache-beam[gcp]' (or pass --dry_run=True to print the job graph)"
         ) from None
-    return options
 
 
 class DryRunRunner(PipelineRunner):
