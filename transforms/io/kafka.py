@@ -725,20 +725,27 @@ class _ReadPartitionFn(_NoClientsPickled, beam.DoFn):
                         tracker.defer_remainder()
                         return
                     continue
-                for message in batch:
-                    if not tracker.try_claim(message.offset):
-                        return  # the rest of the range was split off, or we reached stop
-                    record = KafkaRecord(
-                        message.topic, message.partition, message.offset,
-                        message.timestamp / 1000.0, message.timestamp_type, message.key,
-                        message.value, tuple(message.headers or ()),
-                    )
-                    seconds = _timestamp_of(self._policy, record)
-                    stamp = Timestamp.of(seconds)
-                    watermark.record(stamp, now)
-                    last = message.offset
-                    yield TimestampedValue(record, stamp)
-                self._records_read.inc(len(batch))
+                newest = None  # the watermark moves once per batch, after its records
+                claimed = 0
+                try:
+                    for message in batch:
+                        if not tracker.try_claim(message.offset):
+                            return  # the rest of the range was split off, or we reached stop
+                        record = KafkaRecord(
+                            message.topic, message.partition, message.offset,
+                            message.timestamp / 1000.0, message.timestamp_type, message.key,
+                            message.value, tuple(message.headers) if message.headers else (),
+                        )
+                        stamp = Timestamp.of(_timestamp_of(self._policy, record))
+                        if newest is None or stamp > newest:
+                            newest = stamp
+                        last = message.offset
+                        claimed += 1
+                        yield TimestampedValue(record, stamp)
+                finally:
+                    if newest is not None:
+                        watermark.record(newest, now)
+                    self._records_read.inc(claimed)
                 if (tracker.current_restriction().stop == NEVER
                         and time.monotonic() - started > self._max_invocation):
                     tracker.defer_remainder()  # checkpoint: the bundle ends, offsets get committed
