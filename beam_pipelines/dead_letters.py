@@ -193,7 +193,7 @@ def read_dead_letters(
 # ---- inspect ------------------------------------------------------------------------------
 
 class ReasonStats(NamedTuple):
-    count: int
+    total: int
     pipelines: frozenset
     steps: frozenset
     first: str
@@ -214,7 +214,7 @@ def inspect(
             old = ReasonStats(0, frozenset(), frozenset(), letter.rejected_at,
                               letter.rejected_at, ())
         stats[letter.reason_code] = ReasonStats(
-            old.count + 1,
+            old.total + 1,
             old.pipelines | {letter.pipeline},
             old.steps | {letter.step},
             min(old.first, letter.rejected_at),
@@ -237,7 +237,7 @@ def _short(text: str, width: int = 100) -> str:
 
 def print_inspection(location: str, paths: Location, stats: dict[str, ReasonStats],
                      unreadable: list[Unreadable], out: TextIO) -> None:
-    total = sum(s.count for s in stats.values())
+    total = sum(s.total for s in stats.values())
     if paths and isinstance(paths[0], KafkaTopic):
         print(f"{location}: {total} dead letters in the topic", file=out)
     else:
@@ -246,11 +246,11 @@ def print_inspection(location: str, paths: Location, stats: dict[str, ReasonStat
         width = max(len("reason_code"), *(len(code) for code in stats))
         print(f"  {'reason_code':<{width}}  {'count':>7}  pipeline/step  first .. last rejected",
               file=out)
-        for code, item in sorted(stats.items(), key=lambda kv: (-kv[1].count, kv[0])):
+        for code, item in sorted(stats.items(), key=lambda kv: (-kv[1].total, kv[0])):
             where = ",".join(sorted(f"{p}/{s}" for p in item.pipelines for s in item.steps))
-            print(f"  {code:<{width}}  {item.count:>7}  {where}  {item.first} .. {item.last}",
+            print(f"  {code:<{width}}  {item.total:>7}  {where}  {item.first} .. {item.last}",
                   file=out)
-        for code, item in sorted(stats.items(), key=lambda kv: (-kv[1].count, kv[0])):
+        for code, item in sorted(stats.items(), key=lambda kv: (-kv[1].total, kv[0])):
             print(f"samples of {code}:", file=out)
             for letter in item.samples:
                 print(f"  [{_where(letter.origin)}] {_short(letter.reason)}", file=out)
@@ -539,7 +539,7 @@ def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     if args.command == "inspect":
         stats, unreadable = inspect(paths, reasons=args.reason, samples=args.samples)
         if args.json:
-            json.dump({code: s.count for code, s in sorted(stats.items())}, out)
+            json.dump({code: s.total for code, s in sorted(stats.items())}, out)
             out.write("\n")
         else:
             print_inspection(args.location, paths, stats, unreadable, out)

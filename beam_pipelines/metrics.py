@@ -250,9 +250,9 @@ def to_families(snapshot: Snapshot, pipeline: str, *, now: float | None = None) 
     cumulative: list[tuple[str, float]] = []
     running = 0.0
     if buckets:
-        for bound in (*LATENCY_BUCKETS, math.inf):
-            running += buckets.pop(bound, 0)
-            cumulative.append(("+Inf" if math.isinf(bound) else format(bound, "g"), running))
+        for limit in (*LATENCY_BUCKETS, math.inf):
+            running += buckets.pop(limit, 0)
+            cumulative.append(("+Inf" if math.isinf(limit) else format(limit, "g"), running))
     hist_sum = sum(
         total for (_ns, name), (total, _count) in snapshot.distributions.items()
         if name == "processing_time_ms"
@@ -445,7 +445,7 @@ class Exporter:
         self.snapshot = Snapshot({}, {}, {}, 0.0)
         self.finished = False
         self.port: int | None = None
-        self._httpd = None
+        self._httpd: Any = None
         self._poller: threading.Thread | None = None
         self._registry = None
         self._lag_probe = lag_probe
