@@ -116,10 +116,13 @@ class _UnboundedSyntheticFn(beam.DoFn, RestrictionProvider):
         position = tracker.current_restriction().start
         stop = tracker.current_restriction().stop
         due = min(stop, int((time.time() - started) * rate) + 1)
+        claimed_all = True
         for offset, payload in enumerate(generator.payloads(max(0, due - position), position)):
             index = position + offset
             if not tracker.try_claim(index):
-                return
+                claimed_all = False  # the runner split the rest off: it resumes elsewhere
+                due = index  # the watermark may only pass what was emitted
+                break
             # Stamped with the earliest event time this index can carry: the parser
             # re-stamps valid events with their own time, which is never earlier, so no
             # event falls behind the watermark on its way.
@@ -133,10 +136,12 @@ class _UnboundedSyntheticFn(beam.DoFn, RestrictionProvider):
         current = watermark.current_watermark()
         if current is None or low > current:
             watermark.set_watermark(low)
-        if position >= stop:
-            return  # the count is reached: the restriction is done, the stream ends
-        pause = min(_MAX_PAUSE, max(0.0, next_time - time.time()))
-        tracker.defer_remainder(Duration.of(pause))
+        # At the count the restriction is done and the stream ends; before it, wait
+        # until the next event is due (a generator method cannot `return` early without
+        # Beam warning, hence the flags).
+        if claimed_all and position < stop:
+            pause = min(_MAX_PAUSE, max(0.0, next_time - time.time()))
+            tracker.defer_remainder(Duration.of(pause))
 
 
 def _starting_at(generator: SyntheticEvents, start: float) -> SyntheticEvents:
