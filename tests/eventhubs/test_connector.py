@@ -156,3 +156,30 @@ def test_unbounded_read_on_the_local_streaming_runner(eventhubs_emulator, eventh
         result.cancel()
     assert sorted(got.items) == sorted([b"a%d" % i for i in range(10)] + [b"b%d" % i for i in range(6)])
     assert checkpointed() == [7, 7]
+
+
+def test_start_positions_and_max_events(eventhubs_emulator, eventhub):
+    import datetime as dt
+
+    from azure.eventhub import EventHubConsumerClient
+
+    conn = eventhubs_emulator.connection_string
+    hub = eventhub(partitions=1, prefix="positions")
+    send(conn, hub, [b"e%d" % i for i in range(4)], partitions=1)
+    client = EventHubConsumerClient.from_connection_string(conn, "$Default", eventhub_name=hub)
+    with client:
+        middle = client.get_partition_properties("0")["last_enqueued_time_utc"]
+    send(conn, hub, [b"e%d" % i for i in range(4, 8)], partitions=1)
+    after_first = (middle + dt.timedelta(milliseconds=1)).isoformat()
+
+    with beam.Pipeline() as pipeline:
+        def payloads(label, **kwargs):
+            return (pipeline | label >> ReadFromEventHubs(conn, hub, **kwargs)
+                    | f"{label}Payload" >> beam.Map(lambda r: r.payload))
+
+        assert_that(payloads("Seq", start_at="seq:3", max_events=2), equal_to([b"e3", b"e4"]),
+                    label="FromSequenceNumber")
+        assert_that(payloads("Time", start_at=after_first, stop_at="end"),
+                    equal_to([b"e%d" % i for i in range(4, 8)]), label="FromEnqueuedTime")
+        assert_that(payloads("Latest", start_at="latest", stop_at="end"), equal_to([]),
+                    label="FromLatest")
