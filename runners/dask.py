@@ -154,7 +154,7 @@ class _TagFilter:
 def _bag_of(bags: dict, pcoll: pvalue.PCollection):
     """The dask bag holding exactly the elements of ``pcoll``."""
     producer = pcoll.producer
-    if producer not in bags:
+    if producer is None or producer not in bags:
         return None
     bag = bags[producer]
     if len(producer.outputs) <= 1:
@@ -187,7 +187,7 @@ class DaskRunner(dask_runner.DaskRunner):
                 kwargs: dict[str, Any] = {"input_bag": None, "side_inputs": None}
                 inputs = list(transform_node.inputs)
                 if inputs:
-                    bag_inputs = []
+                    bag_inputs: list[Any] = []
                     for input_value in inputs:
                         if isinstance(input_value, pvalue.PBegin):
                             bag_inputs.append(None)
@@ -205,7 +205,7 @@ class DaskRunner(dask_runner.DaskRunner):
                     self.consumed.update(si.pvalue.producer for si in side_inputs)
                     kwargs["side_inputs"] = [
                         SideInputMap(
-                            type(si),
+                            type(si),  # type: ignore[arg-type]
                             si._view_options(),
                             DaskBagWindowedIterator(
                                 _bag_of(self.bags, si.pvalue), si._window_mapping_fn

@@ -35,7 +35,7 @@ Everything else is Beam's runner as is. Use it with ``--runner=LocalStreamingRun
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from apache_beam import TimeDomain
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -66,7 +66,7 @@ class _DrainingOutputHandler(OutputHandler):
     def __init__(self) -> None:
         self.outputs: list[Any] = []
         self.continuation: Optional[ProcessContinuation] = None
-        self.on_continuation = None
+        self.on_continuation: Callable[[], None] | None = None
 
     def handle_process_outputs(self, windowed_input_element, output_iter, watermark_estimator=None):
         self.outputs, self.continuation = [], None
