@@ -558,6 +558,13 @@ class Exporter:
             raise SinkError(f"--pushgateway: pushing metrics to {gateway} failed: {exc}") from None
 
 
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
+
+
 def summary(families: Families, pipeline: str) -> str:
     """A few lines for the end of a batch run: what each step did, why records were rejected."""
     lines = [f"{pipeline} metrics:"]
@@ -580,8 +587,10 @@ def summary(families: Families, pipeline: str) -> str:
             (le for le, count in families.histogram_buckets
              if count >= families.histogram_count / 2), "+Inf",
         )
+        median_text = (f"over {_duration(LATENCY_BUCKETS[-1])}" if median == "+Inf"
+                       else f"within {_duration(float(median))}")
         lines.append(
-            f"  event time to output: mean {mean:.1f}s, median <= {median}s over "
+            f"  event time to output: mean {_duration(mean)}, median {median_text}, over "
             f"{int(families.histogram_count)} results"
         )
     return "\n".join(lines)

@@ -150,6 +150,7 @@ def test_batch_summary_and_pushgateway(run_with_metrics):
     out = run_with_metrics["out"]
     assert "events processed at parse: 120" in out
     assert "dead-lettered by reason: invalid_json=4, missing_field=2" in out
+    assert "event time to output: mean " in out and "median over 1.0 days, over 6 results" in out
     pushes = run_with_metrics["pushes"]
     assert len(pushes) == 1
     method, path, body = pushes[0]
