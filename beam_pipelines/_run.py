@@ -49,11 +49,14 @@ def report(
     parsed = counter_total(result, pipeline, "events_parsed")
     rejected = counter_total(result, pipeline, "events_dead_lettered")
     late = counter_total(result, pipeline, "late_events_dropped")
-    summary = {"valid": parsed, "rejected": rejected, "late_dropped": late}
+    quality = counter_total(result, pipeline, "quality_failed")
+    summary = {"valid": parsed, "rejected": rejected, "late_dropped": late, "quality_failed": quality}
     line = f"{pipeline}: {parsed} valid records, {rejected} rejected"
+    if quality:
+        line += f", {quality} failed data-quality rules"
     if late:
         line += f", {late} later than the allowed lateness"
-    if rejected or late:
+    if rejected or late or quality:
         if dead_letter:
             line += f"; dead letters written to {dead_letter}"
         else:

@@ -25,6 +25,7 @@ from beam_pipelines.testing.synthetic import SyntheticEvents
 from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
 from transforms.io.synthetic import ReadSynthetic
 from transforms.parse import ParseUserEvents
+from transforms.quality import QualityOptions, apply_quality
 from transforms.records import PageViewCount, utc_iso
 from transforms.sinks.console import WriteToConsole
 from transforms.sinks.files import WriteJsonLines, WriteParquet
@@ -168,7 +169,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
     io = options.view_as(opts.IOOptions)
     raw = pipeline | "Read" >> source.transform
     parsed = raw | "Parse" >> ParseUserEvents(PIPELINE)
-    counted = parsed.valid | "CountPageViews" >> CountPageViews(
+    checked = apply_quality(parsed.valid, options, PIPELINE)
+    counted = checked.valid | "CountPageViews" >> CountPageViews(
         window_config(options), streaming=streaming,
         action=options.view_as(PageviewsOptions).action,
     )
@@ -176,7 +178,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
     late = counted.late | "LateToDeadLetter" >> beam.Map(
         late_record_to_dead_letter(PIPELINE, "window")
     )
-    dead = (parsed.dead_letters, late) | "AllDeadLetters" >> beam.Flatten()
+    dead = (parsed.dead_letters, checked.dead_letters, late) | "AllDeadLetters" >> beam.Flatten()
     dead | "WriteDeadLetters" >> WriteDeadLetters(
         io.dead_letter, pipeline=PIPELINE, streaming=streaming, options=options
     )
@@ -187,7 +189,7 @@ def run(argv: Optional[Sequence[str]] = None):
     """Parse flags, build and run the pipeline; returns the PipelineResult."""
     options = opts.parse(
         argv,
-        [opts.IOOptions, opts.WindowOptions, PageviewsOptions],
+        [opts.IOOptions, opts.WindowOptions, QualityOptions, PageviewsOptions],
         prog="python -m beam_pipelines.pageviews",
         description=__doc__.splitlines()[0],
     )

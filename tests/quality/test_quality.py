@@ -251,7 +251,7 @@ def test_iot_alerts_applies_quality_rules_from_the_flag(tmp_path, capfd):
     alerts = [json.loads(line) for path in (tmp_path / "out").glob("iot_alerts-*.jsonl")
               for line in path.read_text().splitlines()]
     assert "edge-boundary" not in {a["DeviceId"] for a in alerts}
-    assert "2 records failed data-quality rules" in capfd.readouterr().err
+    assert "2 failed data-quality rules" in capfd.readouterr().err
 
     assert iot_alerts.main([f"--quality_rules={tmp_path / 'nope.json'}"]) == 2
     assert capfd.readouterr().err.startswith("error: --quality_rules: cannot read")
