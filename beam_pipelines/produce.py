@@ -169,7 +169,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.partitions:
         ensure_topic(config, args.topic, args.partitions)
     else:
-        check_topics(config, [args.topic], error=SinkError)
+        check_topics(config, [args.topic], error=SinkError, flag="--topic")
     if args.input:
         payloads: Iterable[bytes] = file_payloads(args.input)
         total = None

@@ -223,7 +223,7 @@ def test_clear_errors_for_unreachable_broker_and_missing_topic(kafka_broker):
         pageviews.run(["--source=kafka", f"--bootstrap_servers=127.0.0.1:{port}",
                        "--topic=user_events", "--stop_at=end"])
     assert f"127.0.0.1:{port}" in str(info.value) and "user_events" in str(info.value)
-    with pytest.raises(SourceError, match=r"topic 'no_such_topic' does not exist on Kafka at "
+    with pytest.raises(SourceError, match=r"--topic: topic 'no_such_topic' does not exist on Kafka at "
                        + kafka_broker.bootstrap_servers):
         pageviews.run(["--source=kafka", f"--bootstrap_servers={kafka_broker.bootstrap_servers}",
                        "--topic=no_such_topic", "--stop_at=end"])

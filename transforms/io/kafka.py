@@ -66,6 +66,14 @@ from transforms.sinks import as_dict
 
 _LOG = logging.getLogger(__name__)
 
+
+def _not_auto_commit_noise(record: logging.LogRecord) -> bool:
+    # kafka-python warns on every consumer without a group, although we disable auto-commit.
+    return not str(record.msg).startswith("group_id is None: disabling auto-commit")
+
+
+logging.getLogger("kafka.coordinator.consumer").addFilter(_not_auto_commit_noise)
+
 NEVER = sys.maxsize  # the stop offset of an unbounded restriction
 DEAD_LETTERS = "dead_letters"
 WRITTEN = "written"
@@ -252,7 +260,7 @@ class _NoClientsPickled:
 
 
 def check_topics(config: Mapping[str, Any], topics: Sequence[str], *, timeout_ms: int = 5000,
-                 error=SourceError) -> dict[str, list[int]]:
+                 error=SourceError, flag: str = "--topic") -> dict[str, list[int]]:
     """Partitions of each topic; ``error`` naming the servers and topic when unreachable/missing.
 
     Called at pipeline construction, so a typo fails in seconds instead of a worker retrying.
@@ -262,7 +270,7 @@ def check_topics(config: Mapping[str, Any], topics: Sequence[str], *, timeout_ms
             consumer = _consumer(config, bootstrap_timeout_ms=timeout_ms,
                                  request_timeout_ms=timeout_ms + 1000)
     except SourceError as exc:
-        raise error(f"topic {', '.join(map(repr, topics))}: {exc}") from None
+        raise error(f"{flag}: topic {', '.join(map(repr, topics))}: {exc}") from None
     try:
         found: dict[str, list[int]] = {}
         missing = []
@@ -274,9 +282,9 @@ def check_topics(config: Mapping[str, Any], topics: Sequence[str], *, timeout_ms
                 found[topic] = sorted(partitions)
         if missing:
             raise error(
-                f"topic {', '.join(repr(t) for t in missing)} does not exist on Kafka at "
+                f"{flag}: topic {', '.join(repr(t) for t in missing)} does not exist on Kafka at "
                 f"{_servers(config)} (create it, e.g. python -m beam_pipelines.produce "
-                f"--partitions N, or check --topic)"
+                f"--partitions N, or check {flag})"
             )
         return found
     finally:
@@ -1147,10 +1155,11 @@ class WriteToKafka(beam.PTransform):
         self._step = step
         self._on_reject = on_reject
         self._validate = validate
+        self._flag = flag
 
     def expand(self, pcoll):
         if self._validate:
-            check_topics(self._config, [self._topic], error=SinkError)
+            check_topics(self._config, [self._topic], error=SinkError, flag=self._flag)
         outputs = pcoll | "Produce" >> beam.ParDo(_WriteFn(
             self._config, self._topic, self._value_fn, self._key_fn, self._headers_fn,
             self._pipeline, self._step, self._on_reject,
