@@ -21,7 +21,8 @@ TestStream), but not unbounded splittable DoFns such as our Kafka and synthetic 
    inside the invocation, honours ``tracker.defer_remainder(delay)`` (and
    ``ProcessContinuation`` and runner checkpoints), holds the watermark at the SDF's
    watermark estimator, and resumes with a processing-time timer after the requested
-   delay; the element reaches it with its own timestamp (no GroupByKey).
+   delay; the element reaches it with its own timestamp (no GroupByKey). It also
+   finalizes bundles (``DoFn.BundleFinalizerParam``), which Beam's driver never did.
 
 3. **Metrics of later bundles.** Each executor thread caches its per-step sampler
    states, and with them the *first* bundle's metrics container, so counters of every
@@ -44,7 +45,7 @@ from apache_beam.runners.common import DoFnContext, DoFnInvoker, DoFnSignature, 
 from apache_beam.runners.direct import direct_runner, executor, sdf_direct_runner
 from apache_beam.runners.direct.util import KeyedWorkItem
 from apache_beam.runners.direct.watermark_manager import WatermarkManager
-from apache_beam.transforms.core import Map, ProcessContinuation
+from apache_beam.transforms.core import DoFn, Map, ProcessContinuation
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -85,12 +86,15 @@ class _ProcessFn(sdf_direct_runner.ProcessFn):
     def __init__(self, sdf, args_for_invoker, kwargs_for_invoker) -> None:
         super().__init__(sdf, args_for_invoker, kwargs_for_invoker)
         self._handler = _DrainingOutputHandler()
+        # Sources commit offsets / ack messages in bundle-finalization callbacks.
+        self._finalizer = DoFn.BundleFinalizerParam()
         self.sdf_invoker = DoFnInvoker.create_invoker(
             DoFnSignature(self.sdf),
             context=DoFnContext("unused_context"),
             output_handler=self._handler,
             input_args=args_for_invoker,
             input_kwargs=kwargs_for_invoker,
+            bundle_finalizer_param=self._finalizer,
         )
         self._split_lock = threading.Lock()
         self._split_residual = None
@@ -144,6 +148,15 @@ class _ProcessFn(sdf_direct_runner.ProcessFn):
         finally:
             timer.cancel()
         yield from self._handler.outputs
+        # The outputs are now the runner's: finalize (commit offsets, ack messages). The
+        # runner keeps in-flight elements in memory, so a crash loses them whether the
+        # source was finalized before or after the commit; Beam's driver never
+        # finalized, so Kafka offsets were never committed and Pub/Sub messages were
+        # redelivered.
+        try:
+            self._finalizer.finalize_bundle()
+        finally:
+            self._finalizer.reset()
         with self._split_lock:
             residual = deferred[0] if deferred else self._split_residual
             self._split_residual = None
