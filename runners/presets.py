@@ -36,6 +36,7 @@ from runners.options import RunnerPresetOptions
 _LOG = logging.getLogger(__name__)
 
 LOCAL_STREAMING = "runners.local_streaming.LocalStreamingRunner"
+OFFLINE_DIRECT = "runners.direct.OfflineDirectRunner"
 DASK = "runners.dask.DaskRunner"
 DRY_RUN = "runners.presets.DryRunRunner"
 FLEX_TEMPLATE = "runners.dataflow.SubmitOnlyDataflowRunner"
@@ -75,7 +76,8 @@ def _check_reachable(flag: str, value: str, timeout: float, what: str) -> None:
 # ---- DirectRunner and the local streaming runner ---------------------------------------
 
 def direct(options: PipelineOptions) -> PipelineOptions:
-    """Batch: Beam's DirectRunner as is. Streaming: the local streaming runner.
+    """Batch: Beam's DirectRunner (without its Prism download). Streaming: the local
+    streaming runner.
 
     Beam's DirectRunner in streaming mode would try to download Prism, then run the
     pipeline on the batch FnApiRunner, which reads an unbounded source to its end before
@@ -84,6 +86,10 @@ def direct(options: PipelineOptions) -> PipelineOptions:
     if _streaming(options):
         _LOG.info("--streaming on DirectRunner: running on the local streaming runner")
         _set_runner(options, LOCAL_STREAMING)
+    elif not options.view_as(PrismRunnerOptions).prism_location and _cached_prism() is None:
+        # No local Prism: skip Beam's attempt to download one (no timeout) before it
+        # falls back to the FnApiRunner anyway.
+        _set_runner(options, OFFLINE_DIRECT)
     return options
 
 

@@ -135,7 +135,23 @@ def test_direct_streaming_runs_on_the_local_streaming_runner():
         StandardOptions).runner == presets.LOCAL_STREAMING
     assert prepared("--runner=LocalStreamingRunner").view_as(
         StandardOptions).runner == presets.LOCAL_STREAMING
-    assert prepared().view_as(StandardOptions).runner is None  # batch: Beam's DirectRunner
+    # Batch: Beam's DirectRunner without its attempt to download Prism (no local binary).
+    assert prepared().view_as(StandardOptions).runner == presets.OFFLINE_DIRECT
+
+
+def test_batch_direct_run_does_not_try_to_download_prism(monkeypatch, capsys):
+    attempts = []
+
+    def no_download(url, *args, **kwargs):
+        attempts.append(url)  # Beam catches errors here and falls back: record instead
+        raise OSError("offline")
+
+    monkeypatch.setattr("apache_beam.runners.portability.prism_runner.urlopen", no_download)
+    monkeypatch.setattr(presets, "_cached_prism", lambda: None)
+    code, err, _ = cli(capsys, "--synthetic_events=50")
+    assert code == 0, err
+    assert "valid records" in err
+    assert attempts == []
 
 
 def test_dask_is_batch_only_and_unknown_runners_are_named(capsys):
