@@ -1,4 +1,5 @@
-"""Where rejected records go: ``--dead_letter`` is a directory, or ``kafka://TOPIC``.
+"""Where rejected records go: ``--dead_letter`` is a directory, ``kafka://TOPIC`` or
+``pubsub://projects/P/topics/T``.
 
 Every pipeline routes each rejected input (parse failures, records later than the
 allowed lateness, records a sink refused) into one PCollection of
@@ -24,6 +25,7 @@ from transforms.sinks.files import WriteJsonLines
 # scheme -> "module:function"; the function takes (target, options) and returns a PTransform.
 _SCHEME_WRITERS = {
     "kafka": "transforms.io.kafka:dead_letter_writer",
+    "pubsub": "transforms.io.pubsub:dead_letter_writer",
 }
 
 
@@ -86,7 +88,7 @@ class WriteDeadLetters(beam.PTransform):
             elif scheme not in ("gs", "s3", "file", "hdfs", "azfs"):
                 raise ConfigError(
                     "--dead_letter",
-                    "a directory (local or gs://, s3://...) or kafka://TOPIC",
+                    "a directory (local or gs://, s3://...), kafka://TOPIC or pubsub://projects/P/topics/T",
                     target,
                 )
 

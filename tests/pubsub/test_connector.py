@@ -313,3 +313,18 @@ def test_leases_extend_deadlines_until_acked_or_released(pubsub_env, monkeypatch
     leases.ack(ack_ids[:1])
     leases.release()  # teardown: the unacknowledged one is handed back at once
     assert pubsub_env.emulator.backlog(pubsub_env.subscription) == (1, 0)
+
+
+def test_dead_letter_flag_publishes_rejected_lines_to_a_topic(pubsub_env, tmp_path):
+    dead_topic = f"projects/{pubsub_env.project}/topics/rejected"
+    dead_sub = f"projects/{pubsub_env.project}/subscriptions/rejected"
+    pubsub_env.emulator.create_topic(dead_topic)
+    pubsub_env.emulator.create_subscription(dead_sub, dead_topic)
+    good = b'{"user_id": 1, "action": "v", "page": "/a", "timestamp": 1733000000}'
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join([good, b"{broken", good, b"[]"]) + b"\n")
+    pageviews.run(["--source=file", f"--input={tmp_path}/in.jsonl", "--sink=jsonl",
+                   f"--output={tmp_path}/out", f"--dead_letter=pubsub://{dead_topic}"])
+    letters = sorted((json.loads(m.data) for m in pull_all(dead_sub, 2)),
+                     key=lambda d: d["origin"]["line"])
+    assert [(d["origin"]["line"], d["reason_code"]) for d in letters] == [
+        (2, "invalid_json"), (4, "not_an_object")]
