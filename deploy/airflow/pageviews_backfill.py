@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow import DAG
-
-try:  # Airflow 3 moved the operator to the standard provider
+try:  # Airflow 3: the task SDK and the standard provider
     from airflow.providers.standard.operators.bash import BashOperator
-except ImportError:  # Airflow 2
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2.4+
+    from airflow import DAG
     from airflow.operators.bash import BashOperator
 
 PARAMS = {
