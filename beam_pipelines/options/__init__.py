@@ -236,8 +236,16 @@ def _all_option_classes() -> list[Type[PipelineOptions]]:
 
 
 def _help(prog: str, classes: Sequence[Type[PipelineOptions]], description: str) -> str:
-    parser = argparse.ArgumentParser(prog=prog, description=description, add_help=True)
-    for cls in classes:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, add_help=True, conflict_handler="resolve"
+    )
+    ours = ("beam_pipelines.", "transforms.", "runners.")
+    connectors = [
+        cls for cls in _all_option_classes()
+        if cls.__module__.startswith(ours) and cls not in classes
+        and "_add_argparse_args" in cls.__dict__
+    ]
+    for cls in [*classes, *sorted(connectors, key=lambda c: c.__module__)]:
         group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
         cls._add_argparse_args(group)  # type: ignore[arg-type]  # groups take add_argument too
     group = parser.add_argument_group("Runner", "Any Beam runner flag is accepted as well.")
