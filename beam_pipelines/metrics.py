@@ -622,8 +622,6 @@ def serve(
         lag_probe=(lag_probe_for(options)
                    if flags.metrics_port is not None or flags.pushgateway else None),
     )
-    if flags.pushgateway:
-        require("metrics", "prometheus_client")  # fail before the run, not after it
     exporter.start()
     try:
         yield exporter

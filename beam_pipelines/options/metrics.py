@@ -11,9 +11,15 @@ import re
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipelines._extras import require
 from beam_pipelines.options import positive_float, seconds
 
 _GATEWAY = re.compile(r"^(https?://)?[A-Za-z0-9_.\-\[\]:]+(:\d+)?(/.*)?$")
+
+
+def _needs_client() -> None:
+    # Checked while parsing, so a missing extra stops the job before it runs, not after.
+    require("metrics", "prometheus_client")
 
 
 def port(text: str) -> int:
@@ -26,6 +32,7 @@ def port(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected a TCP port between 0 and 65535 (0 = any free port), got {text!r}"
         )
+    _needs_client()
     return value
 
 
@@ -34,6 +41,7 @@ def gateway_url(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected a Pushgateway address such as http://pushgateway:9091, got {text!r}"
         )
+    _needs_client()
     return text.strip()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import queue
+import sys
 import threading
 import time
 import urllib.request
@@ -268,3 +269,14 @@ def test_streaming_run_is_scraped_live_while_it_runs(capsys):
     assert seen == sorted(seen)
     assert out.getvalue() == ""  # no batch summary for a stream
     capsys.readouterr()  # the console sink's table
+
+
+def test_missing_prometheus_client_fails_at_parse_time_naming_the_extra(monkeypatch):
+    from beam_pipelines.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import raises ImportError
+    with pytest.raises(MissingExtraError, match=r"\[metrics\] extra"):
+        opts.parse(["--metrics_port=9200"], [opts.IOOptions], prog="test")
+    options = opts.parse([], [opts.IOOptions], prog="test")  # no flag, no client needed
+    with metrics.serve(None, options, pipeline="p", out=io.StringIO()):
+        pass
