@@ -63,7 +63,7 @@ class ReadSynthetic(beam.PTransform):
 # A streaming generator keeps out-of-order events at most this far behind "now", so
 # the watermark (which must stay below every future event time) trails the clock by
 # seconds, not by the batch generator's two minutes, and windows close promptly.
-STREAMING_MAX_DELAY = 5.0
+STREAMING_MAX_DELAY = 2.0
 # Upper bound of the restriction when no count is given: effectively endless.
 ENDLESS = 2**62
 # Longest pause between two polls of the clock when no event is due yet.
