@@ -158,6 +158,15 @@ def portable(options: PipelineOptions) -> PipelineOptions:
             "job service in this process",
         )
         return options
+    if _streaming(options):
+        # The in-process job service executes on the batch FnApiRunner: an unbounded
+        # source would be read "to its end" and no window would ever fire.
+        raise ConfigError(
+            "--job_endpoint",
+            "HOST:PORT of a streaming job service (Flink, Prism) with --streaming: Beam's "
+            "in-process Python job service runs bounded pipelines only (or use "
+            "--runner=LocalStreamingRunner)",
+        )
     portable_options.job_endpoint = local_job_endpoint()
     if not portable_options.environment_type:
         # The default environment is DOCKER (pulls an SDK image); the in-process job

@@ -102,6 +102,8 @@ def test_portable_starts_the_local_job_service_or_checks_the_endpoint():
     assert time.monotonic() - started < 5
     with pytest.raises(ConfigError, match="--job_endpoint: expected HOST:PORT"):
         prepared("--runner=PortableRunner", "--job_endpoint=nowhere")
+    with pytest.raises(ConfigError, match="in-process Python job service runs bounded"):
+        prepared("--runner=PortableRunner", "--streaming")
 
 
 def test_dataflow_names_each_missing_option_and_fills_staging():
