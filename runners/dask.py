@@ -166,6 +166,22 @@ def _bag_of(bags: dict, pcoll: pvalue.PCollection):
     return bag.filter(tag_filter.keep).map(_TagFilter.unwrap)
 
 
+def _side_input_bag(bags: dict, pcoll: pvalue.PCollection, keep: list):
+    """A side input's bag, computed once on the cluster.
+
+    Beam iterates a side input's bag inside the consuming task, which computes the
+    whole upstream graph again there, once per consumer: upstream DoFns ran several
+    times (``WriteToText`` created a temporary directory per run and left the extra ones
+    behind). Persisted, the consumers read the one result.
+    """
+    bag = _bag_of(bags, pcoll)
+    if bag is None:
+        return None
+    persisted = bag.persist()
+    keep.append(persisted)  # the cluster drops results nobody holds
+    return persisted
+
+
 class DaskRunner(dask_runner.DaskRunner):
     """Runs batch pipelines on a dask.distributed cluster (``--dask_client_address``)."""
 
@@ -177,6 +193,7 @@ class DaskRunner(dask_runner.DaskRunner):
             def __init__(self) -> None:
                 self.bags: dict = {}
                 self.consumed: set = set()
+                self.persisted: list = []
 
             def leaves(self) -> list:
                 return [bag for node, bag in self.bags.items() if node not in self.consumed]
@@ -208,7 +225,8 @@ class DaskRunner(dask_runner.DaskRunner):
                             type(si),  # type: ignore[arg-type]
                             si._view_options(),
                             DaskBagWindowedIterator(
-                                _bag_of(self.bags, si.pvalue), si._window_mapping_fn
+                                _side_input_bag(self.bags, si.pvalue, self.persisted),
+                                si._window_mapping_fn,
                             ),
                         )
                         for si in side_inputs
@@ -237,7 +255,9 @@ class DaskRunner(dask_runner.DaskRunner):
         pipeline.visit(visitor)
         graphs = dask.optimize(*visitor.leaves())
         futures = client.compute(list(graphs))
-        return _DaskResult(client, futures)
+        result = _DaskResult(client, futures)
+        result.persisted = visitor.persisted
+        return result
 
 
 class _DaskResult(dask_runner.DaskRunnerResult):

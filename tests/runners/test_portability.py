@@ -33,6 +33,8 @@ def _run(tmp_path: Path, events_file: Path, name: str, *flags: str):
         "--source=file", f"--input={events_file}", "--sink=jsonl", f"--output={out}",
         f"--dead_letter={dead}", "--window_size=60", *flags,
     ])
+    leftovers = list(out.glob("beam-temp-*")) + list(dead.glob("beam-temp-*"))
+    assert not leftovers, f"{name}: temporary files left behind: {leftovers}"
     rows = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
     letters = [json.loads(line) for f in sorted(dead.glob("*.jsonl"))
                for line in f.read_text().splitlines()]
