@@ -28,6 +28,7 @@ DEV = ALL + [
     "ruff>=0.5",
     "mypy>=1.8",
     "duckdb>=1.0",  # reference implementation in tests and benchmarks
+    "jinja2>=3",  # renders the Airflow DAG's templated command in its test
 ]
 
 setup(

@@ -11,10 +11,11 @@ connector that has not landed yet gives a one-line error naming the flag:
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.window import GlobalWindows
 
 from beam_pipelines.errors import ConfigError
 from beam_pipelines.options import IOOptions
@@ -63,3 +64,56 @@ def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool) 
     return _connector(sink, "sink_from_options", "--sink")(
         options, pipeline=pipeline, streaming=streaming
     )
+
+
+class ResultSpec(NamedTuple):
+    """How a pipeline's result records look in each sink (all that differs between pipelines)."""
+
+    name: str  # file name prefix and default table name
+    columns: list[str]
+    pane_columns: list[str]
+    sort_by: list[str]
+    title: str
+    parquet_schema: Callable[[bool], Any]  # streaming -> pyarrow schema
+    postgres_table: str
+    postgres_columns: list[tuple[str, str]]
+    postgres_key: list[str]
+    # Streaming only: a column whose value never decreases across panes of one window
+    # (an accumulating count); the upsert then never replaces it with a smaller value.
+    never_decrease: Optional[str] = None
+
+
+def write_results(
+    records: beam.PCollection, options: PipelineOptions, spec: ResultSpec, *, streaming: bool
+) -> Optional[beam.PCollection]:
+    """Write results to ``--sink``; returns the sink's dead letters where it has any."""
+    from transforms.sinks.console import WriteToConsole
+    from transforms.sinks.files import WriteJsonLines, WriteParquet
+    from transforms.sinks.postgres import WriteToPostgres
+
+    io = options.view_as(IOOptions)
+    if io.sink == "console":
+        columns = spec.columns + (spec.pane_columns if streaming else [])
+        records | "WriteConsole" >> WriteToConsole(
+            columns, streaming=streaming, sort_by=spec.sort_by, title=spec.title
+        )
+    elif io.sink == "jsonl":
+        records | "WriteJsonLines" >> WriteJsonLines(io.output, spec.name, streaming=streaming)
+    elif io.sink == "parquet":
+        records | "WriteParquet" >> WriteParquet(
+            io.output, spec.name, spec.parquet_schema(streaming), streaming=streaming
+        )
+    elif io.sink == "postgres":
+        refused = records | "WritePostgres" >> WriteToPostgres(
+            io.output,
+            io.output_table or spec.postgres_table,
+            spec.postgres_columns,
+            spec.postgres_key,
+            pipeline=spec.name,
+            never_decrease=spec.never_decrease if streaming else None,
+        )
+        # Dead letters of every step are flattened together, in the global window.
+        return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
+    else:
+        records | "WriteSink" >> connector_sink(options, pipeline=spec.name, streaming=streaming)
+    return None

@@ -19,6 +19,34 @@ def set_streaming(options: PipelineOptions, streaming: bool) -> None:
     options.view_as(StandardOptions).streaming = streaming
 
 
+def execute(
+    options: PipelineOptions,
+    source,
+    *,
+    pipeline_name: str,
+    build: Callable[[beam.Pipeline, PipelineOptions, object, bool], object],
+):
+    """Run a pipeline the same way for every pipeline module.
+
+    Streaming follows ``--streaming`` or an unbounded source; the runner preset checks
+    and fills the options; metrics are exported while the job runs (``--metrics_port``,
+    ``--pushgateway``); the end-of-run report says what was counted and rejected.
+    """
+    from beam_pipelines import metrics
+    from beam_pipelines.options import IOOptions, is_streaming
+
+    streaming = is_streaming(options) or not source.bounded
+    set_streaming(options, streaming)
+    options = prepare_runner(options)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options, source, streaming)
+    result = pipeline.run()
+    with metrics.serve(result, options, pipeline=pipeline_name):
+        result.wait_until_finish()
+    report(result, pipeline=pipeline_name, dead_letter=options.view_as(IOOptions).dead_letter)
+    return result
+
+
 def prepare_runner(options: PipelineOptions) -> PipelineOptions:
     """Apply the runner preset (validation, defaults) for ``--runner``."""
     options.view_as(SetupOptions).save_main_session = False

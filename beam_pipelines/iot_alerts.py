@@ -45,7 +45,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import _io, _run
+from beam_pipelines import _io, _run, metrics
 from beam_pipelines import options as opts
 from beam_pipelines.errors import ConfigError
 from beam_pipelines.testing.iot import SyntheticReadings
@@ -54,9 +54,6 @@ from transforms.io.synthetic import ReadSynthetic
 from transforms.parse import ParseRecords
 from transforms.quality import QualityOptions, apply_quality, rules_for
 from transforms.records import IoTAlert, IoTReading, utc_iso
-from transforms.sinks.console import WriteToConsole
-from transforms.sinks.files import WriteJsonLines, WriteParquet
-from transforms.sinks.postgres import WriteToPostgres
 from transforms.validation import event_time, non_empty_string, number
 from transforms.windowing import WindowConfig, WindowedAggregate, WindowedResult
 
@@ -280,6 +277,19 @@ def parquet_schema(streaming: bool):
     return pa.schema(fields)
 
 
+RESULTS = _io.ResultSpec(
+    name=PIPELINE,
+    columns=COLUMNS,
+    pane_columns=PANE_COLUMNS,
+    sort_by=["WindowStart", "DeviceId"],
+    title="IoT alerts per device and window",
+    parquet_schema=parquet_schema,
+    postgres_table="iot_alerts",
+    postgres_columns=POSTGRES_COLUMNS,
+    postgres_key=POSTGRES_KEY,
+)
+
+
 def synthetic_source(options: PipelineOptions) -> _io.SourceSpec:
     io = options.view_as(opts.IOOptions)
     # ReadSynthetic only calls generator.payloads(count, first), which both generators have.
@@ -311,27 +321,6 @@ def _unbounded_readings(generator: Any, count: int) -> beam.PTransform:
     return source(generator, count)
 
 
-def write_alerts(alerts, options: PipelineOptions, *, streaming: bool):
-    io = options.view_as(opts.IOOptions)
-    columns = COLUMNS + (PANE_COLUMNS if streaming else [])
-    if io.sink == "console":
-        return alerts | "WriteConsole" >> WriteToConsole(
-            columns, streaming=streaming, sort_by=["WindowStart", "DeviceId"],
-            title="IoT alerts per device and window",
-        )
-    if io.sink == "jsonl":
-        return alerts | "WriteJsonLines" >> WriteJsonLines(io.output, PIPELINE, streaming=streaming)
-    if io.sink == "parquet":
-        return alerts | "WriteParquet" >> WriteParquet(
-            io.output, PIPELINE, parquet_schema(streaming), streaming=streaming
-        )
-    if io.sink == "postgres":
-        return alerts | "WritePostgres" >> WriteToPostgres(
-            io.output, io.output_table or "iot_alerts", POSTGRES_COLUMNS, POSTGRES_KEY
-        )
-    return alerts | "WriteSink" >> _io.connector_sink(options, pipeline=PIPELINE, streaming=streaming)
-
-
 # ---- the pipeline ----------------------------------------------------------------------
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceSpec, streaming: bool):
@@ -343,11 +332,15 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
     detected = checked.valid | "DetectAlerts" >> DetectAlerts(
         window_config(options), thresholds(options), streaming=streaming
     )
-    write_alerts(detected.alerts, options, streaming=streaming)
+    measured = detected.alerts | "MeasureOutput" >> metrics.MeasureOutput(PIPELINE)
+    refused = _io.write_results(measured, options, RESULTS, streaming=streaming)
     late = detected.late | "LateToDeadLetter" >> beam.Map(
         late_record_to_dead_letter(PIPELINE, "window")
     )
-    dead = (parsed.dead_letters, checked.dead_letters, late) | "AllDeadLetters" >> beam.Flatten()
+    dead_parts = [parsed.dead_letters, checked.dead_letters, late]
+    if refused is not None:
+        dead_parts.append(refused)
+    dead = dead_parts | "AllDeadLetters" >> beam.Flatten()
     dead | "WriteDeadLetters" >> WriteDeadLetters(
         io.dead_letter, pipeline=PIPELINE, streaming=streaming, options=options
     )
@@ -366,14 +359,7 @@ def run(argv: Sequence[str] | None = None):
     thresholds(options)
     rules_for(options, PIPELINE, "IoTReading")
     source = _io.source_spec(options, default="synthetic", synthetic=synthetic_source)
-    streaming = opts.is_streaming(options) or not source.bounded
-    _run.set_streaming(options, streaming)
-    options = _run.prepare_runner(options)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, options, source, streaming)
-    result = pipeline.run()
-    result.wait_until_finish()
-    _run.report(result, pipeline=PIPELINE, dead_letter=options.view_as(opts.IOOptions).dead_letter)
+    result = _run.execute(options, source, pipeline_name=PIPELINE, build=build)
     alerts = _run.counter_total(result, PIPELINE, "alerts_emitted")
     print(f"{PIPELINE}: {alerts} alert{'s' if alerts != 1 else ''} emitted", file=sys.stderr, flush=True)
     return result

@@ -19,7 +19,7 @@ from typing import NamedTuple, Optional, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import _io, _run
+from beam_pipelines import _io, _run, metrics
 from beam_pipelines import options as opts
 from beam_pipelines.testing.synthetic import SyntheticEvents
 from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
@@ -27,9 +27,6 @@ from transforms.io.synthetic import ReadSynthetic
 from transforms.parse import ParseUserEvents
 from transforms.quality import QualityOptions, apply_quality
 from transforms.records import PageViewCount, utc_iso
-from transforms.sinks.console import WriteToConsole
-from transforms.sinks.files import WriteJsonLines, WriteParquet
-from transforms.sinks.postgres import WriteToPostgres
 from transforms.windowing import WindowConfig, WindowedAggregate, WindowedResult
 
 PIPELINE = "pageviews"
@@ -73,6 +70,20 @@ def parquet_schema(streaming: bool):
     if streaming:
         fields += [("pane_timing", pa.string()), ("pane_index", pa.int64()), ("is_final", pa.bool_())]
     return pa.schema(fields)
+
+
+RESULTS = _io.ResultSpec(
+    name=PIPELINE,
+    columns=COLUMNS,
+    pane_columns=PANE_COLUMNS,
+    sort_by=["window_start", "page"],
+    title="page views per window",
+    parquet_schema=parquet_schema,
+    postgres_table="page_views",
+    postgres_columns=POSTGRES_COLUMNS,
+    postgres_key=POSTGRES_KEY,
+    never_decrease="count",  # accumulating panes: a later pane never has a smaller count
+)
 
 
 def to_page_view_count(result: WindowedResult) -> PageViewCount:
@@ -143,27 +154,6 @@ def synthetic_source(options: PipelineOptions) -> _io.SourceSpec:
     return _io.SourceSpec(ReadSynthetic(io.synthetic_events, generator), bounded=True)
 
 
-def write_counts(counts, options: PipelineOptions, *, streaming: bool):
-    io = options.view_as(opts.IOOptions)
-    columns = COLUMNS + (PANE_COLUMNS if streaming else [])
-    if io.sink == "console":
-        return counts | "WriteConsole" >> WriteToConsole(
-            columns, streaming=streaming, sort_by=["window_start", "page"],
-            title="page views per window",
-        )
-    if io.sink == "jsonl":
-        return counts | "WriteJsonLines" >> WriteJsonLines(io.output, PIPELINE, streaming=streaming)
-    if io.sink == "parquet":
-        return counts | "WriteParquet" >> WriteParquet(
-            io.output, PIPELINE, parquet_schema(streaming), streaming=streaming
-        )
-    if io.sink == "postgres":
-        return counts | "WritePostgres" >> WriteToPostgres(
-            io.output, io.output_table or "page_views", POSTGRES_COLUMNS, POSTGRES_KEY
-        )
-    return counts | "WriteSink" >> _io.connector_sink(options, pipeline=PIPELINE, streaming=streaming)
-
-
 def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceSpec, streaming: bool):
     """The pageviews graph on ``pipeline``; returns (counts, dead letters)."""
     io = options.view_as(opts.IOOptions)
@@ -174,11 +164,15 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
         window_config(options), streaming=streaming,
         action=options.view_as(PageviewsOptions).action,
     )
-    write_counts(counted.counts, options, streaming=streaming)
+    measured = counted.counts | "MeasureOutput" >> metrics.MeasureOutput(PIPELINE)
+    refused = _io.write_results(measured, options, RESULTS, streaming=streaming)
     late = counted.late | "LateToDeadLetter" >> beam.Map(
         late_record_to_dead_letter(PIPELINE, "window")
     )
-    dead = (parsed.dead_letters, checked.dead_letters, late) | "AllDeadLetters" >> beam.Flatten()
+    dead_parts = [parsed.dead_letters, checked.dead_letters, late]
+    if refused is not None:
+        dead_parts.append(refused)
+    dead = dead_parts | "AllDeadLetters" >> beam.Flatten()
     dead | "WriteDeadLetters" >> WriteDeadLetters(
         io.dead_letter, pipeline=PIPELINE, streaming=streaming, options=options
     )
@@ -195,15 +189,7 @@ def run(argv: Optional[Sequence[str]] = None):
     )
     window_config(options)  # validate window flags before anything starts
     source = _io.source_spec(options, default="synthetic", synthetic=synthetic_source)
-    streaming = opts.is_streaming(options) or not source.bounded
-    _run.set_streaming(options, streaming)
-    options = _run.prepare_runner(options)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, options, source, streaming)
-    result = pipeline.run()
-    result.wait_until_finish()
-    _run.report(result, pipeline=PIPELINE, dead_letter=options.view_as(opts.IOOptions).dead_letter)
-    return result
+    return _run.execute(options, source, pipeline_name=PIPELINE, build=build)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

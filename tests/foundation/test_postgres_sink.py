@@ -63,3 +63,42 @@ def test_unreachable_database_is_a_clear_error():
     [line] = done.stderr.strip().splitlines()  # one line, no traceback
     assert line.startswith("error: cannot connect to PostgreSQL at postgresql://nobody:***@127.0.0.1:1/db")
     assert "secret" not in done.stderr
+
+
+def _write(dsn, records, **kwargs):
+    import apache_beam as beam
+
+    from beam_pipelines.testing.collect import collect
+    from transforms.sinks.postgres import WriteToPostgres
+
+    pipeline = beam.Pipeline()
+    refused = pipeline | beam.Create(records) | WriteToPostgres(
+        dsn, "views", pageviews.POSTGRES_COLUMNS, pageviews.POSTGRES_KEY, pipeline="pageviews",
+        **kwargs,
+    )
+    got = collect(refused)
+    pipeline.run().wait_until_finish()
+    return got.items
+
+
+def test_a_refused_row_is_dead_lettered_and_the_rest_written(postgres_dsn):
+    from transforms.records import PageViewCount
+
+    start, end = "2024-01-01T00:00:00Z", "2024-01-01T00:05:00Z"
+    refused = _write(postgres_dsn, [
+        PageViewCount(start, end, "/ok", 3),
+        PageViewCount(start, end, "/huge", 10**30),  # does not fit a bigint
+    ])
+    assert rows(postgres_dsn, "views") == [(start, "/ok", 3)]
+    [letter] = refused
+    assert letter.reason_code == "sink_rejected" and letter.step == "sink"
+    assert '"/huge"' in letter.payload and "out of range" in letter.reason
+
+
+def test_never_decrease_keeps_the_larger_streaming_count(postgres_dsn):
+    from transforms.records import PageViewCount
+
+    start, end = "2024-01-01T00:00:00Z", "2024-01-01T00:05:00Z"
+    _write(postgres_dsn, [PageViewCount(start, end, "/a", 4, "LATE", 2, False)], never_decrease="count")
+    _write(postgres_dsn, [PageViewCount(start, end, "/a", 3, "ON_TIME", 1, False)], never_decrease="count")
+    assert rows(postgres_dsn, "views") == [(start, "/a", 4)]
