@@ -1,17 +1,22 @@
-"""Beam's DaskRunner with multi-output ParDos fixed (the ``[dask]`` extra).
+"""Beam's DaskRunner, fixed to give the same answers as every other runner (``[dask]``).
 
-Why: Beam's DaskRunner turns every transform into one ``dask.Bag`` and hands a
-consumer the bag of the *producing transform*, not of the PCollection it reads. A
-ParDo with tagged outputs (``ParseRecords``: valid records + dead letters) puts all its
-outputs in one bag, so each consumer saw the outputs of every tag: dead-letter writers
-received parsed events and failed. Worse, each ParDo's outputs are stripped of their
-WindowedValue, so after ``WindowInto`` every element is back in the global window at
-time 0 and windowed counts are wrong. And Beam computes only the last transform's bag,
-so a second sink (dead letters next to results) never ran.
+Beam 2.77's DaskRunner translates each transform into a ``dask.Bag``, but:
 
-:class:`DaskRunner` keeps Beam's translation with three small changes: ParDo outputs
-keep their WindowedValue and tag, a consumer reads only its own tag, and every leaf of
-the graph is computed.
+* each ParDo's outputs are stripped of their WindowedValue, and ops are looked up by
+  exact class, so ``WindowInto`` and ``GroupAlsoByWindow`` (ParDo subclasses) are
+  no-ops and GroupByKey drops windows: windowed counts were wrong (every element back
+  in the global window at time 0);
+* a consumer gets the bag of the *producing transform*, not of the PCollection it
+  reads: with tagged outputs (``ParseRecords``: valid records + dead letters) every
+  consumer saw every tag, and dead-letter writers received parsed events;
+* a side input's bag is iterated inside each consuming task, recomputing its whole
+  upstream graph there (``WriteToText`` left extra temporary directories behind);
+* only the last transform's bag is computed, so a second sink never ran.
+
+:class:`DaskRunner` keeps Beam's translation with small changes: ParDo outputs keep
+their WindowedValue and tag, a consumer reads only its own tag, every ParDo subclass
+runs as a ParDo, GroupByKey keeps windows for GroupAlsoByWindow, side inputs are
+computed once, and every leaf of the graph is computed.
 """
 
 from __future__ import annotations
