@@ -1,4 +1,4 @@
-"""A local streaming runner: Beam's bundle-based direct runner with two small fixes.
+"""A local streaming runner: Beam's bundle-based direct runner with three small fixes.
 
 Why it exists: with ``--streaming`` on a laptop, Beam's default DirectRunner tries to
 download the Prism binary, then falls back to the batch FnApiRunner, which reads an
@@ -23,14 +23,14 @@ TestStream), but not unbounded splittable DoFns such as our Kafka and synthetic 
    watermark estimator, and resumes with a processing-time timer after the requested
    delay; the element reaches it with its own timestamp (no GroupByKey). It also
    finalizes bundles (``DoFn.BundleFinalizerParam``), which Beam's driver never did.
-
 3. **Metrics of later bundles.** Each executor thread caches its per-step sampler
    states, and with them the *first* bundle's metrics container, so counters of every
    later bundle of a step are lost (a streaming run reported 1 parsed event out of 60).
    :func:`_install_metrics_fix` drops the cached states of a step before each bundle.
 
 Everything else is Beam's runner as is. Use it with ``--runner=LocalStreamingRunner``;
-``runners.prepare`` also picks it for ``--runner=DirectRunner --streaming``.
+``runners.prepare`` also picks it for ``--runner=DirectRunner --streaming``. Bounded
+pipelines without ``--streaming`` run on Beam's FnApiRunner (see the class).
 """
 
 from __future__ import annotations
