@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Seque
 import apache_beam as beam
 from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
-from apache_beam.io.watermark_estimators import WalltimeWatermarkEstimator
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger
 from apache_beam.transforms import window as beam_window
@@ -512,15 +512,16 @@ class _WatchPartitions(beam.DoFn):
         self._topics = list(topics)
         self._interval = interval
 
+    @beam.DoFn.unbounded_per_element()
     def process(
         self,
         spec: WatchSpec,
         tracker=beam.DoFn.RestrictionParam(_WatchRestrictions()),
-        _watermark=beam.DoFn.WatermarkEstimatorParam(WalltimeWatermarkEstimator.default_provider()),
+        watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider()),
     ):
-        yield from self._round(spec, tracker)
+        yield from self._round(spec, tracker, watermark)
 
-    def _round(self, spec: WatchSpec, tracker):
+    def _round(self, spec: WatchSpec, tracker, watermark):
         if spec.deadline is not None and time.time() >= spec.deadline:
             tracker.try_claim(None)  # read time is up: done
             return
@@ -536,14 +537,22 @@ class _WatchPartitions(beam.DoFn):
             beginning = consumer.beginning_offsets(tps) if tps else {}
         if not tracker.try_claim(known | {(tp.topic, tp.partition) for tp in tps}):
             return
+        # The watcher's watermark is the time of its next round, so it never holds the
+        # records' watermark back between rounds (a wall-clock estimator would pin it at
+        # the time of the last round), and what the next round emits is not late.
+        current = watermark.current_watermark()
+        now = Timestamp.now()
+        stamp = now if current is None or now > current else current
         for tp in tps:
             _LOG.info("new partition %s[%d]: reading it from offset %d", tp.topic, tp.partition,
                       beginning[tp])
-            yield PartitionRead(tp.topic, tp.partition, beginning[tp], NEVER, spec.deadline,
-                                self._max_delay, self._idle_timeout)
+            yield TimestampedValue(
+                PartitionRead(tp.topic, tp.partition, beginning[tp], NEVER, spec.deadline,
+                              self._max_delay, self._idle_timeout), stamp)
         delay = self._interval
         if spec.deadline is not None:
             delay = max(0.0, min(delay, spec.deadline - time.time()))
+        watermark.set_watermark(stamp + Duration(seconds=delay))
         tracker.defer_remainder(Duration(seconds=delay))
 
 
@@ -727,7 +736,7 @@ class _ReadPartitionFn(_NoClientsPickled, beam.DoFn):
                     highwater = consumer.highwater(tp)
                     if highwater is not None and position >= highwater:
                         watermark.idle(now)
-                        tracker.defer_remainder(Duration(seconds=min(1.0, read.idle_timeout)))
+                        tracker.defer_remainder(Duration(seconds=min(0.2, read.idle_timeout)))
                         return
                     if time.monotonic() - started > self._max_invocation:
                         tracker.defer_remainder()
@@ -754,10 +763,14 @@ class _ReadPartitionFn(_NoClientsPickled, beam.DoFn):
                     if newest is not None:
                         watermark.record(newest, now)
                     self._records_read.inc(claimed)
-                if (tracker.current_restriction().stop == NEVER
-                        and time.monotonic() - started > self._max_invocation):
-                    tracker.defer_remainder()  # checkpoint: the bundle ends, offsets get committed
-                    return
+                if tracker.current_restriction().stop == NEVER:
+                    highwater = consumer.highwater(tp)
+                    caught_up = highwater is not None and consumer.position(tp) >= highwater
+                    if caught_up or time.monotonic() - started > self._max_invocation:
+                        # Checkpoint: the bundle ends (its offsets get committed) and the
+                        # runner moves records and watermarks downstream before we resume.
+                        tracker.defer_remainder()
+                        return
         finally:
             if last is not None and getattr(self, "_committer", None) is not None:
                 self._register_commit(bundle_finalizer, read.topic, read.partition, last + 1)
@@ -778,6 +791,25 @@ class _ReadPartitionFn(_NoClientsPickled, beam.DoFn):
             self._consumer = None
         if getattr(self, "_committer", None) is not None:
             self._committer.close()
+
+
+class _ReadUnboundedPartitionFn(_ReadPartitionFn):
+    """The same reader, declared unbounded per element (``stop_at=never``).
+
+    Runners decide from this declaration whether the output is a stream: without it, a
+    streaming runner may treat the output as bounded and hold every window until the
+    read ends.
+    """
+
+    @beam.DoFn.unbounded_per_element()
+    def process(
+        self,
+        read: PartitionRead,
+        bundle_finalizer=beam.DoFn.BundleFinalizerParam,
+        tracker=beam.DoFn.RestrictionParam(_PartitionRestrictions()),
+        watermark=beam.DoFn.WatermarkEstimatorParam(_WatermarkProvider()),
+    ):
+        yield from self._read(read, tracker, watermark, bundle_finalizer)
 
 
 # ---- deserializing --------------------------------------------------------------------
@@ -840,11 +872,11 @@ class ReadFromKafka(beam.PTransform):
         value_deserializer: Deserializer = "bytes",
         key_deserializer: Deserializer = "bytes",
         commit_offsets: bool = True,
-        discovery_interval: Optional[float] = 60.0,
+        discovery_interval: Optional[float] = None,
         config: Optional[Mapping[str, Any]] = None,
         validate: bool = True,
-        poll_timeout_ms: int = 500,
-        max_invocation_seconds: float = 5.0,
+        poll_timeout_ms: int = 100,
+        max_invocation_seconds: float = 0.5,
         pipeline: str = "kafka",
     ) -> None:
         super().__init__()
@@ -911,7 +943,9 @@ class ReadFromKafka(beam.PTransform):
         )
         # Spread the partitions over workers. Only the launch-time ones: in streaming, a
         # GroupByKey downstream of the never-ending watcher would wait for its watermark.
-        reads = discovered["reads"] | "Distribute" >> beam.Reshuffle()
+        reads = discovered["reads"]
+        if self._stop_at != "never":
+            reads = reads | "Distribute" >> beam.Reshuffle()
         if watch:
             watcher = _WatchPartitions(self._config, self._topics, self._discovery_interval,
                                        self._max_delay, self._idle_timeout)
@@ -929,9 +963,10 @@ class ReadFromKafka(beam.PTransform):
                     trigger=trigger.Repeatedly(trigger.AfterCount(1)),
                     accumulation_mode=trigger.AccumulationMode.DISCARDING)
             )
+        reader = _ReadUnboundedPartitionFn if self._stop_at == "never" else _ReadPartitionFn
         records = (
             reads
-            | "ReadPartitions" >> beam.ParDo(_ReadPartitionFn(
+            | "ReadPartitions" >> beam.ParDo(reader(
                 self._config, self._group, self._commit, self._policy,
                 self._poll_timeout_ms, self._max_invocation))
             | "Deserialize" >> beam.ParDo(
@@ -1190,7 +1225,7 @@ def read_from_options(options, *, pipeline: str = "kafka") -> ReadFromKafka:
         max_read_time=k.max_read_time,
         timestamp_policy=_timestamp_policy(options),
         idle_timeout=k.idle_timeout or 10.0,
-        discovery_interval=k.kafka_discovery_interval or 60.0,
+        discovery_interval=k.kafka_discovery_interval,
         config=config,
         pipeline=pipeline,
     )
