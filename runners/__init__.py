@@ -31,8 +31,10 @@ def runner_key(name: str | None) -> str:
 
 def prepare(options: PipelineOptions) -> PipelineOptions:
     """Apply the preset for ``--runner``: validate, fill defaults, pick the runner class."""
+    from runners.offline import install_download_guard
     from runners.presets import PRESETS
 
+    install_download_guard()  # whatever the runner: no jar downloads at run time
     name = options.view_as(StandardOptions).runner
     if name and "." in name:
         return options  # a fully qualified runner class: the user knows what they run

@@ -171,3 +171,17 @@ def test_runner_flags_are_accepted_by_the_strict_parser():
     assert options.view_as(RunnerPresetOptions).dask_local_workers == 3
     with pytest.raises(ConfigError, match="--checkpointing_interval: expected a whole number > 0"):
         parse("--checkpointing_interval=soon")
+
+
+def test_expansion_service_download_fails_fast_naming_beam_services(tmp_path, monkeypatch):
+    import apache_beam as beam
+    from apache_beam.io.kafka import ReadFromKafka
+    from apache_beam.utils.subprocess_server import JavaJarServer
+
+    monkeypatch.setattr(JavaJarServer, "JAR_CACHE", str(tmp_path))  # nothing cached
+    options = prepared()  # every preset installs the guard
+    started = time.monotonic()
+    with pytest.raises(NotAvailableError, match="^--beam_services: Beam needs beam-sdks-java-io"):
+        beam.Pipeline(options=options) | ReadFromKafka(
+            consumer_config={"bootstrap.servers": "localhost:9092"}, topics=["t"])
+    assert time.monotonic() - started < 5
