@@ -183,3 +183,6 @@ def test_start_positions_and_max_events(eventhubs_emulator, eventhub):
                     equal_to([b"e%d" % i for i in range(4, 8)]), label="FromEnqueuedTime")
         assert_that(payloads("Latest", start_at="latest", stop_at="end"), equal_to([]),
                     label="FromLatest")
+        # --eventhubs_max_events alone means "at most": a partition with fewer ends when idle.
+        assert_that(payloads("AtMost", max_events=100, idle_timeout=1.0),
+                    equal_to([b"e%d" % i for i in range(8)]), label="AtMost")

@@ -464,7 +464,9 @@ class _ReadPartitions(beam.DoFn):
         expected = restriction.start
         last = None
         count = 0
-        wait = config.idle_timeout if tracker.is_bounded() else min(config.idle_timeout, 0.25)
+        # Not tracker.is_bounded(): Beam 2.77's RestrictionTrackerView drops its result.
+        bounded = restriction.stop < _UNBOUNDED
+        wait = config.idle_timeout if bounded else min(config.idle_timeout, 0.25)
         for event in reader.events(wait):
             if event.sequence_number < expected:
                 continue  # already read (a restarted reader may deliver from an older point)
@@ -485,7 +487,7 @@ class _ReadPartitions(beam.DoFn):
             yield beam.window.TimestampedValue(RawRecord(_body(event), origin), moment)
             if expected >= restriction.stop:
                 break
-            if count >= 1000 and not tracker.is_bounded():
+            if count >= 1000 and not bounded:
                 break  # let the runner commit; the residual continues from here
         self._readers[task.partition] = (reader, expected)
         self._events.inc(count)
@@ -502,7 +504,15 @@ class _ReadPartitions(beam.DoFn):
             self._closing.append(reader.close_in_background())
             self._readers.pop(task.partition, None)
             return
-        if tracker.is_bounded():
+        if bounded and not config.bounded:
+            # --eventhubs_max_events alone: "at most N", and this partition had fewer.
+            _LOG.info("Event Hubs: partition %s of %r idle for %gs after %d events: done",
+                      task.partition, config.eventhub, config.idle_timeout, expected - task.start)
+            tracker.try_claim(restriction.stop)  # marks the restriction done
+            self._closing.append(reader.close_in_background())
+            self._readers.pop(task.partition, None)
+            return
+        if bounded:
             raise SourceError(
                 f"Event Hubs: partition {task.partition} of {config.eventhub!r} yielded nothing "
                 f"for {config.idle_timeout:g}s at sequence number {expected}, before the end of "

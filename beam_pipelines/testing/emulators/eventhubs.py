@@ -298,9 +298,12 @@ class _Broker:
             event.connection.close()
 
     def on_connection_unbound(self, event) -> None:
-        for link in [link for link in self.consumers if link.connection == event.connection]:
+        self.forget_connection(event.connection)
+
+    def forget_connection(self, connection) -> None:
+        for link in [link for link in self.consumers if link.connection == connection]:
             self._forget(link)
-        for link in [link for link in self.replies if link.connection == event.connection]:
+        for link in [link for link in self.replies if link.connection == connection]:
             self._forget(link)
 
     def on_transport_error(self, event) -> None:
@@ -794,6 +797,9 @@ class EventHubsEmulator:
                     # connection's consumer) leaves events and bytes here too.
                     self._dispatch(client)
                     if client.closed:
+                        # An abrupt disconnect never detaches its links: forget them, or a
+                        # dead receiver would keep its owner level.
+                        self._broker.forget_connection(client.connection)
                         selector.unregister(client.sock)
                         client.sock.close()
                         del clients[client.sock]
