@@ -210,11 +210,9 @@ class KafkaOptions(PipelineOptions):
             "Default 10.",
         )
         parser.add_argument(
-            "--kafka_discovery_interval", type=_positive_seconds, default=None,
+            "--kafka_discovery_interval", type=_positive_seconds, default=60.0,
             help="Reads with --stop_at=never: look for partitions added to the topics every "
-            "this many seconds and read them from their beginning. Default: off (partitions "
-            "are found at launch). Meant for runners with native splittable-DoFn support; on "
-            "the local streaming runner the watcher holds the watermark until the read ends.",
+            "this many seconds and read them from their beginning. Default 60.",
         )
         parser.add_argument(
             "--security_protocol", type=_choice(SECURITY_PROTOCOLS), default=None,

@@ -872,7 +872,7 @@ class ReadFromKafka(beam.PTransform):
         value_deserializer: Deserializer = "bytes",
         key_deserializer: Deserializer = "bytes",
         commit_offsets: bool = True,
-        discovery_interval: Optional[float] = None,
+        discovery_interval: Optional[float] = 60.0,
         config: Optional[Mapping[str, Any]] = None,
         validate: bool = True,
         poll_timeout_ms: int = 100,
@@ -1225,7 +1225,7 @@ def read_from_options(options, *, pipeline: str = "kafka") -> ReadFromKafka:
         max_read_time=k.max_read_time,
         timestamp_policy=_timestamp_policy(options),
         idle_timeout=k.idle_timeout or 10.0,
-        discovery_interval=k.kafka_discovery_interval,
+        discovery_interval=k.kafka_discovery_interval or 60.0,
         config=config,
         pipeline=pipeline,
     )
