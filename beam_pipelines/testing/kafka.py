@@ -19,7 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Optional
+from typing import IO, Optional
 
 from beam_pipelines.testing.servers import ServerUnavailable, free_port, wait_for_port
 
@@ -46,7 +46,7 @@ class KafkaBroker:
         self.start_timeout = start_timeout
         self._dir: Optional[str] = None
         self._process: Optional[subprocess.Popen] = None
-        self._log = None
+        self._log: Optional[IO[bytes]] = None
 
     @property
     def bootstrap_servers(self) -> str:

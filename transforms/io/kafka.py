@@ -187,7 +187,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _consumer(config: Mapping[str, Any], **overrides: Any):
     kafka = require("kafka", "kafka")
-    settings = {"enable_auto_commit": False, "auto_offset_reset": "earliest",
+    settings: dict[str, Any] = {"enable_auto_commit": False, "auto_offset_reset": "earliest",
                 "allow_auto_create_topics": False, "session_timeout_ms": 10000,
                 "bootstrap_timeout_ms": 10000}
     settings.update(_only(config, kafka.KafkaConsumer.DEFAULT_CONFIG))
@@ -636,7 +636,7 @@ class _Committer:
         self._config = config
         self._group = group
         self._lock = threading.Lock()
-        self._consumer = None
+        self._consumer: Any = None
         self._committed: dict[tuple[str, int], int] = {}
         self._commits = Metrics.counter(NAMESPACE, "offset_commits")
 
