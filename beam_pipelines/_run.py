@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -24,7 +24,7 @@ def execute(
     source,
     *,
     pipeline_name: str,
-    build: Callable[[beam.Pipeline, PipelineOptions, object, bool], object],
+    build: Callable[[beam.Pipeline, PipelineOptions, Any, bool], object],
 ):
     """Run a pipeline the same way for every pipeline module.
 
@@ -57,12 +57,14 @@ def prepare_runner(options: PipelineOptions) -> PipelineOptions:
     return prepare(options)
 
 
-def counter_total(result: beam.runners.runner.PipelineResult, namespace: str, name: str) -> int:
-    """A counter's committed (or attempted, where the runner has no committed) total."""
+def counter_total(
+    result: beam.runners.runner.PipelineResult, namespace: str, name: str
+) -> Optional[int]:
+    """A counter's committed (or attempted) total; None where the runner has no metrics."""
     try:
         found = result.metrics().query(MetricsFilter().with_namespace(namespace).with_name(name))
-    except Exception:  # some runners have no metrics API
-        return 0
+    except Exception:  # some runners (Dask) have no metrics API
+        return None
     total = 0
     for counter in found.get("counters", []):
         value = counter.committed if counter.committed is not None else counter.attempted
@@ -75,9 +77,13 @@ def report(
 ) -> dict[str, int]:
     """Print the end-of-run summary: what was counted and what was rejected, and where."""
     parsed = counter_total(result, pipeline, "events_parsed")
-    rejected = counter_total(result, pipeline, "events_dead_lettered")
-    late = counter_total(result, pipeline, "late_events_dropped")
-    quality = counter_total(result, pipeline, "quality_failed")
+    if parsed is None:
+        print(f"{pipeline}: metrics are not available on this runner", file=out or sys.stderr,
+              flush=True)
+        return {}
+    rejected = counter_total(result, pipeline, "events_dead_lettered") or 0
+    late = counter_total(result, pipeline, "late_events_dropped") or 0
+    quality = counter_total(result, pipeline, "quality_failed") or 0
     summary = {"valid": parsed, "rejected": rejected, "late_dropped": late, "quality_failed": quality}
     line = f"{pipeline}: {parsed} valid records, {rejected} rejected"
     if quality:

@@ -361,7 +361,9 @@ def run(argv: Sequence[str] | None = None):
     source = _io.source_spec(options, default="synthetic", synthetic=synthetic_source)
     result = _run.execute(options, source, pipeline_name=PIPELINE, build=build)
     alerts = _run.counter_total(result, PIPELINE, "alerts_emitted")
-    print(f"{PIPELINE}: {alerts} alert{'s' if alerts != 1 else ''} emitted", file=sys.stderr, flush=True)
+    if alerts is not None:
+        print(f"{PIPELINE}: {alerts} alert{'s' if alerts != 1 else ''} emitted", file=sys.stderr,
+              flush=True)
     return result
 
 
