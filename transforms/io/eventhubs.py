@@ -48,6 +48,7 @@ from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTr
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from beam_pipelines._extras import require
@@ -484,7 +485,7 @@ class _ReadPartitions(beam.DoFn):
             current = watermark.current_watermark()
             if current is None or Timestamp.of(moment) > current:
                 watermark.set_watermark(Timestamp.of(moment))
-            yield beam.window.TimestampedValue(RawRecord(_body(event), origin), moment)
+            yield TimestampedValue(RawRecord(_body(event), origin), moment)
             if expected >= restriction.stop:
                 break
             if count >= 1000 and not bounded:
@@ -666,7 +667,7 @@ class WriteToEventHubs(beam.PTransform):
         self._connection_string = connection_string
         self._key_field = partition_key_field
 
-    def expand(self, records: beam.PCollection) -> beam.PDone:
+    def expand(self, records: beam.PCollection) -> beam.pvalue.PDone:
         records | "Send" >> beam.ParDo(
             _WriteEvents(self._connection_string, self._eventhub, self._key_field))
         return beam.pvalue.PDone(records.pipeline)

@@ -43,7 +43,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 _LOG = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class _Hub:
     name: str
     partitions: list[_Partition]
     created_ms: int
-    round_robin: Iterable[int] = field(default_factory=itertools.count)
+    round_robin: Iterator[int] = field(default_factory=itertools.count)
 
     def partition(self, partition_id: str) -> _Partition | None:
         for partition in self.partitions:
@@ -130,7 +130,7 @@ class _Consumer:
     partition: _Partition
     epoch: int | None
     position: int
-    tags: Iterable[int] = field(default_factory=itertools.count)
+    tags: Iterator[int] = field(default_factory=itertools.count)
 
 
 def _now_ms() -> int:
@@ -416,7 +416,8 @@ class _Broker:
 
         request = Message()
         request.decode(raw)
-        operation = (request.properties or {}).get("operation")
+        properties: dict[Any, Any] = dict(request.properties or {})
+        operation = properties.get("operation")
         if operation != "put-token":
             return request, 400, f"unsupported $cbs operation {operation!r}", None
         return request, 202, "Accepted", None
@@ -426,7 +427,7 @@ class _Broker:
 
         request = Message()
         request.decode(raw)
-        props = request.properties or {}
+        props: dict[Any, Any] = dict(request.properties or {})
         operation, kind = props.get("operation"), props.get("type")
         name = props.get("name")
         if operation != "READ":
@@ -441,7 +442,8 @@ class _Broker:
                 "type": "com.microsoft:eventhub",
                 "created_at": timestamp(hub.created_ms),
                 "partition_count": len(hub.partitions),
-                "partition_ids": Array(UNDESCRIBED, Data.STRING, *[p.id for p in hub.partitions]),
+                "partition_ids": Array(UNDESCRIBED, Data.STRING,  # type: ignore[arg-type]
+                                       *[p.id for p in hub.partitions]),
             }
         if kind == "com.microsoft:partition":
             partition = hub.partition(str(props.get("partition")))
@@ -813,7 +815,7 @@ class EventHubsEmulator:
                     if key.data is None:
                         self._accept(selector, clients)
                     elif key.data == "wake":
-                        key.fileobj.recv(64)
+                        self._wake[0].recv(64)
                     else:
                         try:
                             self._io(key.data, mask)
@@ -925,7 +927,8 @@ def send_events(connection_string: str, hub: str, bodies: Iterable[bytes],
     from azure.eventhub import EventData, EventHubProducerClient
 
     bodies = list(bodies)
-    targets = [{"partition_id": str(p)} for p in range(partitions)] if partitions else [{}]
+    targets: list[dict[str, Any]] = (
+        [{"partition_id": str(p)} for p in range(partitions)] if partitions else [{}])
     with EventHubProducerClient.from_connection_string(connection_string, eventhub_name=hub) as producer:
         for index, target in enumerate(targets):
             batch = producer.create_batch(**target)
