@@ -221,8 +221,11 @@ def test_clear_errors_for_unreachable_broker_and_missing_topic(kafka_broker):
     port = free_port()
     with pytest.raises(SourceError) as info:
         pageviews.run(["--source=kafka", f"--bootstrap_servers=127.0.0.1:{port}",
-                       "--topic=user_events", "--stop_at=end"])
-    assert f"127.0.0.1:{port}" in str(info.value) and "user_events" in str(info.value)
+                       "--topic=user_events", "--stop_at=end", "--security_protocol=SASL_PLAINTEXT",
+                       "--sasl_mechanism=PLAIN", "--sasl_username=u", "--sasl_password=hunter2"])
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message and "user_events" in message
+    assert "hunter2" not in message and "'sasl_plain_password': '***'" in message
     with pytest.raises(SourceError, match=r"--topic: topic 'no_such_topic' does not exist on Kafka at "
                        + kafka_broker.bootstrap_servers):
         pageviews.run(["--source=kafka", f"--bootstrap_servers={kafka_broker.bootstrap_servers}",
@@ -344,3 +347,25 @@ def test_sdf_splits_checkpoints_and_commits_only_after_finalization(kafka_broker
         assert offsets == list(range(1000)) and invocations > 2
     finally:
         reader.teardown()
+
+
+def test_producer_creates_the_topic_and_sends_synthetic_events_or_a_file(kafka_broker, tmp_path):
+    from beam_pipelines import produce
+
+    servers = kafka_broker.bootstrap_servers
+    sent = produce.run([f"--bootstrap_servers={servers}", "--topic=produced", "--partitions=3",
+                        "--count=120", "--malformed=0.25", "--seed=5", "--no_progress"])
+    messages = _consume_all(servers, "produced")
+    assert sent == 120 and len(messages) == 120
+    assert len({m.partition for m in messages}) == 3  # keyed by user_id over 3 partitions
+    expected = list(SyntheticEvents(seed=5, malformed=0.25).payloads(120))
+    # the same seed gives the same malformed inputs (sent without a key), whatever --start
+    assert sum(1 for m in messages if m.key is None) == sum(
+        1 for p in expected if produce._key_of(p) is None) > 0
+
+    _write_events(tmp_path / "in.jsonl", [b'{"user_id": "u1"}', b"not json"])
+    assert produce.run([f"--bootstrap_servers={servers}", "--topic=produced",
+                        f"--input={tmp_path}/in.jsonl", "--no_progress"]) == 2
+    assert len(_consume_all(servers, "produced")) == 122
+    assert produce.main([f"--bootstrap_servers={servers}", "--topic=missing_topic",
+                         "--count=1", "--no_progress"]) == 2  # one line on stderr, exit 2
