@@ -186,3 +186,40 @@ def test_start_positions_and_max_events(eventhubs_emulator, eventhub):
         # --eventhubs_max_events alone means "at most": a partition with fewer ends when idle.
         assert_that(payloads("AtMost", max_events=100, idle_timeout=1.0),
                     equal_to([b"e%d" % i for i in range(8)]), label="AtMost")
+
+
+def test_owner_level_keeps_one_reader_per_partition(eventhubs_emulator, eventhub):
+    import threading
+    import time
+
+    from azure.eventhub import EventHubConsumerClient
+
+    from beam_pipelines.errors import SourceError
+
+    conn = eventhubs_emulator.connection_string
+    hub = eventhub(partitions=1, prefix="owner")
+    send(conn, hub, [b"o%d" % i for i in range(3)], partitions=1)
+    # Another job owns the partition with owner level 5.
+    owner_errors: list = []
+    owner = EventHubConsumerClient.from_connection_string(conn, "$Default", eventhub_name=hub,
+                                                          retry_total=0)
+    thread = threading.Thread(target=owner.receive, args=(lambda _ctx, _event: None,), kwargs={
+        "partition_id": "0", "owner_level": 5, "on_error": lambda _c, e: owner_errors.append(e)},
+        daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while 5 not in eventhubs_emulator.receivers(hub, "0"):
+            assert time.monotonic() < deadline, "the owner's receiver never attached"
+            time.sleep(0.02)  # polling the emulator's state with a deadline
+        with pytest.raises(SourceError, match="epoch"):
+            with beam.Pipeline() as pipeline:
+                pipeline | "Lower" >> ReadFromEventHubs(conn, hub, stop_at="end", owner_level=1)
+        with beam.Pipeline() as pipeline:
+            higher = pipeline | "Higher" >> ReadFromEventHubs(conn, hub, stop_at="end",
+                                                              owner_level=9)
+            assert_that(higher | beam.Map(lambda r: r.payload), equal_to([b"o0", b"o1", b"o2"]))
+        assert any("higher epoch of '9'" in str(e) for e in owner_errors)
+    finally:
+        owner.close()
+        thread.join(10)

@@ -753,6 +753,20 @@ class EventHubsEmulator:
         self._broker.create_hub(name, partitions)
         return name
 
+    def receivers(self, hub: str, partition: str,
+                  consumer_group: str = "$Default") -> list[int | None]:
+        """Owner levels (None: no level) of the receivers attached to a partition now; lets a
+        test wait for a receiver to be attached instead of sleeping."""
+        while True:
+            try:  # the emulator thread may change the dict while we copy it: copy again
+                consumers = list(self._broker.consumers.values())
+                break
+            except RuntimeError:
+                continue
+        return [c.epoch for c in consumers
+                if c.hub == hub and c.partition.id == partition
+                and c.group.lower() == consumer_group.lower()]
+
     def start(self) -> EventHubsEmulator:
         import socket
 
