@@ -190,8 +190,9 @@ class KafkaOptions(PipelineOptions):
         )
         parser.add_argument(
             "--max_records", type=_positive_int, default=None,
-            help="Bounded read: at most this many records in total (split evenly across the "
-            "partitions at launch; each partition waits for its share).",
+            help="Bounded read: this many records in total, taken from what the partitions "
+            "hold at launch, spread as evenly as they allow; if the topic holds fewer, the read "
+            "waits for the rest.",
         )
         parser.add_argument(
             "--max_read_time", type=_positive_seconds, default=None,

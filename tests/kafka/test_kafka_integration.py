@@ -90,6 +90,10 @@ def test_bounded_reads_start_at_time_commits_and_write(kafka_broker, kafka_topic
                     equal_to([(topic, 0)] * 500), label="TopicAndTimestampType")
         assert_that(from_b | "BValues" >> beam.Map(lambda r: r.value),
                     equal_to([v for _, v, _ in batch_b]), label="StartAtTimestamp")
+        first_50 = p | "First50" >> ReadFromKafka(servers, topic, start_at="earliest",
+                                                   max_records=50, validate=False)
+        assert_that(first_50 | "Count50" >> beam.combiners.Count.Globally(), equal_to([50]),
+                    label="MaxRecords")
         as_json = ReadFromKafka(servers, topic, start_at=t_b / 1000, stop_at="end",
                                 value_deserializer="json", validate=False)
         parsed = p | "AsJson" >> as_json  # "b0", "b1"... are not JSON: all dead letters

@@ -69,6 +69,9 @@ def test_constructor_validation():
 
 def test_shares_and_event_time():
     assert k.shares(10, 3) == [4, 3, 3] and sum(k.shares(7, 7)) == 7
+    assert k.allot(50, [100, 100, 100, 0]) == [17, 17, 16, 0]  # never waits on an empty one
+    assert k.allot(10, [2, 100, 0]) == [2, 8, 0]
+    assert k.allot(10, [1, 1, 1]) == [4, 3, 3]  # fewer than asked: the rest is waited for
     record = k.KafkaRecord("t", 0, 5, 99.0, 0, None, b'{"timestamp": 12.5}', ())
     assert k.json_event_time()(record) == 12.5
     assert k.json_event_time()(record._replace(value=b"garbage")) == 99.0

@@ -333,6 +333,29 @@ def shares(total: int, count: int) -> list[int]:
     return [base + (1 if i < rest else 0) for i in range(count)]
 
 
+def allot(total: int, available: Sequence[int]) -> list[int]:
+    """``--max_records``: how many records each partition reads, ``total`` in all.
+
+    Records already in the topic come first, spread as evenly as the partitions allow
+    (an empty partition gets nothing, so a bounded read never waits on it); only when
+    the topic holds fewer than ``total`` is the rest spread over every partition, each
+    then waiting for its share to arrive.
+    """
+    given = [0] * len(available)
+    left = total
+    while left > 0:
+        open_ = [i for i, a in enumerate(available) if given[i] < a]
+        if not open_:
+            break
+        for i, share in zip(open_, shares(left, len(open_)), strict=True):
+            take = min(share, available[i] - given[i])
+            given[i] += take
+            left -= take
+    if left > 0:
+        given = [g + s for g, s in zip(given, shares(left, len(given)), strict=True)]
+    return given
+
+
 class _Resolver:
     """Offsets for start/stop positions, from one consumer (launch time)."""
 
@@ -405,7 +428,8 @@ class _DiscoverPartitions(beam.DoFn):
             starts = resolver.starts(tps, self._start_at, beginning, end)
             stops = resolver.stops(tps, self._stop_at, end)
             if self._max_records:
-                for tp, share in zip(tps, shares(self._max_records, len(tps)), strict=True):
+                available = [max(0, min(stops[tp], end[tp]) - starts[tp]) for tp in tps]
+                for tp, share in zip(tps, allot(self._max_records, available), strict=True):
                     stops[tp] = min(stops[tp], starts[tp] + share)
             deadline = time.time() + self._max_read_time if self._max_read_time else None
             for tp in tps:
@@ -944,7 +968,7 @@ class ReadFromKafka(beam.PTransform):
         # Spread the partitions over workers. Only the launch-time ones: in streaming, a
         # GroupByKey downstream of the never-ending watcher would wait for its watermark.
         reads = discovered["reads"]
-        if self._stop_at != "never":
+        if self.bounded:
             reads = reads | "Distribute" >> beam.Reshuffle()
         if watch:
             watcher = _WatchPartitions(self._config, self._topics, self._discovery_interval,
@@ -963,7 +987,7 @@ class ReadFromKafka(beam.PTransform):
                     trigger=trigger.Repeatedly(trigger.AfterCount(1)),
                     accumulation_mode=trigger.AccumulationMode.DISCARDING)
             )
-        reader = _ReadUnboundedPartitionFn if self._stop_at == "never" else _ReadPartitionFn
+        reader = _ReadPartitionFn if self.bounded else _ReadUnboundedPartitionFn
         records = (
             reads
             | "ReadPartitions" >> beam.ParDo(reader(
