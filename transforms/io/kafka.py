@@ -38,6 +38,7 @@ runner retries it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -245,6 +246,18 @@ def _pooled_consumer(config: Mapping[str, Any]):
     finally:
         with _POOL_LOCK:
             _POOL.setdefault(key, []).append(consumer)
+
+
+@atexit.register
+def _close_pooled_consumers() -> None:
+    with _POOL_LOCK:
+        consumers = [c for idle in _POOL.values() for c in idle]
+        _POOL.clear()
+    for consumer in consumers:
+        try:
+            consumer.close()
+        except Exception:  # closing at interpreter exit: nothing left to report to
+            pass
 
 
 class _NoClientsPickled:
