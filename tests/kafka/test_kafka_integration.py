@@ -90,6 +90,11 @@ def test_bounded_reads_start_at_time_commits_and_write(kafka_broker, kafka_topic
                     equal_to([(topic, 0)] * 500), label="TopicAndTimestampType")
         assert_that(from_b | "BValues" >> beam.Map(lambda r: r.value),
                     equal_to([v for _, v, _ in batch_b]), label="StartAtTimestamp")
+        too_big = (p | "Big" >> beam.Create([b"x" * 2_000_000, b"small"])
+                   | "WriteBig" >> WriteToKafka(servers, out))  # over max_request_size (1 MB)
+        assert_that(too_big.dead_letters | "BigCodes" >> beam.Map(lambda d: d.reason_code),
+                    equal_to(["rejected"]), label="RejectedDeadLettered")
+        assert_that(too_big.written, equal_to([b"small"]), label="SmallWritten")
         first_50 = p | "First50" >> ReadFromKafka(servers, topic, start_at="earliest",
                                                    max_records=50, validate=False)
         assert_that(first_50 | "Count50" >> beam.combiners.Count.Globally(), equal_to([50]),
@@ -112,7 +117,8 @@ def test_bounded_reads_start_at_time_commits_and_write(kafka_broker, kafka_topic
                     equal_to([("serialization", "a13")]), label="UnserializableDeadLettered")
 
     assert sorted(r.value for r in _consume_all(servers, out)) == sorted(
-        [v.upper() for _, v, _ in batch_b] + [f"A1{i}".encode() for i in range(10) if i != 3])
+        [v.upper() for _, v, _ in batch_b] + [f"A1{i}".encode() for i in range(10) if i != 3]
+        + [b"small"])
     committed = _committed(servers, topic, "g_all")
     # every partition that had records is committed to its end (an empty one has nothing to commit)
     assert sum(v or 0 for v in committed.values()) == 500, committed
