@@ -126,12 +126,14 @@ class KafkaBroker:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
+        if process is not None:
+            # The noida-db command is a launcher with the broker as its child; both are in
+            # the session started for them, so signal the group: no orphaned broker.
+            _signal_group(process, signal.SIGINT)
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                _signal_group(process, signal.SIGKILL)
                 process.wait(timeout=10)
         if self._log is not None:
             self._log.close()
@@ -145,6 +147,13 @@ class KafkaBroker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)  # start_new_session: the group id is the launcher's pid
+    except ProcessLookupError:
+        pass  # already gone
 
 
 def wait_for_partitions(bootstrap_servers: str, topic: str, partitions: int,
