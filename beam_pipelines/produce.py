@@ -5,8 +5,9 @@
     python -m beam_pipelines.produce --topic=user_events --input=events.jsonl   # a file
 
 Synthetic events come from :class:`~beam_pipelines.testing.synthetic.SyntheticEvents`
-(``--seed``, ``--malformed`` fraction of bad inputs; event time starts at ``--start``,
-``now`` by default, so a streaming pipeline sees them as on time). Each event is keyed by
+(``--seed``, ``--malformed`` fraction of bad inputs, ``--out_of_order`` events up to
+``--max_delay`` seconds back; event time starts at ``--start``, ``now`` by default, so a
+streaming pipeline sees them as on time). Each event is keyed by
 its ``user_id`` (one user's events stay in order in one partition). ``--partitions N``
 creates the topic with N partitions if it does not exist. A progress bar shows the rate.
 """
@@ -127,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42, help="Synthetic generator seed.")
     parser.add_argument("--malformed", type=float, default=0.01,
                         help="Fraction of malformed synthetic inputs (default 0.01).")
+    parser.add_argument("--out_of_order", type=float, default=0.05,
+                        help="Fraction of synthetic events sent with an earlier event time "
+                        "(default 0.05).")
+    parser.add_argument("--max_delay", type=float, default=5.0,
+                        help="How far back (seconds) an out-of-order event's time may be "
+                        "(default 5).")
     parser.add_argument("--start", default="now",
                         help="Event time of the first synthetic event: now (default) or ISO-8601.")
     parser.add_argument("--event_rate", type=float, default=None,
@@ -155,6 +162,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         raise ConfigError("--rate", "a number of events per second > 0", args.rate)
     if not 0.0 <= args.malformed <= 1.0:
         raise ConfigError("--malformed", "a fraction between 0 and 1", args.malformed)
+    if not 0.0 <= args.out_of_order <= 1.0:
+        raise ConfigError("--out_of_order", "a fraction between 0 and 1", args.out_of_order)
+    if args.max_delay < 0:
+        raise ConfigError("--max_delay", "a number of seconds >= 0", args.max_delay)
     if args.partitions is not None and args.partitions <= 0:
         raise ConfigError("--partitions", "a whole number > 0", args.partitions)
     try:
@@ -175,7 +186,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         total = None
     else:
         generator = SyntheticEvents(seed=args.seed, rate=args.event_rate or args.rate or 20.0,
-                                    malformed=args.malformed, start=start)
+                                    malformed=args.malformed, start=start,
+                                    out_of_order=args.out_of_order, max_delay=args.max_delay)
         payloads, total = generator.payloads(args.count), args.count
     sent = send(config, args.topic, payloads, rate=args.rate, total=total,
                 progress=not args.no_progress)
