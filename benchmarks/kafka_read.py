@@ -15,6 +15,7 @@ overhead; it is the number that matters for backfills. Not a test.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 import uuid
@@ -27,13 +28,17 @@ from beam_pipelines.testing.kafka import KafkaBroker
 from beam_pipelines.testing.synthetic import SyntheticEvents
 from transforms.io.kafka import ReadFromKafka, client_config
 
+# The test broker answers a fetch with everything it has, not fetch_max_bytes' worth, so
+# both readers accept large responses (a real Kafka broker never needs this).
+BIG_RESPONSES = {"receive_message_max_bytes": 1 << 30}
+
 
 def plain_consumer(servers: str, topic: str) -> tuple[int, float]:
     from kafka import KafkaConsumer, TopicPartition
 
     started = time.perf_counter()
     consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False,
-                             max_poll_records=2000)
+                             max_poll_records=2000, **BIG_RESPONSES)
     tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
     end = consumer.end_offsets(tps)
     consumer.assign(tps)
@@ -51,7 +56,7 @@ def beam_read(servers: str, topic: str) -> tuple[int, float]:
     pipeline = beam.Pipeline()
     _ = (
         pipeline
-        | ReadFromKafka(servers, topic, start_at="earliest", stop_at="end")
+        | ReadFromKafka(servers, topic, start_at="earliest", stop_at="end", config=BIG_RESPONSES)
         | beam.combiners.Count.Globally()
     )
     result = pipeline.run()
@@ -78,6 +83,8 @@ def main(argv=None) -> int:
                         help="Use this broker (and --topic as it is) instead of a local one.")
     parser.add_argument("--topic", default=None, help="Existing topic to read (with a broker).")
     args = parser.parse_args(argv)
+    # `kill` (SIGTERM) stops the throw-away broker too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def run(servers: str, topic: str) -> None:
         rows = []
