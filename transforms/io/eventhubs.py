@@ -60,7 +60,8 @@ from transforms.records import RawRecord
 _LOG = logging.getLogger(__name__)
 _NAMESPACE = "eventhubs"
 _UNBOUNDED = sys.maxsize
-_FIRST_EVENT_WAIT = 3.0  # seconds to find the first event at an offset or enqueued time
+_ABANDONED = 60.0  # seconds without a pull after which a reader closes itself
+_CONNECT_WAIT = 30.0  # a bounded read's first event may take this long (connect, auth, attach)
 
 
 def _client_module():
@@ -200,6 +201,7 @@ class _Task(NamedTuple):
     partition: str
     start: int
     stop: int
+    last: int = -1  # the partition's last sequence number when the read was planned
 
 
 class _ReadConfig(NamedTuple):
@@ -259,31 +261,43 @@ class _PlanPartitions(beam.DoFn):
                 if point is not None:
                     start = point.sequence_number + 1
                 else:
-                    start = self._start(client, partition, begin, last)
+                    start = self._start(partition, props)
                 stop = last + 1 if config.bounded else _UNBOUNDED
                 if config.max_events:
                     stop = min(stop, start + config.max_events)
-                yield _Task(partition, max(start, begin), max(stop, start))
+                yield _Task(partition, max(start, begin), max(stop, start), last)
         finally:
             client.close()
             if store:
                 store.close()
 
-    def _start(self, client, partition: str, begin: int, last: int) -> int:
+    def _start(self, partition: str, props: dict) -> int:
         start_at = self._config.start_at
+        begin, last = props["beginning_sequence_number"], props["last_enqueued_sequence_number"]
         if start_at == "earliest":
             return begin
         if start_at == "latest":
             return last + 1
         if start_at.startswith("seq:"):
             return int(start_at[4:])
-        # An offset or a time: the first event there tells its sequence number.
+        # An offset or a time: the first event there tells its sequence number. The
+        # partition's last event says whether there is one, so the probe below never
+        # mistakes a slow connection for "nothing there".
         position, inclusive = _event_position(start_at)
+        if props["is_empty"]:
+            return last + 1
+        if isinstance(position, _dt.datetime):
+            if props["last_enqueued_time_utc"] < position:
+                return last + 1
+        elif int(props["last_enqueued_offset"]) <= int(position):
+            return last + 1
         reader = _PartitionReader(self._config, partition, position, inclusive)
         try:
-            for event in reader.events(_FIRST_EVENT_WAIT):
+            for event in reader.events(0, connect_wait=_CONNECT_WAIT):
                 return event.sequence_number
-            return last + 1
+            raise SourceError(
+                f"Event Hubs: partition {partition} of {self._config.eventhub!r}: no event at "
+                f"{start_at!r} within {_CONNECT_WAIT:g}s although the partition has later events")
         finally:
             reader.close()
 
@@ -297,6 +311,9 @@ class _PartitionReader:
         self.queue: queue.Queue = queue.Queue(maxsize=10_000)
         self.client = _consumer(config.connection_string, config.eventhub, config.consumer_group)
         self.closed = threading.Event()
+        self.started = False
+        self.last_pull = time.monotonic()
+        self.waiting = False
         kwargs: dict[str, Any] = {
             "partition_id": partition, "starting_position": position,
             "starting_position_inclusive": inclusive, "max_batch_size": 300,
@@ -308,12 +325,24 @@ class _PartitionReader:
             target=self._run, args=(kwargs,), daemon=True,
             name=f"eventhubs-reader-{config.eventhub}-{partition}")
         self.thread.start()
+        threading.Thread(target=self._watch, daemon=True,
+                         name=f"eventhubs-watch-{config.eventhub}-{partition}").start()
 
     def _run(self, kwargs: dict) -> None:
         try:
             self.client.receive_batch(self._on_batch, **kwargs)
         except Exception as exc:  # surfaced to the DoFn by events()
             self.queue.put(exc)
+
+    def _watch(self) -> None:
+        # A reader nobody pulls from for a minute belongs to a cancelled pipeline (runners
+        # do not always tear DoFns down): close it, or its client threads live forever.
+        while not self.closed.wait(5):
+            if not self.waiting and time.monotonic() - self.last_pull > _ABANDONED:
+                _LOG.info("Event Hubs: closing the abandoned reader of partition %s",
+                          self.partition)
+                self.close()
+                return
 
     def _on_batch(self, _context, events) -> None:
         for event in events:
@@ -325,16 +354,26 @@ class _PartitionReader:
         if not self.closed.is_set():
             self.queue.put(error)
 
-    def events(self, wait: float) -> Iterator[Any]:
-        """Events as they come; returns after ``wait`` seconds without one."""
+    def events(self, wait: float, connect_wait: float | None = None) -> Iterator[Any]:
+        """Events as they come; returns after ``wait`` seconds without one. When an event is
+        known to be there, ``connect_wait`` is the wait for the first one: connecting (auth,
+        link attach) on a loaded machine is not idleness."""
         while True:
+            self.last_pull = time.monotonic()
+            timeout = wait if self.started or connect_wait is None else max(wait, connect_wait)
+            self.waiting = True
             try:
-                item = self.queue.get(timeout=wait)
+                item = self.queue.get(timeout=timeout)
             except queue.Empty:
                 return
+            finally:
+                self.waiting = False
+                self.last_pull = time.monotonic()
             if isinstance(item, Exception):
                 raise _wrap(item, f"reading partition {self.partition}") from None
+            self.started = True
             yield item
+            self.last_pull = time.monotonic()
 
     def close(self) -> None:
         self.closed.set()
@@ -433,7 +472,7 @@ class _ReadPartitions(beam.DoFn):
 
     def _reader(self, partition: str, start: int) -> _PartitionReader:
         current = self._readers.get(partition)
-        if current and current[1] == start:
+        if current and current[1] == start and not current[0].closed.is_set():
             return current[0]
         if current:
             current[0].close()
@@ -468,7 +507,10 @@ class _ReadPartitions(beam.DoFn):
         # Not tracker.is_bounded(): Beam 2.77's RestrictionTrackerView drops its result.
         bounded = restriction.stop < _UNBOUNDED
         wait = config.idle_timeout if bounded else min(config.idle_timeout, 0.25)
-        for event in reader.events(wait):
+        # Events known to exist (enqueued before the read was planned): waiting for the
+        # first one is connecting, not idleness.
+        connect_wait = _CONNECT_WAIT if restriction.start <= task.last else None
+        for event in reader.events(wait, connect_wait=connect_wait):
             if event.sequence_number < expected:
                 continue  # already read (a restarted reader may deliver from an older point)
             if not tracker.try_claim(event.sequence_number):
