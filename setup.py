@@ -7,13 +7,11 @@ The user asked for a ``setup.py``; tool configuration (ruff, mypy, pytest) lives
 
 from setuptools import find_packages, setup
 
-KAFKA = ["kafka-python>=2.0.2"]
+KAFKA = ["kafka-python>=2.0.2", "tqdm>=4.60"]  # tqdm: the producer's progress bar
 PUBSUB = ["google-cloud-pubsub>=2.18", "grpcio>=1.60"]
 EVENTHUBS = [
     "azure-eventhub>=5.11",
     "azure-eventhub-checkpointstoreblob>=1.1",
-    "azure-storage-blob>=12.19",
-    "python-qpid-proton>=0.39",
 ]
 POSTGRES = ["psycopg[binary]>=3.1"]
 DASK = ["apache-beam[dask]", "dask[distributed]>=2022.6"]
@@ -24,6 +22,7 @@ DEV = ALL + [
     "pytest>=7.4",
     "pytest-timeout>=2.2",
     "noida-db",  # a Kafka-protocol broker the integration tests start on a free port
+    "python-qpid-proton>=0.39",  # the local Event Hubs emulator (AMQP 1.0)
     "pyyaml>=6",
     "ruff>=0.5",
     "mypy>=1.8",
@@ -60,6 +59,7 @@ setup(
         "console_scripts": [
             "beam-pageviews=beam_pipelines.pageviews:main",
             "beam-iot-alerts=beam_pipelines.iot_alerts:main",
+            "beam-produce=beam_pipelines.produce:main",
         ]
     },
     classifiers=[
