@@ -96,6 +96,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def non_empty(what: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if not text.strip():

@@ -13,6 +13,8 @@ import re
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipelines.options import positive_int, positive_seconds
+
 START_KEYWORDS = ("earliest", "latest")
 STOP_KEYWORDS = ("end", "never")
 CONNECTION_FORM = ("an Event Hubs connection string (Endpoint=sb://NAMESPACE/;SharedAccessKeyName="
@@ -106,24 +108,8 @@ def owner_level(text: str) -> int:
     return value
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
-    return value
 
 
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
 
 
 class _Redacted(str):

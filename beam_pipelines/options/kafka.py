@@ -23,6 +23,8 @@ from typing import Any, Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipelines.options import choice, positive_int, positive_seconds
+
 START_KEYWORDS = ("earliest", "latest", "committed")
 STOP_KEYWORDS = ("end", "never")
 TIMESTAMP_POLICIES = ("log_time", "processing_time", "event_time")
@@ -95,34 +97,10 @@ def key_value(text: str) -> str:
     return text
 
 
-def _choice(values: tuple[str, ...]):
-    def parse(text: str) -> str:
-        if text not in values:
-            raise argparse.ArgumentTypeError(f"expected one of {'|'.join(values)}, got {text!r}")
-        return text
-
-    parse.__name__ = "choice"
-    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
-    return value
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
 
 
 def redact_pair(text: str) -> str:
@@ -189,38 +167,38 @@ class KafkaOptions(PipelineOptions):
             "but never makes the read bounded, so the pipeline runs as batch.",
         )
         parser.add_argument(
-            "--max_records", type=_positive_int, default=None,
+            "--max_records", type=positive_int, default=None,
             help="Bounded read: this many records in total, taken from what the partitions "
             "hold at launch, spread as evenly as they allow; if the topic holds fewer, the read "
             "waits for the rest.",
         )
         parser.add_argument(
-            "--max_read_time", type=_positive_seconds, default=None,
+            "--max_read_time", type=positive_seconds, default=None,
             help="Bounded read: stop reading after this many seconds of wall-clock time.",
         )
         parser.add_argument(
-            "--timestamp_policy", type=_choice(TIMESTAMP_POLICIES), default="log_time",
+            "--timestamp_policy", type=choice(*TIMESTAMP_POLICIES), default="log_time",
             help="Element timestamps of raw Kafka records: log_time (the record's Kafka "
             "timestamp, default), processing_time, or event_time (the pipelines re-stamp "
             "parsed events with their own event time anyway).",
         )
         parser.add_argument(
-            "--idle_timeout", type=_positive_seconds, default=10.0,
+            "--idle_timeout", type=positive_seconds, default=10.0,
             help="Seconds after which a caught-up partition with no new records lets its "
             "watermark advance with wall-clock time, so it does not hold windows open. "
             "Default 10.",
         )
         parser.add_argument(
-            "--kafka_discovery_interval", type=_positive_seconds, default=60.0,
+            "--kafka_discovery_interval", type=positive_seconds, default=60.0,
             help="Reads with --stop_at=never: look for partitions added to the topics every "
             "this many seconds and read them from their beginning. Default 60.",
         )
         parser.add_argument(
-            "--security_protocol", type=_choice(SECURITY_PROTOCOLS), default=None,
+            "--security_protocol", type=choice(*SECURITY_PROTOCOLS), default=None,
             help="PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL (Event Hubs: SASL_SSL).",
         )
         parser.add_argument(
-            "--sasl_mechanism", type=_choice(SASL_MECHANISMS), default=None,
+            "--sasl_mechanism", type=choice(*SASL_MECHANISMS), default=None,
             help="SASL mechanism: PLAIN (Event Hubs), SCRAM-SHA-256, SCRAM-SHA-512, ...",
         )
         parser.add_argument(

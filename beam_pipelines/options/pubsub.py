@@ -18,6 +18,8 @@ import re
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipelines.options import positive_int, positive_seconds
+
 SUBSCRIPTION_FORM = "projects/P/subscriptions/S"
 TOPIC_FORM = "projects/P/topics/T"
 # The service's rules: a name starts with a letter, 3-255 of letters, digits and -_.~+%
@@ -62,24 +64,8 @@ def field_names(text: str) -> str:
     return ",".join(names)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
-    return value
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
 
 
 def _ack_deadline(text: str) -> int:
@@ -122,16 +108,16 @@ class PubSubOptions(PipelineOptions):
             "redeliveries by message id only.",
         )
         parser.add_argument(
-            "--pubsub_max_messages", type=_positive_int, default=None,
+            "--pubsub_max_messages", type=positive_int, default=None,
             help="Bounded read: stop after this many messages (the pipeline runs as batch).",
         )
         parser.add_argument(
-            "--pubsub_max_seconds", type=_positive_seconds, default=None,
+            "--pubsub_max_seconds", type=positive_seconds, default=None,
             help="Bounded read: stop reading after this many seconds (batch; combines with "
             "--pubsub_max_messages, whichever comes first).",
         )
         parser.add_argument(
-            "--pubsub_readers", type=_positive_int, default=1,
+            "--pubsub_readers", type=positive_int, default=1,
             help="How many readers pull the subscription in parallel (the service spreads "
             "messages across them; --pubsub_max_messages is divided among them). Default 1.",
         )
