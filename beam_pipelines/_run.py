@@ -7,7 +7,6 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from beam_pipelines.errors import BeamPipelinesError
@@ -41,9 +40,12 @@ def execute(
     pipeline = beam.Pipeline(options=options)
     build(pipeline, options, source, streaming)
     result = pipeline.run()
-    with metrics.serve(result, options, pipeline=pipeline_name):
+    with metrics.serve(result, options, pipeline=pipeline_name) as exporter:
         result.wait_until_finish()
-    report(result, pipeline=pipeline_name, dead_letter=options.view_as(IOOptions).dead_letter)
+    # The exporter's final snapshot, not a new read: Beam's portable job service stops
+    # reporting the counters of stages fused with a splittable read once the job is done.
+    report(result, pipeline=pipeline_name, dead_letter=options.view_as(IOOptions).dead_letter,
+           snapshot=exporter.snapshot)
     return result
 
 
@@ -57,33 +59,51 @@ def prepare_runner(options: PipelineOptions) -> PipelineOptions:
     return prepare(options)
 
 
+def fresh_metrics(result: Any):
+    """``result.metrics()`` read now. Beam's portable PipelineResult caches its first
+    answer, so a read while the job runs (the Prometheus bridge polls) would freeze the
+    metrics at that moment; dropping the cache makes every read current."""
+    if getattr(result, "_metrics", None) is not None and hasattr(result, "_job_service"):
+        result._metrics = None
+    return result.metrics()
+
+
 def counter_total(
     result: beam.runners.runner.PipelineResult, namespace: str, name: str
 ) -> Optional[int]:
-    """A counter's committed (or attempted) total; None where the runner has no metrics."""
+    """A counter's total over all steps, read the way the Prometheus bridge reads it;
+    None where the runner has no metrics API (Dask)."""
+    from beam_pipelines.metrics import read_snapshot
+
     try:
-        found = result.metrics().query(MetricsFilter().with_namespace(namespace).with_name(name))
-    except Exception:  # some runners (Dask) have no metrics API
+        fresh_metrics(result)
+    except Exception:  # the runner has no metrics API
         return None
-    total = 0
-    for counter in found.get("counters", []):
-        value = counter.committed if counter.committed is not None else counter.attempted
-        total += value or 0
-    return total
+    return read_snapshot(result).counters.get((namespace, name), 0)
+
 
 
 def report(
-    result, *, pipeline: str, dead_letter: Optional[str], out=None
+    result, *, pipeline: str, dead_letter: Optional[str], out=None, snapshot=None
 ) -> dict[str, int]:
-    """Print the end-of-run summary: what was counted and what was rejected, and where."""
-    parsed = counter_total(result, pipeline, "events_parsed")
+    """Print the end-of-run summary: what was counted and what was rejected, and where.
+
+    ``snapshot`` (metrics.Snapshot) is the metrics bridge's final reading; without it the
+    counters are read from ``result``."""
+
+    def total(name: str) -> Optional[int]:
+        if snapshot is not None and snapshot.counters:
+            return snapshot.counters.get((pipeline, name), 0)
+        return counter_total(result, pipeline, name)
+
+    parsed = total("events_parsed")
     if parsed is None:
         print(f"{pipeline}: metrics are not available on this runner", file=out or sys.stderr,
               flush=True)
         return {}
-    rejected = counter_total(result, pipeline, "events_dead_lettered") or 0
-    late = counter_total(result, pipeline, "late_events_dropped") or 0
-    quality = counter_total(result, pipeline, "quality_failed") or 0
+    rejected = total("events_dead_lettered") or 0
+    late = total("late_events_dropped") or 0
+    quality = total("quality_failed") or 0
     summary = {"valid": parsed, "rejected": rejected, "late_dropped": late, "quality_failed": quality}
     line = f"{pipeline}: {parsed} valid records, {rejected} rejected"
     if quality:

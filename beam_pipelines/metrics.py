@@ -167,7 +167,9 @@ def read_snapshot(result: Any) -> Snapshot:
     distributions: dict[tuple[str, str], tuple[int, int]] = {}
     gauges: dict[tuple[str, str], tuple[int, float]] = {}
     try:
-        found = result.metrics().query()
+        from beam_pipelines._run import fresh_metrics
+
+        found = fresh_metrics(result).query()
     except Exception as exc:  # some runners have no metrics API, or it is briefly unavailable
         _LOG.debug("reading Beam metrics failed: %s", exc)
         found = {}
