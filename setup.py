@@ -14,9 +14,9 @@ EVENTHUBS = [
     "azure-eventhub-checkpointstoreblob>=1.1",
 ]
 POSTGRES = ["psycopg[binary]>=3.1"]
-DASK = ["apache-beam[dask]", "dask[distributed]>=2022.6"]
+DASK = ["apache-beam[dask]>=2.60", "dask[distributed]>=2022.6"]
 METRICS = ["prometheus-client>=0.17"]
-NOTEBOOKS = ["apache-beam[interactive]", "nbclient>=0.8", "ipykernel>=6"]
+NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7"]
 ALL = KAFKA + PUBSUB + EVENTHUBS + POSTGRES + DASK + METRICS + NOTEBOOKS + ["tqdm>=4.60"]
 DEV = ALL + [
     "pytest>=7.4",
