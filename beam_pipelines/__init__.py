@@ -28,4 +28,5 @@ class _QuietOptionalImports(_logging.Filter):
 # Beam uses for these messages (and to Python's last-resort handler, active at import).
 for _name in ("", "apache_beam.io.filesystems", "apache_beam.io.gcp.gcsfilesystem"):
     _logging.getLogger(_name).addFilter(_QuietOptionalImports())
-_logging.lastResort.addFilter(_QuietOptionalImports())
+if _logging.lastResort is not None:
+    _logging.lastResort.addFilter(_QuietOptionalImports())

@@ -19,7 +19,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from beam_pipelines.errors import ConfigError
 from beam_pipelines.options import IOOptions
-from transforms.io.files import ReadLinesWithOrigin
+from transforms.io.files import ReadFileBlocks, ReadLinesWithOrigin
 
 _CONNECTORS = {"kafka": "transforms.io.kafka", "pubsub": "transforms.io.pubsub",
                "eventhubs": "transforms.io.eventhubs"}
@@ -28,6 +28,9 @@ _CONNECTORS = {"kafka": "transforms.io.kafka", "pubsub": "transforms.io.pubsub",
 class SourceSpec(NamedTuple):
     transform: beam.PTransform
     bounded: bool
+    # The same input as blocks of lines / record batches for the vectorized batch path
+    # (transforms.batches), where the source has one.
+    blocks: Optional[beam.PTransform] = None
 
 
 def _connector(name: str, function: str, flag: str) -> Callable[..., Any]:
@@ -55,7 +58,9 @@ def source_spec(
     if source == "file":
         if not io.input:
             raise ConfigError("--input", "a file path or glob when --source=file")
-        return SourceSpec(ReadLinesWithOrigin(io.input), bounded=True)
+        return SourceSpec(
+            ReadLinesWithOrigin(io.input), bounded=True, blocks=ReadFileBlocks(io.input)
+        )
     return _connector(source, "source_from_options", "--source")(options)
 
 

@@ -34,6 +34,7 @@ def execute(
     from beam_pipelines import metrics
     from beam_pipelines.options import IOOptions, is_streaming
 
+    skip_ipython_probe()
     streaming = is_streaming(options) or not source.bounded
     set_streaming(options, streaming)
     options = prepare_runner(options)
@@ -47,6 +48,26 @@ def execute(
     report(result, pipeline=pipeline_name, dead_letter=options.view_as(IOOptions).dead_letter,
            snapshot=exporter.snapshot)
     return result
+
+
+def skip_ipython_probe() -> None:
+    """Beam asks "am I inside IPython?" for every transform applied and before a direct
+    run, by importing IPython: about a second wherever IPython is installed (the
+    [notebooks] extra). A process that has not imported IPython is not inside it, so the
+    answer is False without the import; in a notebook Beam's own check stays."""
+    if "IPython" in sys.modules:
+        return
+    from apache_beam.utils import interactive_utils
+
+    def not_in_ipython() -> bool:
+        return False
+
+    original = interactive_utils.is_in_ipython
+    # Modules that imported the function by name (pipeline, direct_runner) hold their own
+    # reference; modules imported later take the replaced one.
+    for module in list(sys.modules.values()):
+        if getattr(module, "is_in_ipython", None) is original:
+            module.is_in_ipython = not_in_ipython  # type: ignore[attr-defined]
 
 
 def prepare_runner(options: PipelineOptions) -> PipelineOptions:

@@ -3,9 +3,9 @@
 Most runner flags are Beam's own and are accepted as they are (``--flink_master``,
 ``--flink_job_server_jar``, ``--parallelism``, ``--job_endpoint``, ``--environment_type``,
 ``--prism_location``, ``--project``, ``--region``, ``--temp_location``,
-``--staging_location``, ``--dry_run``, ``--dask_client_address`` ...). Importing this
-module also registers Beam's Dask flags when the ``[dask]`` extra is installed, so the
-strict parser accepts them before the Dask runner module has been imported.
+``--staging_location``, ``--dry_run``, ``--dask_client_address`` ...). Beam defines its
+Dask flags in its Dask runner module, whose import costs about a second (dask and
+distributed); :func:`register_dask_options` imports it only for a run that mentions Dask.
 """
 
 from __future__ import annotations
@@ -14,10 +14,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.options import positive_int
 
-try:  # registers DaskOptions (--dask_client_address ...) with PipelineOptions
-    from apache_beam.runners.dask import dask_runner as _dask_runner  # noqa: F401
-except ImportError:  # without the [dask] extra the DaskRunner preset says what to install
-    pass
+
+def register_dask_options(flags: list[str]) -> None:
+    """Register Beam's DaskOptions (``--dask_client_address`` ...) when ``flags`` mention
+    Dask or ask for help, so the strict parser knows them."""
+    if not any("dask" in flag.lower() for flag in flags) and "--help" not in flags:
+        return
+    try:
+        from apache_beam.runners.dask import dask_runner  # noqa: F401
+    except ImportError:  # without the [dask] extra the DaskRunner preset says what to install
+        pass
 
 
 class RunnerPresetOptions(PipelineOptions):

@@ -279,6 +279,10 @@ def parse(
     raise ConfigError naming the flag and the expected form.
     """
     flags = list(sys.argv[1:] if argv is None else argv)
+    _register_option_modules()
+    from runners.options import register_dask_options
+
+    register_dask_options(["--help"] if "-h" in flags else flags)
     if "-h" in flags or "--help" in flags:
         print(_help(prog, classes, description))
         raise SystemExit(0)

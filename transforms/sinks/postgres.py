@@ -171,7 +171,7 @@ class _UpsertDoFn(beam.DoFn):
         )
         return beam.pvalue.TaggedOutput(
             DEAD_LETTERS,
-            WindowedValue(letter, window.max_timestamp(), [window]),
+            WindowedValue(letter, window.max_timestamp(), (window,)),
         )
 
     def _write_with_retries(self, statement, rows: list[tuple]) -> None:
@@ -180,8 +180,10 @@ class _UpsertDoFn(beam.DoFn):
             try:
                 if self._conn is None or self._conn.closed:
                     self._connect()
-                with self._conn.transaction():
-                    with self._conn.cursor() as cursor:
+                conn = self._conn
+                assert conn is not None  # _connect() opened it or raised
+                with conn.transaction():
+                    with conn.cursor() as cursor:
                         cursor.executemany(statement, rows)
                 return
             except (self._psycopg.OperationalError, self._psycopg.errors.SerializationFailure) as exc:
