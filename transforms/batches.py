@@ -327,13 +327,27 @@ def _learn_from_error(
             return
         kinds.learn(screen=(column, kind))
         candidate[lines] = False
-        candidate[rows[row]] = False  # also when the screen missed it (an escaped key)
+        _blame_row(row, data, starts, rows, candidate)  # also when the screen missed it
         return
     failed_row = _ROW_ERROR.search(message)
-    if failed_row and int(failed_row.group(1)) < len(rows):
-        candidate[rows[int(failed_row.group(1))]] = False
+    if failed_row:
+        _blame_row(int(failed_row.group(1)), data, starts, rows, candidate)
         return
     candidate[rows] = False  # no row to blame: the per-record path decides for each line
+
+
+def _blame_row(row: int, data: bytes, starts: np.ndarray, rows: np.ndarray, candidate) -> None:
+    """Hand over the line of pyarrow's row ``row``. A line holding two JSON values makes two
+    rows and shifts the numbering: then hand those lines over (or, finding none, all)."""
+    if row < len(rows):
+        candidate[rows[row]] = False  # if shifted, a valid line is handed over: still exact
+        return
+    two_values = _lines_containing(data, _TWO_VALUES, starts, True)
+    two_values = two_values[candidate[two_values]]
+    if len(two_values):
+        candidate[two_values] = False
+    else:
+        candidate[rows] = False
 
 
 def _validate(
@@ -388,12 +402,11 @@ def _event_time(ts: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray, 
         whole = ts
         seconds = ts
     elif pa.types.is_floating(ts.type):
-        finite = pc.is_finite(ts)
-        safe = pc.if_else(finite, ts, 0.0)
-        whole = pc.cast(pc.floor(safe), pa.int64())
-        seconds = ts
-        in_range = _in_range(whole)
-        return seconds, whole, pc.and_(pc.fill_null(finite, False), in_range)
+        # floor(t) in [MIN, MAX) <=> t in [MIN, MAX) for whole bounds; checked on the floats
+        # so huge values never reach the int64 cast.
+        ok = pc.fill_null(pc.and_(pc.is_finite(ts), _in_range(ts)), False)
+        whole = pc.cast(pc.floor(pc.if_else(ok, ts, 0.0)), pa.int64())
+        return ts, whole, ok
     elif pa.types.is_timestamp(ts.type):
         valid = pc.is_valid(ts)
         micros_type = pa.timestamp("us", tz=ts.type.tz)

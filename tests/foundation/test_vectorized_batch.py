@@ -1,0 +1,275 @@
+"""The vectorized (Arrow) batch path decides exactly as the per-record contract does.
+
+The per-record parser is the reference: for random dirty inputs, every line the
+vectorized path accepts must be valid with the same values, and every line it hands over
+is decided by the reference itself. End to end, ``--batch_engine=arrow`` and
+``--batch_engine=records`` give the same counts and the same dead letters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import math
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from beam_pipelines import pageviews
+from beam_pipelines.testing import SyntheticEvents
+from beam_pipelines.testing.files import read_jsonl_dir, window_counts
+from transforms.batches import BlockParser, parse_json_block, parse_parquet_batch, split_lines
+from transforms.io.files import parquet_row_payload
+from transforms.parse import is_blank, parse_user_event
+from transforms.validation import InvalidRecord, decode_json_object
+
+pytestmark = pytest.mark.unit
+
+
+def reference(line: bytes):
+    """(user_id, action, page, timestamp, event_second) or None (rejected) or "blank"."""
+    if is_blank(line):
+        return "blank"
+    try:
+        event, second = parse_user_event(decode_json_object(line))
+    except InvalidRecord:
+        return None
+    return (event.user_id, event.action, event.page, event.timestamp, second)
+
+
+def decisions(block: bytes, parser: BlockParser | None = None) -> dict[int, object]:
+    """line index -> what the vectorized path (plus the reference for handed-over lines) decided."""
+    parser = parser or BlockParser(threads=1)
+    out: dict[int, object] = {}
+    for first, parsed in parser.parse(block):
+        for line, row in zip(parsed.lines.tolist(), parsed.events.to_pylist(), strict=True):
+            out[first + line] = (row["user_id"], row["action"], row["page"], row["timestamp"],
+                                 row["event_second"])
+        for line, payload in parsed.handed_over:
+            out[first + line] = reference(payload)
+    return out
+
+
+def expected(block: bytes) -> dict[int, object]:
+    """line index -> the reference's decision, for every non-empty line (empty lines are
+    skipped by both paths, never decided)."""
+    split = split_lines(block)
+    pairs = zip(split.starts.tolist(), split.ends.tolist(), strict=True)
+    return {i: reference(block[start:end]) for i, (start, end) in enumerate(pairs) if end > start}
+
+
+def assert_same(block: bytes, parser: BlockParser | None = None) -> None:
+    got, want = decisions(block, parser), expected(block)
+    assert set(got) == set(want), (set(got) ^ set(want))
+    for i, decided in want.items():
+        fast = got[i]
+        if decided is None or decided == "blank" or fast is None or fast == "blank":
+            assert fast == decided, (i, block.split(b"\n")[i], fast, decided)
+        else:  # the float seconds may differ in the last bit between parsers; the second may not
+            assert fast[:3] == decided[:3] and fast[4] == decided[4], (i, fast, decided)
+            assert math.isclose(fast[3], decided[3], rel_tol=1e-15, abs_tol=1e-6)
+
+
+# ---- random dirty JSON lines ----------------------------------------------------------
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6)
+json_string = st.builds(lambda s, ascii_: json.dumps(s, ensure_ascii=ascii_), text, st.booleans())
+in_range = st.integers(946_684_800, 4_102_444_799)
+number_text = st.one_of(
+    st.integers(-10, 5_000_000_000).map(str),
+    st.builds(lambda s, f: f"{s}.{f}", in_range, st.text("0123456789", min_size=1, max_size=9)),
+    in_range.map(lambda s: f"{s - 1}.9999999"),  # a float64 rounds it up across the second
+    in_range.map(lambda s: f"{s - 1}.99999999999"),
+    in_range.map(lambda s: f"{s / 1e9!r}e9"),
+    st.sampled_from(["1e400", "-0", "0.0", "12345678901234567890", "NaN", "Infinity", "-Inf"]),
+)
+iso_text = st.builds(
+    lambda d, frac, off: json.dumps(d.strftime("%Y-%m-%dT%H:%M:%S") + frac + off),
+    st.datetimes(dt.datetime(1999, 12, 31), dt.datetime(2100, 1, 2)),
+    st.sampled_from(["", ".5", ".123456", ".1234567"]),
+    st.sampled_from(["Z", "+01:00", "-05:30", "", "z", "+0100", "+24:00"]),
+)
+value = st.one_of(
+    json_string,
+    number_text,
+    iso_text,
+    st.sampled_from(["true", "false", "null", "[]", "{}", '{"timestamp": "x"}', '[1, {"a": NaN}]',
+                     '"2024-02-30T00:00:00Z"', '"yesterday"', '""', '" "']),
+)
+plain_event = st.fixed_dictionaries(
+    {
+        "user_id": st.one_of(json_string, st.integers(-5, 10**20).map(str), st.just("true")),
+        "action": st.one_of(json_string, st.just('"page_view"')),
+        "page": st.one_of(json_string, st.sampled_from(['"/a"', '"/b"'])),
+        "timestamp": st.one_of(number_text, iso_text, in_range.map(str)),
+    }
+)
+
+
+@st.composite
+def json_line(draw) -> bytes:
+    fields = dict(draw(plain_event))
+    for name in list(fields):
+        if draw(st.integers(0, 12)) == 0:
+            fields[name] = draw(value)  # any value at all
+        if draw(st.integers(0, 25)) == 0:
+            del fields[name]
+    pairs = [(json.dumps(k), v) for k, v in fields.items()]
+    if draw(st.booleans()):
+        pairs.append((json.dumps(draw(st.sampled_from(["x", "meta", "timestamp", "page"]))), draw(value)))
+    if draw(st.integers(0, 20)) == 0:
+        pairs.append(('"user\\u005fid"', draw(value)))  # an escaped key equal to user_id
+    pairs = draw(st.permutations(pairs))
+    colon, comma = draw(st.sampled_from([(":", ","), (": ", ", "), (" : ", " ,"), (":\t", ",")]))
+    line = "{" + comma.join(f"{k}{colon}{v}" for k, v in pairs) + "}"
+    raw = line.encode("utf-8")
+    corruption = draw(st.integers(0, 30))
+    if corruption == 0:
+        raw = raw[: draw(st.integers(0, len(raw)))]
+    elif corruption == 1:
+        raw = b"\xef\xbb\xbf" + raw
+    elif corruption == 2:
+        at = draw(st.integers(0, len(raw)))
+        raw = raw[:at] + draw(st.sampled_from([b"\xff", b"\r", b"\x00", b"\t", b"\xc3"])) + raw[at:]
+    elif corruption == 3:
+        raw = raw + draw(st.sampled_from([b"{}", b' {"a":1}', b" ", b"[]", b" 5"]))
+    elif corruption == 4:
+        raw = draw(st.sampled_from([b"", b"   ", b"\t", b"[1,2]", b"5", b'"s"', b"null", b"\x00garbage\xff"]))
+    return raw
+
+
+blocks = st.lists(json_line(), min_size=1, max_size=40).map(lambda lines: b"\n".join(lines))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blocks, st.sampled_from([b"", b"\n", b"\r\n"]))
+def test_random_dirty_lines_are_decided_as_the_record_contract_decides(block, end):
+    assert_same(block + end)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(blocks, min_size=2, max_size=5))
+def test_what_one_block_teaches_the_parser_never_changes_a_later_decision(pieces):
+    parser = BlockParser(threads=1)
+    for block in pieces:
+        assert_same(block + b"\n", parser)
+
+
+def test_majority_kinds_are_read_vectorized_not_handed_over():
+    lines = [
+        json.dumps({"user_id": i, "action": "a", "page": f"/p{i % 3}",
+                    "timestamp": f"2024-05-01T10:{i % 60:02d}:00+02:00"}).encode()
+        for i in range(2000)
+    ]
+    lines[7] = b'{"user_id": "u7", "action": "a", "page": "/p", "timestamp": 1714550000}'
+    block = b"\n".join(lines) + b"\n"
+    parser = BlockParser(threads=1)
+    parsed = [p for _, p in parser.parse(block)]
+    assert sum(len(p.handed_over) for p in parsed) <= 2  # the minority line, learned once
+    assert parser.kinds.user_id == "number" and parser.kinds.timestamp == "string"
+    assert_same(block, BlockParser(threads=1))
+
+
+def test_float_timestamps_floor_exactly():
+    lines = [
+        b'{"user_id":"u","action":"a","page":"/p","timestamp":1733000299.9999999}',  # 1733000299
+        b'{"user_id":"u","action":"a","page":"/p","timestamp":1733000300.0}',
+        b'{"user_id":"u","action":"a","page":"/p","timestamp":1.7330003e9}',
+        b'{"user_id":"u","action":"a","page":"/p","timestamp":1733000299.5}',
+    ]
+    got = decisions(b"\n".join(lines))
+    assert [got[i][4] for i in range(4)] == [1733000299, 1733000300, 1733000300, 1733000299]
+
+
+def test_many_pieces_on_threads_keep_line_numbers():
+    gen = SyntheticEvents(seed=3, rate=50.0, malformed=0.05)
+    block = b"\n".join(gen.payloads(60_000)) + b"\n"
+    assert len(block) > 3 * (1 << 20)  # several pieces, parsed on the pool
+    parser = BlockParser(threads=2)
+    try:
+        assert decisions(block, parser) == decisions(block, BlockParser(threads=1))
+    finally:
+        parser.close()
+    assert_same(block[: 400_000].rsplit(b"\n", 1)[0])
+
+
+# ---- Parquet --------------------------------------------------------------------------
+
+def test_parquet_batches_decide_as_the_per_row_path():
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "user_id": pa.array([1, None, 3, 4, 5, 6], pa.int64()),
+            "action": ["a", "a", "", "a", "a", None],
+            "page": ["/p", "/p", "/p", "/q", "/q", "/q"],
+            "timestamp": pa.array(
+                [dt.datetime(2024, 1, 1, 0, 4, 59, 999999), dt.datetime(2024, 1, 1),
+                 dt.datetime(2024, 1, 1), dt.datetime(1999, 1, 1), dt.datetime(2024, 6, 1, 12),
+                 dt.datetime(2024, 1, 1)],
+                pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
+    floats = batch.set_column(3, "timestamp", pa.array([1.7e9, float("nan"), 1.7e9, 5.0, 1704067199.99, 2e9]))
+    strings = batch.set_column(
+        3, "timestamp", pa.array(["2024-01-01T00:00:00Z", "x", None, "2024-01-01T00:00:00", "2024-01-01T01:00:00+01:00", ""])
+    )
+    missing = batch.drop_columns(["page"])
+    bools = batch.set_column(0, "user_id", pa.array([True, False, True, True, False, True]))
+    for b in (batch, floats, strings, missing, bools):
+        parsed = parse_parquet_batch(b)
+        rows = b.to_pylist()
+        fast = dict(zip(parsed.lines.tolist(), parsed.events.to_pylist(), strict=True))
+        handed = dict(parsed.handed_over)
+        assert set(fast) | set(handed) == set(range(len(rows))) and not set(fast) & set(handed)
+        for i, row in enumerate(rows):
+            want = reference(parquet_row_payload(row))
+            if i in handed:
+                assert handed[i] == parquet_row_payload(row)
+                continue
+            got = fast[i]
+            assert want is not None and want != "blank", (i, row)
+            assert (got["user_id"], got["action"], got["page"], got["event_second"]) == (
+                want[0], want[1], want[2], want[4])
+
+
+# ---- end to end: the two engines give the same answer --------------------------------
+
+def _dead_letters(directory):
+    return sorted(
+        json.dumps({k: v for k, v in row.items() if k != "rejected_at"}, sort_keys=True)
+        for row in read_jsonl_dir(directory)
+    )
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [[], ["--window_size=600", "--window_period=120"], ["--action=click", "--window_size=60"]],
+    ids=["tumbling", "sliding", "one-action"],
+)
+def test_arrow_and_records_engines_give_the_same_counts_and_dead_letters(tmp_path, flags):
+    gen = SyntheticEvents(seed=9, rate=5.0, malformed=0.08)
+    payloads = list(gen.payloads(6000))
+    payloads[10:10] = [b"", b"  ", b'{"user_id": 7, "action": "click", "page": "/x", "timestamp": 1704067499.99999999}',
+                       b'{"user_id":"u","action":"click","page":"/x","timestamp":NaN}', b'{"a":1}{"b":2}']
+    path = tmp_path / "events.jsonl.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write(b"\r\n".join(payloads))
+    results = {}
+    for engine in ("arrow", "records"):
+        out, dead = tmp_path / f"out-{engine}", tmp_path / f"dead-{engine}"
+        pageviews.run([f"--input={path}", "--source=file", "--sink=jsonl", f"--output={out}",
+                       f"--dead_letter={dead}", f"--batch_engine={engine}", *flags])
+        results[engine] = (window_counts(read_jsonl_dir(str(out))), _dead_letters(str(dead)))
+    assert results["arrow"] == results["records"]
+    assert results["arrow"][0] and results["arrow"][1]
+
+
+def test_bad_batch_engine_is_a_one_line_error(capsys):
+    assert pageviews.main(["--batch_engine=fast"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --batch_engine: expected one of arrow|records, got 'fast'"
+    )
+
