@@ -21,6 +21,7 @@ ALL = KAFKA + PUBSUB + EVENTHUBS + POSTGRES + DASK + METRICS + NOTEBOOKS + ["tqd
 DEV = ALL + [
     "pytest>=7.4",
     "pytest-timeout>=2.2",
+    "hypothesis>=6.80",  # property tests: the vectorized batch path against the per-record contract
     "noida-db",  # a Kafka-protocol broker the integration tests start on a free port
     "python-qpid-proton>=0.39",  # the local Event Hubs emulator (AMQP 1.0)
     "pyyaml>=6",
