@@ -1,0 +1,1 @@
+"""Benchmarks: measurements of beam-pipelines beside its peers (see README.md)."""
