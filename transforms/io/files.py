@@ -152,8 +152,10 @@ class _ReadFile(beam.DoFn):
         self._lines.inc(count)
 
 
-class ReadLinesWithOrigin(beam.PTransform):
-    """Files matching a glob -> RawRecord per line (JSON lines) or row (Parquet)."""
+class _ReadFiles(beam.PTransform):
+    """Files matching a glob, listed at construction, read in parallel per file."""
+
+    _label = "ReadFile"
 
     def __init__(self, pattern: str) -> None:
         super().__init__()
@@ -161,14 +163,24 @@ class ReadLinesWithOrigin(beam.PTransform):
             raise ConfigError("--input", "a file path or glob (JSON lines, .gz, or .parquet)", pattern)
         self._pattern = pattern
 
+    def _reader(self) -> beam.DoFn:
+        raise NotImplementedError
+
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         paths = expand_glob(self._pattern)
         return (
             pbegin
             | "ListFiles" >> beam.Create(paths)
             | "Reshuffle" >> beam.Reshuffle()
-            | "ReadFile" >> beam.ParDo(_ReadFile())
+            | self._label >> beam.ParDo(self._reader())
         )
+
+
+class ReadLinesWithOrigin(_ReadFiles):
+    """Files matching a glob -> RawRecord per line (JSON lines) or row (Parquet)."""
+
+    def _reader(self) -> beam.DoFn:
+        return _ReadFile()
 
 
 class _ReadBlocks(beam.DoFn):
@@ -184,20 +196,10 @@ class _ReadBlocks(beam.DoFn):
             yield block
 
 
-class ReadFileBlocks(beam.PTransform):
+class ReadFileBlocks(_ReadFiles):
     """Files matching a glob -> LineBlock (JSON lines) or ParquetRows (Parquet) elements."""
 
-    def __init__(self, pattern: str) -> None:
-        super().__init__()
-        if not pattern or not isinstance(pattern, str):
-            raise ConfigError("--input", "a file path or glob (JSON lines, .gz, or .parquet)", pattern)
-        self._pattern = pattern
+    _label = "ReadBlocks"
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        paths = expand_glob(self._pattern)
-        return (
-            pbegin
-            | "ListFiles" >> beam.Create(paths)
-            | "Reshuffle" >> beam.Reshuffle()
-            | "ReadBlocks" >> beam.ParDo(_ReadBlocks())
-        )
+    def _reader(self) -> beam.DoFn:
+        return _ReadBlocks()
