@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from beam_pipelines import pageviews
 from beam_pipelines.testing import SyntheticEvents
 from beam_pipelines.testing.files import read_jsonl_dir, window_counts
-from transforms.batches import BlockParser, parse_json_block, parse_parquet_batch, split_lines
+from transforms.batches import BlockParser, parse_parquet_batch, split_lines
 from transforms.io.files import parquet_row_payload
 from transforms.parse import is_blank, parse_user_event
 from transforms.validation import InvalidRecord, decode_json_object

@@ -128,3 +128,52 @@ def test_test_stream_state_and_timers_still_work():
     assert ("EARLY", 2) in panes
     assert ("ON_TIME", 3) in panes
     assert len(_SEEN["test_stream_late"]) == 1
+
+
+@pytest.mark.unit
+def test_serial_steps_take_their_oldest_bundle_first():
+    from apache_beam.runners.direct import executor
+
+    from runners.local_streaming import _install_fifo_fix
+
+    _install_fifo_fix()
+    submitted = []
+
+    class _Service:
+        def submit(self, work):
+            submitted.append(work)
+
+    state = executor._SerialEvaluationState(_Service(), set())
+    for work in ("first", "second", "third"):
+        state.schedule(work)
+    assert submitted == ["first"]  # one at a time
+    state.complete("first")
+    state.complete("second")
+    assert submitted == ["first", "second", "third"]  # Beam's own order was first, third, second
+
+
+@pytest.mark.unit
+def test_dofn_specs_are_computed_once_per_class_and_stay_right():
+    from apache_beam.transforms import userstate
+    from apache_beam.transforms.core import CallableWrapperDoFn
+
+    from runners import local_streaming
+    from transforms.windowing import WindowConfig, _StreamingAggregateFn
+
+    local_streaming._install_dofn_specs_cache()
+    stateful = _StreamingAggregateFn(beam.combiners.CountCombineFn(), WindowConfig(), "ns")
+    states, timers = userstate.get_dofn_specs(stateful)
+    assert {s.name for s in states} >= {"windows", "watermark_seen"}
+    assert {t.name for t in timers} == {"ts-event_time", "ts-early"}  # Beam prefixes timer names
+    assert userstate.is_stateful_dofn(stateful)
+
+    def user_fn(element, t=beam.DoFn.TimestampParam):
+        return [element]
+
+    assert userstate.get_dofn_specs(CallableWrapperDoFn(user_fn)) == (set(), set())
+    assert not userstate.is_stateful_dofn(CallableWrapperDoFn(user_fn))
+
+    entries = len(local_streaming._SPECS_CACHE)  # another instance, as after Beam's pickle round trip
+    again = _StreamingAggregateFn(beam.combiners.CountCombineFn(), WindowConfig(), "x")
+    assert userstate.get_dofn_specs(again) == (states, timers)
+    assert len(local_streaming._SPECS_CACHE) == entries
