@@ -76,6 +76,8 @@ def _not_auto_commit_noise(record: logging.LogRecord) -> bool:
 logging.getLogger("kafka.coordinator.consumer").addFilter(_not_auto_commit_noise)
 
 NEVER = sys.maxsize  # the stop offset of an unbounded restriction
+# A caught-up partition checks again after this many seconds (its fetch stays in flight).
+IDLE_RESUME = 0.1
 DEAD_LETTERS = "dead_letters"
 WRITTEN = "written"
 WATCH = "watch"
@@ -228,14 +230,16 @@ _POOL: dict[str, list] = {}
 
 
 @contextlib.contextmanager
-def _pooled_consumer(config: Mapping[str, Any]):
+def _pooled_consumer(config: Mapping[str, Any], partition: Optional[tuple[str, int]] = None):
     """A reading consumer for one invocation, for DoFns whose ``setup`` a runner never calls.
 
     Beam's direct runners wrap an SDF and pickle a fresh copy of it per bundle without
     calling its ``setup``/``teardown``; a consumer per copy would leak a connection and a
-    network thread per bundle. The pool keeps one idle consumer per config and thread.
+    network thread per bundle. The pool keeps idle consumers per config and, for reads,
+    per partition: a consumer that stays assigned to its partition keeps its fetch in
+    flight between invocations, where re-assigning a shared one would discard it.
     """
-    key = repr(sorted((k, repr(v)) for k, v in config.items()))
+    key = repr((sorted((k, repr(v)) for k, v in config.items()), partition))
     with _POOL_LOCK:
         idle = _POOL.get(key)
         consumer = idle.pop() if idle else None
@@ -744,7 +748,8 @@ class _ReadPartitionFn(_NoClientsPickled, beam.DoFn):
             return
         if self._commit and getattr(self, "_committer", None) is None:
             self._committer = _Committer(self._config, self._group)
-        with _pooled_consumer(self._config) as consumer:  # setup() was not called
+        partition = (read.topic, read.partition)
+        with _pooled_consumer(self._config, partition) as consumer:  # setup() was not called
             yield from self._read_with(consumer, read, tracker, watermark, bundle_finalizer)
 
     def _read_with(self, consumer, read: PartitionRead, tracker, watermark, bundle_finalizer):
@@ -762,7 +767,13 @@ class _ReadPartitionFn(_NoClientsPickled, beam.DoFn):
                 if read.deadline is not None and time.time() >= read.deadline:
                     tracker.try_claim(tracker.current_restriction().stop)  # done: read time is up
                     return
-                batch = consumer.poll(timeout_ms=self._poll_timeout_ms).get(tp, [])
+                # Caught up last time: only take what has arrived, do not wait. A runner
+                # with one executor thread (the local streaming runner) would otherwise
+                # stand still for the poll timeout on every idle partition.
+                highwater = consumer.highwater(tp)
+                caught_up = highwater is not None and consumer.position(tp) >= highwater
+                timeout = 0 if caught_up else self._poll_timeout_ms
+                batch = consumer.poll(timeout_ms=timeout).get(tp, [])
                 now = time.time()
                 if not batch:
                     position = consumer.position(tp)
@@ -773,7 +784,7 @@ class _ReadPartitionFn(_NoClientsPickled, beam.DoFn):
                     highwater = consumer.highwater(tp)
                     if highwater is not None and position >= highwater:
                         watermark.idle(now)
-                        tracker.defer_remainder(Duration(seconds=min(0.2, read.idle_timeout)))
+                        tracker.defer_remainder(Duration(seconds=min(IDLE_RESUME, read.idle_timeout)))
                         return
                     if time.monotonic() - started > self._max_invocation:
                         tracker.defer_remainder()
