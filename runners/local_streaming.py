@@ -60,6 +60,7 @@ from apache_beam.runners.direct import (
     executor,
     sdf_direct_runner,
     transform_evaluator,
+    watermark_manager,
 )
 from apache_beam.runners.direct.util import KeyedWorkItem
 from apache_beam.runners.direct.watermark_manager import WatermarkManager
@@ -341,6 +342,55 @@ def _install_dofn_specs_cache() -> None:
     transform_evaluator.get_dofn_specs = get_dofn_specs  # type: ignore[assignment]  # imported by name
 
 
+_NOT_COMPUTED = object()
+
+
+def _min_pending_timestamp(bundle) -> Optional[Timestamp]:
+    """The smallest element timestamp of a committed bundle (None when it is empty),
+    computed once: a committed bundle never changes."""
+    cached = getattr(bundle, "_beam_pipelines_min", _NOT_COMPUTED)
+    if cached is _NOT_COMPUTED:
+        cached = None
+        for value in bundle.get_elements_iterable():
+            if cached is None or value.timestamp < cached:
+                cached = value.timestamp
+        bundle._beam_pipelines_min = cached
+    return cached  # type: ignore[return-value]
+
+
+def _install_watermark_fix() -> None:
+    """Beam's ``_TransformWatermarks.refresh`` with each pending bundle's minimum timestamp
+    computed once instead of at every refresh. Same result; idempotent."""
+    tw_class = watermark_manager._TransformWatermarks
+    if getattr(tw_class, "_beam_pipelines_fix", False):
+        return
+    granularity = watermark_manager.TIME_GRANULARITY
+
+    def refresh(self) -> bool:
+        with self._lock:
+            pending = [_min_pending_timestamp(bundle) for bundle in self._pending]
+            pending_minimums = [m for m in pending if m is not None]
+            pending_holder = WatermarkManager.WATERMARK_POS_INF
+            if pending_minimums:
+                pending_holder = min(pending_minimums) - granularity
+            input_watermarks = [tw.output_watermark for tw in self._input_transform_watermarks]
+            input_watermarks.append(WatermarkManager.WATERMARK_POS_INF)
+            producer_watermark = min(input_watermarks)
+            self._input_watermark = max(
+                self._input_watermark, min(pending_holder, producer_watermark)
+            )
+            earliest_hold = min(
+                self._keyed_earliest_holds.values(), default=WatermarkManager.WATERMARK_POS_INF
+            )
+            new_output_watermark = min(self._input_watermark, earliest_hold)
+            advanced = new_output_watermark > self._output_watermark
+            self._output_watermark = new_output_watermark
+            return advanced
+
+    tw_class.refresh = refresh  # type: ignore[method-assign]
+    tw_class._beam_pipelines_fix = True  # type: ignore[attr-defined]
+
+
 def _uses_test_stream(pipeline: Pipeline) -> bool:
     from apache_beam.pipeline import PipelineVisitor
     from apache_beam.testing.test_stream import TestStream
@@ -373,6 +423,7 @@ class LocalStreamingRunner(direct_runner.BundleBasedDirectRunner):
         _install_metrics_fix()
         _install_fifo_fix()
         _install_dofn_specs_cache()
+        _install_watermark_fix()
         # Applied here, the fixed overrides leave nothing for the parent's own pass to
         # replace (apart from TestStream); the rest of the run is Beam's code unchanged.
         pipeline.replace_all(_ordered_overrides(options))

@@ -125,7 +125,8 @@ class _StreamingAggregateFn(beam.DoFn):
     WINDOWS = ReadModifyWriteStateSpec("windows", coders.PickleCoder())
     WATERMARK = ReadModifyWriteStateSpec("watermark_seen", coders.PickleCoder())
     KEY = ReadModifyWriteStateSpec("key", coders.PickleCoder())
-    EARLY_ARMED = ReadModifyWriteStateSpec("early_armed", coders.BooleanCoder())
+    # When the armed early timer is due (micros); empty when none is armed.
+    EARLY_DEADLINE = ReadModifyWriteStateSpec("early_deadline", coders.VarIntCoder())
     EVENT_TIMER = TimerSpec("event_time", TimeDomain.WATERMARK)
     EARLY_TIMER = TimerSpec("early", TimeDomain.REAL_TIME)
 
@@ -152,7 +153,7 @@ class _StreamingAggregateFn(beam.DoFn):
         windows_state=beam.DoFn.StateParam(WINDOWS),
         watermark_state=beam.DoFn.StateParam(WATERMARK),
         key_state=beam.DoFn.StateParam(KEY),
-        early_armed=beam.DoFn.StateParam(EARLY_ARMED),
+        early_deadline=beam.DoFn.StateParam(EARLY_DEADLINE),
         event_timer=beam.DoFn.TimerParam(EVENT_TIMER),
         early_timer=beam.DoFn.TimerParam(EARLY_TIMER),
     ):
@@ -184,10 +185,11 @@ class _StreamingAggregateFn(beam.DoFn):
             return
         windows_state.write(windows)
         self._arm_event_timer(windows, event_timer)
-        if self._config.early_firing and not early_armed.read():
+        if self._config.early_firing and early_deadline.read() is None:
             if any(s.dirty for s in windows.values()):
-                early_timer.set(Timestamp.now() + Duration(seconds=self._config.early_firing))
-                early_armed.write(True)
+                deadline = Timestamp.now() + Duration(seconds=self._config.early_firing)
+                early_timer.set(deadline)
+                early_deadline.write(deadline.micros)
 
     def _arm_event_timer(self, windows: dict[float, _WindowState], event_timer) -> None:
         deadlines = []
@@ -241,11 +243,22 @@ class _StreamingAggregateFn(beam.DoFn):
     @on_timer(EARLY_TIMER)
     def on_early(
         self,
+        fire_time=beam.DoFn.TimestampParam,
         windows_state=beam.DoFn.StateParam(WINDOWS),
         key_state=beam.DoFn.StateParam(KEY),
-        early_armed=beam.DoFn.StateParam(EARLY_ARMED),
+        early_deadline=beam.DoFn.StateParam(EARLY_DEADLINE),
+        early_timer=beam.DoFn.TimerParam(EARLY_TIMER),
     ):
-        early_armed.write(False)
+        deadline = early_deadline.read()
+        if deadline is None or fire_time.micros < deadline:
+            # A stale firing: Beam's bundle-based direct runner delivers an expired timer
+            # again while its callback's bundle is in flight (ten EARLY panes a second
+            # with --early_firing=1). Only the armed deadline fires a pane; it is set
+            # again in case the runner dropped it with the stale one.
+            if deadline is not None:
+                early_timer.set(Timestamp(micros=deadline))
+            return
+        early_deadline.clear()
         windows: dict[float, _WindowState] = windows_state.read() or {}
         key = key_state.read()
         fired = False

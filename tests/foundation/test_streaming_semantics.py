@@ -153,3 +153,52 @@ def test_streaming_and_batch_paths_give_the_same_final_counts():
     expected = {(c.window_start, c.page): c.count for c in got.items}
     assert final == expected
     assert sum(expected.values()) == len(events)
+
+
+class _State:
+    def __init__(self, value=None):
+        self.value = value
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+    def clear(self):
+        self.value = None
+
+
+class _Timer:
+    def __init__(self):
+        self.set_to = []
+
+    def set(self, timestamp):
+        self.set_to.append(timestamp)
+
+
+def test_a_stale_early_timer_firing_emits_nothing_and_keeps_the_deadline():
+    """Beam's bundle-based runner re-delivers an expired processing-time timer while its
+    callback runs; only the armed deadline may fire an EARLY pane."""
+    from apache_beam.utils.timestamp import Timestamp
+
+    from transforms.windowing import WindowConfig, _StreamingAggregateFn
+
+    fn = _StreamingAggregateFn(beam.combiners.CountCombineFn(), WindowConfig(early_firing=1), "t")
+    fn.setup()
+    windows, watermark, key, deadline = _State(), _State(), _State(), _State()
+    event_timer, early_timer = _Timer(), _Timer()
+    out = list(fn.process(("/a", "event"), Timestamp(seconds=1_700_000_000), windows, watermark,
+                          key, deadline, event_timer, early_timer))
+    assert out == [] and len(early_timer.set_to) == 1
+    armed = early_timer.set_to[0]
+    assert deadline.read() == armed.micros
+
+    stale = list(fn.on_early(Timestamp(micros=armed.micros - 1_000_000), windows, key, deadline,
+                             early_timer))
+    assert stale == [] and deadline.read() == armed.micros
+    assert early_timer.set_to[-1] == armed  # set again, in case the runner dropped it
+
+    due = list(fn.on_early(armed, windows, key, deadline, early_timer))
+    assert [(r.pane_timing, r.value) for r in due] == [("EARLY", 1)]
+    assert deadline.read() is None  # the next record arms the next pane
