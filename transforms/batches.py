@@ -209,16 +209,20 @@ def _kind_screen_pattern(column: str, kind: str) -> bytes:
     return b'"' + re.escape(column.encode()) + rb'"[ \t]*:[ \t]*' + _KIND_START[kind]
 
 
-def _invalid_utf8_lines(data: bytes, split: LineSplit) -> np.ndarray:
+def _invalid_utf8_lines(data: bytes, arr: np.ndarray, split: LineSplit) -> np.ndarray:
+    """Lines that are not valid UTF-8: the piece is decoded at once (fast when valid);
+    otherwise only lines holding a non-ASCII byte are decoded one by one."""
     try:
         data.decode("utf-8")
         return np.empty(0, np.int64)
     except UnicodeDecodeError:
         pass
+    non_ascii = np.flatnonzero(arr >= 0x80)
+    suspects = np.unique(np.searchsorted(split.starts, non_ascii, side="right") - 1)
     bad = []
-    for i, (s, e) in enumerate(zip(split.starts.tolist(), split.ends.tolist(), strict=True)):
+    for i in suspects.tolist():
         try:
-            data[s:e].decode("utf-8")
+            data[split.starts[i] : split.ends[i]].decode("utf-8")
         except UnicodeDecodeError:
             bad.append(i)
     return np.asarray(bad, np.int64)
@@ -237,7 +241,7 @@ def parse_json_block(data: bytes, kinds: Optional[_Kinds] = None) -> ParsedBlock
     idx = np.flatnonzero(candidate)
     candidate[idx] = (arr[starts[idx]] == _LBRACE) & (arr[ends[idx] - 1] == _RBRACE)
     candidate[_lines_with_rejected_tokens(data, arr, starts)] = False
-    candidate[_invalid_utf8_lines(data, split)] = False
+    candidate[_invalid_utf8_lines(data, arr, split)] = False
     for i in np.flatnonzero(candidate & (lengths > LONG_LINE)).tolist():
         line = data[starts[i] : ends[i]]
         if line.count(b"[") + line.count(b"{") > MAX_BRACKETS_OF_LONG_LINE:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import time
 from typing import Any, NamedTuple, Optional
 
 EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -99,8 +100,18 @@ def utc_iso(seconds: float) -> str:
     return text + "Z"
 
 
+_NOW_PREFIX: tuple[int, str] = (-1, "")
+
+
 def utc_now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; the part up to the second is formatted once
+    per second (a dead letter is stamped with it, and a backfill may reject many)."""
+    global _NOW_PREFIX
+    now = time.time()
+    second = int(now)
+    if _NOW_PREFIX[0] != second:
+        _NOW_PREFIX = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_NOW_PREFIX[1]}.{int((now - second) * 1_000_000):06d}Z"
 
 
 class IoTReading(NamedTuple):

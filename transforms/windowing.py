@@ -366,6 +366,7 @@ class CountPerWindow(beam.DoFn):
         self._key = key_column
         self._config = config
         self._where = where
+        self._starts: dict[int, list[int]] = {}  # slice -> its windows' starts (few slices)
 
     def process(self, table):
         import numpy as np
@@ -390,7 +391,10 @@ class CountPerWindow(beam.DoFn):
             grouped.column("count_all").to_pylist(),
             strict=True,
         ):
-            for window_start in self._config.window_starts(start):
+            starts = self._starts.get(start)
+            if starts is None:
+                starts = self._starts[start] = self._config.window_starts(start)
+            for window_start in starts:
                 yield (window_start, key), count
 
 
