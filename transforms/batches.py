@@ -39,7 +39,7 @@ import concurrent.futures
 import os
 import re
 import threading
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -522,17 +522,28 @@ class BlockParser:
 
     def parse(self, data: bytes) -> Iterator[tuple[int, ParsedBlock]]:
         """(first line index of the piece, its ParsedBlock) for each piece of ``data``."""
+        return self.submit(data)()
+
+    def submit(self, data: bytes) -> Callable[[], Iterator[tuple[int, ParsedBlock]]]:
+        """Start parsing ``data`` on the pool; the returned function yields what
+        :meth:`parse` yields, waiting for each piece. The caller can do other work (handle
+        the previous block) while this one is parsed."""
         pieces = sub_blocks(data)
-        if len(pieces) == 1 or self._threads == 1:
+        if self._threads == 1:
             results: Iterator[ParsedBlock] = (parse_json_block(p, self.kinds) for p in pieces)
         else:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(self._threads)
-            results = self._pool.map(lambda p: parse_json_block(p, self.kinds), pieces)
-        first = 0
-        for parsed in results:
-            yield first, parsed
-            first += parsed.line_count
+            futures = [self._pool.submit(parse_json_block, p, self.kinds) for p in pieces]
+            results = (future.result() for future in futures)
+
+        def numbered() -> Iterator[tuple[int, ParsedBlock]]:
+            first = 0
+            for parsed in results:
+                yield first, parsed
+                first += parsed.line_count
+
+        return numbered
 
     def close(self) -> None:
         if self._pool is not None:

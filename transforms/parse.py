@@ -8,11 +8,14 @@ origin) to the ``dead_letters`` output. Blank lines are skipped, not dead-letter
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Callable, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import TimestampedValue
+from apache_beam.transforms.window import GlobalWindow, TimestampedValue
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.records import DeadLetter, RawRecord, UserEvent
 from transforms.validation import (
@@ -100,41 +103,66 @@ def ParseUserEvents(pipeline: str = "pageviews") -> ParseRecords:
 
 
 class _ParseBlocksDoFn(beam.DoFn):
-    """LineBlock / ParquetRows -> Arrow tables of valid events; the rest as RawRecords."""
+    """LineBlock / ParquetRows -> Arrow tables of valid events; the rest as RawRecords.
+
+    One block is parsed on the pool while the previous one's results are handed on, so
+    the reader, the parser threads and the steps downstream work at the same time; the
+    last block is handed on in ``finish_bundle``.
+    """
 
     def __init__(self, pipeline: str) -> None:
         self._parsed = Metrics.counter(pipeline, "events_parsed")
         self._blank = Metrics.counter(pipeline, "blank_lines_skipped")
         self._parser = None
+        self._in_flight: collections.deque = collections.deque()
 
     def setup(self):
         from transforms.batches import BlockParser
 
         self._parser = BlockParser()
 
+    def start_bundle(self):
+        self._in_flight = collections.deque()
+
     def process(self, block):
         from transforms.batches import parse_parquet_batch
         from transforms.io.files import LineBlock
 
         if isinstance(block, LineBlock):
-            pieces = self._parser.parse(block.data)
-            first, kind = block.first_line, "line"
+            self._in_flight.append((block.path, block.first_line, "line", self._parser.submit(block.data)))
         else:
-            pieces = iter([(0, parse_parquet_batch(block.batch))])
-            first, kind = block.first_row, "row"
-        for offset, parsed in pieces:
+            parsed = parse_parquet_batch(block.batch)
+            self._in_flight.append((block.path, block.first_row, "row", lambda: iter([(0, parsed)])))
+        while len(self._in_flight) > 1:
+            yield from self._hand_on(*self._in_flight.popleft())
+
+    def finish_bundle(self):
+        while self._in_flight:
+            for output in self._hand_on(*self._in_flight.popleft()):
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(output.tag, _in_global_window(output.value))
+                else:
+                    yield _in_global_window(output)
+
+    def _hand_on(self, path: str, first: int, kind: str, results):
+        for offset, parsed in results():
             if parsed.blank:
                 self._blank.inc(parsed.blank)
             if parsed.events.num_rows:
                 self._parsed.inc(parsed.events.num_rows)
                 yield parsed.events
             for index, payload in parsed.handed_over:
-                origin = {"source": "file", "file": block.path, kind: first + offset + index}
+                origin = {"source": "file", "file": path, kind: first + offset + index}
                 yield beam.pvalue.TaggedOutput(HANDED_OVER, RawRecord(payload, origin))
 
     def teardown(self):
         if self._parser is not None:
             self._parser.close()
+
+
+def _in_global_window(value) -> WindowedValue:
+    # Blocks come from a bounded read in the global window (ReadFileBlocks).
+    return WindowedValue(value, MIN_TIMESTAMP, (GlobalWindow(),))
 
 
 class ParsedBatches(NamedTuple):
