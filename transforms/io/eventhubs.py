@@ -314,6 +314,7 @@ class _PartitionReader:
         self.started = False
         self.last_pull = time.monotonic()
         self.waiting = False
+        self._put_back: list[Any] = []  # taken but not claimed: the next read starts with it
         kwargs: dict[str, Any] = {
             "partition_id": partition, "starting_position": position,
             "starting_position_inclusive": inclusive, "max_batch_size": 300,
@@ -358,6 +359,8 @@ class _PartitionReader:
         """Events as they come; returns after ``wait`` seconds without one. When an event is
         known to be there, ``connect_wait`` is the wait for the first one: connecting (auth,
         link attach) on a loaded machine is not idleness."""
+        while self._put_back:
+            yield self._put_back.pop()
         while True:
             self.last_pull = time.monotonic()
             timeout = wait if self.started or connect_wait is None else max(wait, connect_wait)
@@ -374,6 +377,11 @@ class _PartitionReader:
             self.started = True
             yield item
             self.last_pull = time.monotonic()
+
+    def put_back(self, event: Any) -> None:
+        """An event taken from :meth:`events` that the reader could not claim (the runner
+        split the restriction): the residual, read by the same reader, starts with it."""
+        self._put_back.append(event)
 
     def close(self) -> None:
         self.closed.set()
@@ -439,6 +447,22 @@ def _body(event) -> bytes:
         return json.dumps(parts).encode("utf-8")
 
 
+# Partition readers (connected clients) shared by every copy of a reading DoFn with the
+# same configuration: partition -> (reader, next sequence number).
+_SHARED_READERS: dict[_ReadConfig, dict[str, tuple[_PartitionReader, int]]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_readers(config: _ReadConfig) -> dict[str, tuple[_PartitionReader, int]]:
+    """The readers of ``config``. Beam's bundle-based direct runner hands every invocation
+    a fresh copy of the DoFn and checkpoints an invocation after a second: with a reader
+    per copy, a partition whose connection took longer than that (a loaded machine) was
+    split before its first event and reconnected from scratch on every resume, never to
+    read. A resumed restriction now continues on the connected reader at its position."""
+    with _SHARED_LOCK:
+        return _SHARED_READERS.setdefault(config, {})
+
+
 class _ReadPartitions(beam.DoFn):
     def __init__(self, config: _ReadConfig) -> None:
         self._config = config
@@ -449,7 +473,7 @@ class _ReadPartitions(beam.DoFn):
         # Also called lazily from process(): the bundle-based direct runner's splittable
         # DoFn driver does not call setup() on the wrapped DoFn.
         self._ready = True
-        self._readers: dict[str, tuple[_PartitionReader, int]] = {}
+        self._readers = _shared_readers(self._config)
         self._closing: list[threading.Thread] = []
         self._uncommitted: dict[str, tuple[tuple, Checkpoint]] = {}
         self._store = open_checkpoint_store(self._config.checkpoint_store,
@@ -514,6 +538,7 @@ class _ReadPartitions(beam.DoFn):
             if event.sequence_number < expected:
                 continue  # already read (a restarted reader may deliver from an older point)
             if not tracker.try_claim(event.sequence_number):
+                reader.put_back(event)  # the residual continues on this reader from here
                 break
             expected = event.sequence_number + 1
             last = event
