@@ -73,11 +73,6 @@ Options for diagnosis (the defaults measure the product as it is):
 * ``--profile DIR``: attach ``py-spy record`` (pip install py-spy) to the pipeline for the
   measured part of each run, keep the raw stacks in DIR, and print where the time went:
   the top functions (inclusive and self) with microseconds per event.
-* ``--with_serial_fifo_fix``: run the pipeline with a one-function in-process patch of
-  Beam's bundle-based direct runner that executes queued bundles of a serially executed
-  step (stateful DoFns, GroupByKeys) first-in first-out instead of last-in first-out (see
-  ``SERIAL_FIFO_PATCH``), to show what fixing that starvation gives. Nothing under
-  transforms/, runners/ or beam_pipelines/ is changed by it.
 
 Timings depend on the machine's load; this is a measurement, not a test, and the
 targets (at least 50k events/s sustained; p99 under 1 s at 10k events/s with 1-second
@@ -116,29 +111,6 @@ BIG_RESPONSES = 1 << 30  # receive_message_max_bytes for the test broker's large
 TARGET_THROUGHPUT = 50_000.0
 TARGET_P99_RATE = 10_000.0
 TARGET_P99_SECONDS = 1.0
-
-# Beam's _SerialEvaluationState runs the *newest* queued bundle next (deque.pop); under a
-# steady stream of new bundles the oldest ones are never run. This runs them in order.
-SERIAL_FIFO_PATCH = """
-import runpy, sys
-from apache_beam.runners.direct import executor as _executor
-
-def _update_currently_evaluating(self, new_work, completed_work):
-    with self._lock:
-        if new_work:
-            self.serial_queue.append(new_work)
-        if completed_work:
-            assert self.currently_evaluating == completed_work
-            self.currently_evaluating = None
-        if self.serial_queue and not self.currently_evaluating:
-            next_work = self.serial_queue.popleft()  # Beam: .pop(), the newest first
-            self.currently_evaluating = next_work
-            _executor._TransformEvaluationState.schedule(self, next_work)
-
-_executor._SerialEvaluationState._update_currently_evaluating = _update_currently_evaluating
-runpy.run_module("beam_pipelines.pageviews", run_name="__main__", alter_sys=True)
-"""
-
 
 # ---- the machine ---------------------------------------------------------------------
 
@@ -322,10 +294,8 @@ def parse_pane(line: str, at: float) -> Optional[Pane]:
 class PipelineProcess:
     """``python -m beam_pipelines.pageviews ...`` with its panes read as they are printed."""
 
-    def __init__(self, args: Sequence[str], log_path: str, *, fifo_fix: bool = False) -> None:
-        prefix = ([sys.executable, "-c", SERIAL_FIFO_PATCH] if fifo_fix
-                  else [sys.executable, "-m", "beam_pipelines.pageviews"])
-        self.command = prefix + list(args)
+    def __init__(self, args: Sequence[str], log_path: str) -> None:
+        self.command = [sys.executable, "-m", "beam_pipelines.pageviews", *args]
         self.log_path = log_path
         self.panes: list[Pane] = []
         self.latest: dict[tuple[int, str], int] = {}
@@ -648,8 +618,7 @@ def throughput_run(servers: str, create: Callable[[str, int], str], events: int,
     print(f"[throughput {events}] produced at {produced.rate:,.0f} events/s; starting the "
           "pipeline", flush=True)
     pipeline = PipelineProcess(pipeline_args(servers, topic, group, args),
-                               os.path.join(workdir, f"pipeline-throughput-{events}.log"),
-                               fifo_fix=args.with_serial_fifo_fix)
+                               os.path.join(workdir, f"pipeline-throughput-{events}.log"))
     probe = LagProbe(servers, topic, group, args.partitions)
     profiler = None
     pipeline.start()
@@ -744,8 +713,7 @@ def latency_run(servers: str, create: Callable[[str, int], str], rate: float,
     group = f"bench-{topic}"
     label = f"[latency {rate:g}/s]"
     pipeline = PipelineProcess(pipeline_args(servers, topic, group, args),
-                               os.path.join(workdir, f"pipeline-latency-{int(rate)}.log"),
-                               fifo_fix=args.with_serial_fifo_fix)
+                               os.path.join(workdir, f"pipeline-latency-{int(rate)}.log"))
     probe = LagProbe(servers, topic, group, args.partitions)
     profiler = None
     print(f"\n{label} starting the pipeline on {topic}; waiting for the warm-up events",
@@ -948,9 +916,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="Write the results as JSON to this file.")
     p.add_argument("--profile", default=None,
                    help="Profile the pipeline with py-spy; raw stacks go to this directory.")
-    p.add_argument("--with_serial_fifo_fix", action="store_true",
-                   help="Diagnosis: run the pipeline with Beam's serial bundle queue patched "
-                   "to first-in first-out (see SERIAL_FIFO_PATCH).")
     return p
 
 
@@ -965,9 +930,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"machine: {info['cpu']}, {info['cores']} cores, load average "
           f"{' '.join(map(str, info['load_average']))}; Python {info['python']}, "
           f"Beam {info['apache_beam']}, kafka-python {info['kafka_python']}", flush=True)
-    if args.with_serial_fifo_fix:
-        print("NOTE: --with_serial_fifo_fix: Beam's serial bundle queue is patched to FIFO in "
-              "the pipeline process (diagnosis, not the product as shipped)", flush=True)
     results: list[Result] = []
     workdir = tempfile.mkdtemp(prefix="bench-streaming-")
 
