@@ -37,7 +37,6 @@ from transforms.quality import QualityOptions, apply_quality
 from transforms.records import PageViewCount, utc_iso
 from transforms.windowing import (
     CountPerWindow,
-    SumCounts,
     WindowConfig,
     WindowedAggregate,
     WindowedResult,
@@ -167,7 +166,7 @@ class CountPageViewBatches(beam.PTransform):
     same PageViewCounts as :class:`CountPageViews` over all of those events.
 
     Windows are assigned and counts pre-aggregated inside each table; the counts are then
-    summed per (window, page) by a combiner-lifted ``CombinePerKey``."""
+    summed per (window, page) by a combiner-lifted ``CombinePerKey(sum)``."""
 
     def __init__(self, config: WindowConfig, *, action: Optional[str] = None):
         super().__init__()
@@ -200,7 +199,7 @@ class CountPageViewBatches(beam.PTransform):
         counts = (
             (pre_counted, singles)
             | "Together" >> beam.Flatten()
-            | "SumPerWindowAndPage" >> beam.CombinePerKey(SumCounts())
+            | "SumPerWindowAndPage" >> beam.CombinePerKey(sum)  # lifted like any CombineFn
             | "Format" >> beam.Map(to_count)
         )
         no_late = counts.pipeline | "NoLateData" >> beam.Create([])

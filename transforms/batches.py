@@ -125,9 +125,9 @@ class _Kinds:
             ]
         )
 
-    def snapshot(self) -> tuple[str, str, frozenset[tuple[str, str]]]:
+    def current_screens(self) -> frozenset[tuple[str, str]]:
         with self._lock:
-            return self.user_id, self.timestamp, frozenset(self.screens)
+            return frozenset(self.screens)
 
     def learn(self, **changes: Any) -> None:
         with self._lock:
@@ -174,14 +174,9 @@ def split_lines(data: bytes) -> LineSplit:
     return LineSplit(starts, ends)
 
 
-def _lines_containing(data: bytes, pattern: bytes, starts: np.ndarray, regex: bool = False):
-    """Indices of the lines whose bytes contain ``pattern`` (a literal or a regex)."""
-    if regex:
-        positions = [m.start() for m in re.finditer(pattern, data)]
-    else:
-        if data.find(pattern) < 0:
-            return np.empty(0, np.int64)
-        positions = [m.start() for m in re.finditer(re.escape(pattern), data)]
+def _lines_containing(data: bytes, pattern: bytes, starts: np.ndarray) -> np.ndarray:
+    """Indices of the lines whose bytes match the regex ``pattern``."""
+    positions = [m.start() for m in re.finditer(pattern, data)]
     if not positions:
         return np.empty(0, np.int64)
     return np.unique(np.searchsorted(starts, np.asarray(positions), side="right") - 1)
@@ -246,9 +241,8 @@ def parse_json_block(data: bytes, kinds: Optional[_Kinds] = None) -> ParsedBlock
         line = data[starts[i] : ends[i]]
         if line.count(b"[") + line.count(b"{") > MAX_BRACKETS_OF_LONG_LINE:
             candidate[i] = False
-    _, _, screens = kinds.snapshot()
-    for column, kind in screens:
-        candidate[_lines_containing(data, _kind_screen_pattern(column, kind), starts, True)] = False
+    for column, kind in kinds.current_screens():
+        candidate[_lines_containing(data, _kind_screen_pattern(column, kind), starts)] = False
 
     buffer = bytearray(data)
     view = np.frombuffer(buffer, np.uint8)  # a writable view: handed-over lines become spaces
@@ -274,7 +268,7 @@ def parse_json_block(data: bytes, kinds: Optional[_Kinds] = None) -> ParsedBlock
         if two_values_screened:
             candidate[:] = False
             break
-        candidate[_lines_containing(data, _TWO_VALUES, starts, True)] = False
+        candidate[_lines_containing(data, _TWO_VALUES, starts)] = False
         two_values_screened = True
     else:
         candidate[:] = False  # too many surprises: the per-record path takes the block
@@ -323,7 +317,7 @@ def _learn_from_error(
     conflict = _CONFLICT.search(message)
     if conflict:
         column, _, kind, row = conflict.group(1), conflict.group(2), conflict.group(3), int(conflict.group(4))
-        lines = _lines_containing(data, _kind_screen_pattern(column, kind), starts, True)
+        lines = _lines_containing(data, _kind_screen_pattern(column, kind), starts)
         lines = lines[candidate[lines]]
         valid = _valid_kinds(column)
         if kind in valid and 2 * len(lines) > len(rows):
@@ -346,7 +340,7 @@ def _blame_row(row: int, data: bytes, starts: np.ndarray, rows: np.ndarray, cand
     if row < len(rows):
         candidate[rows[row]] = False  # if shifted, a valid line is handed over: still exact
         return
-    two_values = _lines_containing(data, _TWO_VALUES, starts, True)
+    two_values = _lines_containing(data, _TWO_VALUES, starts)
     two_values = two_values[candidate[two_values]]
     if len(two_values):
         candidate[two_values] = False

@@ -333,22 +333,6 @@ class _Aggregated(NamedTuple):
     late: beam.PCollection
 
 
-class SumCounts(beam.CombineFn):
-    """Adds up pre-aggregated counts (a lifted, associative combine)."""
-
-    def create_accumulator(self) -> int:
-        return 0
-
-    def add_input(self, total: int, count: int) -> int:
-        return total + count
-
-    def merge_accumulators(self, totals: Iterable[int]) -> int:
-        return sum(totals)
-
-    def extract_output(self, total: int) -> int:
-        return total
-
-
 class CountPerWindow(beam.DoFn):
     """An Arrow table of events -> ``((window_start, key), count)`` for every window and
     key, counted inside the table: events are grouped per (key, slice) with pyarrow (see
@@ -398,7 +382,7 @@ class CountPerWindow(beam.DoFn):
                 yield (window_start, key), count
 
 
-def window_key(config: WindowConfig, key_fn=None):
+def window_key(config: WindowConfig):
     """A function ``record -> [((window_start, key), 1), ...]`` over every window of the
     record's event second, for records counted one by one beside :class:`CountPerWindow`."""
 

@@ -67,20 +67,12 @@ def expand_glob(pattern: str) -> list[str]:
 
 def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
     """(line number, line bytes without the newline) for every line of ``path``."""
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-        number = 0
-        rest = b""
-        while True:
-            chunk = handle.read(_CHUNK)
-            if not chunk:
-                break
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                number += 1
-                yield number, line[:-1] if line.endswith(b"\r") else line
-        if rest:
-            yield number + 1, rest[:-1] if rest.endswith(b"\r") else rest
+    for block in iter_blocks(path, _CHUNK):
+        lines = block.data.split(b"\n")
+        if block.data.endswith(b"\n"):
+            lines.pop()  # the empty piece after the block's last newline
+        for offset, line in enumerate(lines):
+            yield block.first_line + offset, line[:-1] if line.endswith(b"\r") else line
 
 
 def iter_blocks(path: str, size: int = BLOCK_BYTES) -> Iterator[LineBlock]:
