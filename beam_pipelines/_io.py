@@ -31,6 +31,9 @@ class SourceSpec(NamedTuple):
     # The same input as blocks of lines / record batches for the vectorized batch path
     # (transforms.batches), where the source has one.
     blocks: Optional[beam.PTransform] = None
+    # The same stream as RawBatches (transforms.records), one element per poll, for the
+    # vectorized streaming path, where the source has one.
+    batches: Optional[beam.PTransform] = None
 
 
 def _connector(name: str, function: str, flag: str) -> Callable[..., Any]:

@@ -11,13 +11,16 @@ written once in Beam::
 Every valid event counts, whatever its ``action`` (as the Spark job counts every row);
 ``--action=page_view`` restricts the count to one action.
 
-Batch runs over files take the vectorized path (``--batch_engine=arrow``, the default):
-blocks of lines are parsed and validated as Arrow record batches and pre-aggregated per
-(page, window slice) before Beam's combine; only lines the vectorized checks cannot prove
+Sources that read in bulk take the vectorized path (``--batch_engine=arrow``, the
+default): files (in blocks of lines or Parquet batches) and Kafka (one batch per poll, in
+streaming and in bounded reads). Records are parsed and validated as Arrow record
+batches and pre-aggregated per (page, window slice) before Beam's combine (batch) or the
+stateful windowed count (streaming); only records the vectorized checks cannot prove
 valid go through the per-record parser, which decides them (and words every dead letter)
-exactly as ``--batch_engine=records`` does for every line. Both give the same counts and
-dead letters; the records engine is the reference the tests compare against. Streaming,
-the synthetic and connector sources, and ``--quality_rules`` use the per-record path.
+exactly as ``--batch_engine=records`` does for every record. Both give the same counts,
+panes and dead letters (in streaming, the late records of one poll fire one LATE pane
+together); the records engine is the reference the tests compare against. The
+synthetic, Pub/Sub and Event Hubs sources, and ``--quality_rules``, use the per-record path.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines import _io, _run, metrics
 from beam_pipelines import options as opts
 from beam_pipelines.testing.synthetic import SyntheticEvents
+from transforms.batches import user_events
 from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
 from transforms.io.synthetic import ReadSynthetic
-from transforms.parse import ParseBlocks, ParseUserEvents
+from transforms.parse import ParseBlocks, ParseUserEventBatches, ParseUserEvents
 from transforms.quality import QualityOptions, apply_quality
 from transforms.records import PageViewCount, utc_iso
 from transforms.windowing import (
+    CountPerSlice,
     CountPerWindow,
     WindowConfig,
     WindowedAggregate,
@@ -75,9 +80,10 @@ class PageviewsOptions(PipelineOptions):
             "--batch_engine",
             type=opts.choice(*BATCH_ENGINES),
             default="arrow",
-            help="How a batch run over files parses and counts: arrow (vectorized record "
-            "batches, the default) or records (one record at a time, the reference). Same "
-            "results either way; streaming always uses records.",
+            help="How records from files (batch) and Kafka (batch and streaming) are parsed "
+            "and counted: arrow (vectorized record batches, the default) or records (one "
+            "record at a time, the reference). Same results either way; other sources "
+            "always use records.",
         )
 
 
@@ -206,6 +212,32 @@ class CountPageViewBatches(beam.PTransform):
         return _Counts(counts, no_late)
 
 
+class CountPageViewTables(beam.PTransform):
+    """Streaming counts from Arrow tables of events (each timestamped at its earliest
+    event): the same panes as :class:`CountPageViews` over the events one by one, with
+    counts pre-aggregated per (page, window slice) inside each table
+    (:class:`~transforms.windowing.CountPerSlice`) before the stateful windowed count."""
+
+    def __init__(self, config: WindowConfig, *, action: Optional[str] = None):
+        super().__init__()
+        self._config = config
+        self._action = action
+
+    def expand(self, tables):
+        where = ("action", self._action) if self._action else None
+        aggregated = (
+            tables
+            | "CountPerSlice" >> beam.ParDo(CountPerSlice("page", self._config, user_events, where))
+            | "CountPerWindow"
+            >> WindowedAggregate(
+                beam.combiners.CountCombineFn(), self._config, streaming=True,
+                metrics_namespace=PIPELINE,
+            )
+        )
+        counts = aggregated.results | "Format" >> beam.Map(to_page_view_count)
+        return _Counts(counts, aggregated.late)
+
+
 class _Counts(NamedTuple):
     counts: beam.PCollection
     late: beam.PCollection
@@ -227,7 +259,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
     """The pageviews graph on ``pipeline``; returns (counts, dead letters)."""
     io = options.view_as(opts.IOOptions)
     action = options.view_as(PageviewsOptions).action
-    if vectorized(options, source, streaming):
+    engine = vectorized(options, source, streaming)
+    if engine == "blocks":
         assert source.blocks is not None  # vectorized() checked it
         blocks = pipeline | "Read" >> source.blocks
         batches = blocks | "Parse" >> ParseBlocks(PIPELINE)
@@ -235,6 +268,20 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
             window_config(options), action=action
         )
         rejected = batches.dead_letters
+    elif engine == "batches":
+        assert source.batches is not None  # vectorized() checked it
+        raw_batches = pipeline | "Read" >> source.batches
+        tables = raw_batches | "Parse" >> ParseUserEventBatches(PIPELINE)
+        if streaming:
+            counted = tables.valid | "CountPageViews" >> CountPageViewTables(
+                window_config(options), action=action
+            )
+        else:
+            no_single_events = pipeline | "NoSingleEvents" >> beam.Create([])
+            counted = (tables.valid, no_single_events) | "CountPageViews" >> CountPageViewBatches(
+                window_config(options), action=action
+            )
+        rejected = tables.dead_letters
     else:
         raw = pipeline | "Read" >> source.transform
         parsed = raw | "Parse" >> ParseUserEvents(PIPELINE)
@@ -258,14 +305,19 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
     return counted.counts, dead
 
 
-def vectorized(options: PipelineOptions, source: _io.SourceSpec, streaming: bool) -> bool:
-    """Whether this run takes the vectorized Arrow path (see the module docstring)."""
-    return (
-        not streaming
-        and source.blocks is not None
-        and options.view_as(PageviewsOptions).batch_engine == "arrow"
-        and not options.view_as(QualityOptions).quality_rules
-    )
+def vectorized(options: PipelineOptions, source: _io.SourceSpec, streaming: bool) -> Optional[str]:
+    """Which vectorized Arrow path this run takes (see the module docstring): "blocks"
+    (files, batch), "batches" (a source that polls in bulk), or None (per record)."""
+    if (
+        options.view_as(PageviewsOptions).batch_engine != "arrow"
+        or options.view_as(QualityOptions).quality_rules
+    ):
+        return None
+    if not streaming and source.blocks is not None:
+        return "blocks"
+    if source.batches is not None:
+        return "batches"
+    return None
 
 
 def run(argv: Optional[Sequence[str]] = None):

@@ -490,6 +490,48 @@ def parse_parquet_batch(batch: pa.RecordBatch) -> ParsedBlock:
     return ParsedBlock(events, np.flatnonzero(keep), handed_over, 0, n)
 
 
+def parse_payloads(payloads: list[bytes], kinds: Optional[_Kinds] = None) -> ParsedBlock:
+    """:func:`parse_json_block` for separate payloads (the messages of a poll): indexes in
+    the result (``lines``, ``handed_over``) are payload indexes. A payload that would not
+    be one line of the block (it holds a newline, or is empty) is handed over as it is."""
+    data = b"\n".join(payloads)
+    if data.count(b"\n") == len(payloads) - 1 and all(payloads):
+        return parse_json_block(data, kinds)
+    whole = [i for i, p in enumerate(payloads) if p and b"\n" not in p]
+    parsed = parse_json_block(b"\n".join(payloads[i] for i in whole), kinds) if whole else None
+    index = np.asarray(whole, np.int64)
+    separate = [(i, p) for i, p in enumerate(payloads) if not p or b"\n" in p]
+    if parsed is None:
+        return ParsedBlock(EVENT_SCHEMA.empty_table(), np.zeros(0, np.int64), separate, 0,
+                           len(payloads))
+    handed = [(int(index[line]), payload) for line, payload in parsed.handed_over]
+    return ParsedBlock(parsed.events, index[parsed.lines], sorted(handed + separate),
+                       parsed.blank, len(payloads))
+
+
+def events_table(events: list[tuple[Any, int]]) -> pa.Table:
+    """(UserEvent, floor of its time) pairs, as the per-record parser gives them -> a
+    table of :data:`EVENT_SCHEMA`."""
+    return pa.table(
+        {
+            "user_id": [e.user_id for e, _ in events],
+            "action": [e.action for e, _ in events],
+            "page": [e.page for e, _ in events],
+            "timestamp": [float(e.timestamp) for e, _ in events],
+            "event_second": [second for _, second in events],
+        },
+        schema=EVENT_SCHEMA,
+    )
+
+
+def user_events(table: pa.Table) -> list[tuple[Any, int]]:
+    """The inverse of :func:`events_table`: (UserEvent, floor of its time) per row."""
+    from transforms.records import UserEvent
+
+    columns = [table.column(name).to_pylist() for name in EVENT_SCHEMA.names]
+    return [(UserEvent(u, a, p, t), s) for u, a, p, t, s in zip(*columns, strict=True)]
+
+
 def sub_blocks(data: bytes, size: int = SUB_BLOCK_BYTES) -> list[bytes]:
     """Pieces of about ``size`` bytes, each cut after a newline."""
     pieces = []

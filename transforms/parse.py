@@ -17,7 +17,7 @@ from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.records import DeadLetter, RawRecord, UserEvent
+from transforms.records import DeadLetter, RawBatch, RawRecord, UserEvent
 from transforms.validation import (
     InvalidRecord,
     decode_json_object,
@@ -187,3 +187,73 @@ class ParseBlocks(beam.PTransform):
         )
         records = parsed[HANDED_OVER] | "PerRecord" >> ParseUserEvents(self._pipeline)
         return ParsedBatches(parsed["batches"], records.valid, records.dead_letters)
+
+
+class _ParseRawBatchesDoFn(beam.DoFn):
+    """RawBatch -> one Arrow table of its valid events, timestamped at the earliest of
+    them; a dead letter for each invalid payload.
+
+    Payloads are parsed together by the vectorized parser; those it hands over are
+    decided one by one by the per-record contract, as :class:`_ParseDoFn` decides them.
+    """
+
+    def __init__(self, pipeline: str, step: str) -> None:
+        self._pipeline = pipeline
+        self._step = step
+        self._parsed = Metrics.counter(pipeline, "events_parsed")
+        self._rejected = Metrics.counter(pipeline, "events_dead_lettered")
+        self._blank = Metrics.counter(pipeline, "blank_lines_skipped")
+        self._kinds: Any = None
+
+    def setup(self):
+        from transforms.batches import _Kinds
+
+        self._kinds = _Kinds()
+
+    def process(self, batch: RawBatch):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from transforms.batches import events_table, parse_payloads
+
+        if self._kinds is None:  # runners that never call setup (Beam's direct runners)
+            self.setup()
+        parsed = parse_payloads(batch.payloads, self._kinds)
+        blank = parsed.blank
+        accepted: list[tuple[UserEvent, int]] = []
+        for index, payload in parsed.handed_over:
+            if is_blank(payload):
+                blank += 1
+                continue
+            try:
+                accepted.append(parse_user_event(decode_json_object(payload)))
+            except InvalidRecord as exc:
+                self._rejected.inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter.of(
+                    self._pipeline, self._step, str(exc), payload, batch.origin_of(index),
+                    exc.code))
+        if blank:
+            self._blank.inc(blank)
+        events = parsed.events
+        if accepted:
+            events = pa.concat_tables([events, events_table(accepted)])
+        if events.num_rows:
+            self._parsed.inc(events.num_rows)
+            yield TimestampedValue(events, pc.min(events.column("event_second")).as_py())
+
+
+class ParseUserEventBatches(beam.PTransform):
+    """The batched form of :func:`ParseUserEvents`: RawBatch -> ParsedRecords whose
+    ``valid`` elements are Arrow tables of user events
+    (:data:`transforms.batches.EVENT_SCHEMA`), each timestamped at its earliest event.
+    Same valid events and dead letters (reasons, origins) as the per-record form."""
+
+    def __init__(self, pipeline: str = "pageviews") -> None:
+        super().__init__()
+        self._pipeline = pipeline
+
+    def expand(self, batches: beam.PCollection) -> ParsedRecords:
+        outputs = batches | "Validate" >> beam.ParDo(
+            _ParseRawBatchesDoFn(self._pipeline, "parse")
+        ).with_outputs(DEAD_LETTERS, main=VALID)
+        return ParsedRecords(outputs[VALID], outputs[DEAD_LETTERS])

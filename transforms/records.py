@@ -23,6 +23,28 @@ class RawRecord(NamedTuple):
     origin: dict[str, Any]
 
 
+class RawBatch(NamedTuple):
+    """Undecoded inputs read together (the messages of one Kafka poll): one element
+    for many records, so a streaming runner's per-element cost is paid once per batch.
+
+    ``origin`` holds what the records share (``{"source": "kafka", "topic": T,
+    "partition": P}``) and ``positions`` each record's own place, named by
+    ``position_name`` (``"offset"``); :meth:`origin_of` gives a record's full origin, as
+    its :class:`RawRecord` would carry it.
+    """
+
+    payloads: list[bytes]
+    origin: dict[str, Any]
+    position_name: str
+    positions: list[int]
+
+    def origin_of(self, index: int) -> dict[str, Any]:
+        return {**self.origin, self.position_name: self.positions[index]}
+
+    def records(self) -> list[RawRecord]:
+        return [RawRecord(p, self.origin_of(i)) for i, p in enumerate(self.payloads)]
+
+
 class UserEvent(NamedTuple):
     """A valid user event (the pageviews input contract)."""
 

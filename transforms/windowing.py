@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam import coders
@@ -103,6 +103,18 @@ class _AttachWindow(beam.DoFn):
         yield WindowedResult(key, float(window.start), float(window.end), value)
 
 
+class Partial(NamedTuple):
+    """Records of one key whose event times fall in the same windows, combined before
+    the streaming aggregate, which merges ``accumulator`` instead of adding the records
+    one by one (see :class:`CountPerSlice`). The records themselves are only needed if
+    they arrive too late: ``records_of(rows)`` gives them as (record, event second)
+    pairs. ``records_of`` is a module-level function, so a Partial pickles."""
+
+    accumulator: Any
+    rows: Any
+    records_of: Callable[[Any], list[tuple[Any, int]]]
+
+
 class _WindowState:
     """Per-window state of one key: accumulator and pane bookkeeping."""
 
@@ -163,17 +175,28 @@ class _StreamingAggregateFn(beam.DoFn):
         if key_state.read() is None:
             key_state.write(key)
         changed = False
+        partial = record if isinstance(record, Partial) else None
         for w in self._windows_of(timestamp):
             if seen is not None and seen >= self._expiry(w):
-                yield beam.pvalue.TaggedOutput(
-                    LATE, (key, record, float(timestamp), float(w.start), float(w.end))
+                late = (
+                    partial.records_of(partial.rows) if partial is not None
+                    else [(record, timestamp)]
                 )
+                for one, event_second in late:
+                    yield beam.pvalue.TaggedOutput(
+                        LATE, (key, one, float(event_second), float(w.start), float(w.end))
+                    )
                 continue
             start = float(w.start)
             state = windows.get(start)
             if state is None:
                 state = windows[start] = _WindowState(self._combine_fn.create_accumulator())
-            state.accumulator = self._combine_fn.add_input(state.accumulator, record)
+            if partial is not None:
+                state.accumulator = self._combine_fn.merge_accumulators(
+                    [state.accumulator, partial.accumulator]
+                )
+            else:
+                state.accumulator = self._combine_fn.add_input(state.accumulator, record)
             changed = True
             if seen is not None and seen >= w.max_timestamp():
                 # The watermark has passed this window: every late record fires a LATE pane.
@@ -380,6 +403,61 @@ class CountPerWindow(beam.DoFn):
                 starts = self._starts[start] = self._config.window_starts(start)
             for window_start in starts:
                 yield (window_start, key), count
+
+
+class CountPerSlice(beam.DoFn):
+    """An Arrow table of events -> ``(key, Partial(count, rows, records_of))`` per key and
+    slice (:attr:`WindowConfig.slice_seconds`) of the table, timestamped at the earliest
+    event of the group: the streaming counterpart of :class:`CountPerWindow`.
+    The streaming :class:`WindowedAggregate` assigns each Partial's windows from its
+    timestamp (all of a slice's events share their windows) and adds the count to each,
+    or, when a window has closed, sends ``records_of(rows)`` to its late output.
+    A count can only be merged where its records would all have gone: lateness is
+    decided per window, so the result is the one the records give one by one, except that
+    late records of one batch fire one LATE pane together (as Beam's triggers fire once
+    per bundle).
+
+    ``where`` optionally keeps only rows whose column equals a value.
+    """
+
+    def __init__(
+        self,
+        key_column: str,
+        config: WindowConfig,
+        records_of: Callable[[Any], list[tuple[Any, int]]],
+        where: Optional[Tuple[str, str]] = None,
+    ) -> None:
+        self._key = key_column
+        self._config = config
+        self._records_of = records_of
+        self._where = where
+
+    def process(self, table):
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self._where is not None:
+            column, value = self._where
+            table = table.filter(pc.equal(table.column(column), value))
+        n = table.num_rows
+        if n == 0:
+            return
+        seconds = table.column("event_second").to_numpy()
+        slices = seconds - np.mod(seconds, self._config.slice_seconds)
+        encoded = pc.dictionary_encode(table.column(self._key)).combine_chunks()
+        codes = encoded.indices.to_numpy()
+        order = np.lexsort((slices, codes))
+        codes, slices, seconds = codes[order], slices[order], seconds[order]
+        rows = table.take(pa.array(order))
+        bounds = np.flatnonzero((np.diff(codes) != 0) | (np.diff(slices) != 0)) + 1
+        starts = np.concatenate(([0], bounds)).tolist()
+        ends = np.concatenate((bounds, [n])).tolist()
+        keys = encoded.dictionary.to_pylist()
+        first_seconds = np.minimum.reduceat(seconds, starts).tolist()
+        for start, end, second in zip(starts, ends, first_seconds, strict=True):
+            partial = Partial(end - start, rows.slice(start, end - start), self._records_of)
+            yield beam_window.TimestampedValue((keys[codes[start]], partial), second)
 
 
 def window_key(config: WindowConfig):
