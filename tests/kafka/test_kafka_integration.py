@@ -353,6 +353,7 @@ def test_sdf_splits_checkpoints_and_commits_only_after_finalization(kafka_broker
                 assert _committed(servers, topic, "split_group")[0] in (None, got[0])
                 for callback in finalizer.callbacks:  # the runner finalizes the bundle
                     callback()
+                reader._committer.flush()  # unbounded reads commit on a background thread
                 assert _committed(servers, topic, "split_group")[0] == got[-1] + 1
         assert offsets == list(range(1000)) and invocations > 2
     finally:
@@ -379,3 +380,153 @@ def test_producer_creates_the_topic_and_sends_synthetic_events_or_a_file(kafka_b
     assert len(_consume_all(servers, "produced")) == 122
     assert produce.main([f"--bootstrap_servers={servers}", "--topic=missing_topic",
                          "--count=1", "--no_progress"]) == 2  # one line on stderr, exit 2
+
+
+def test_bounded_read_in_batches_reads_the_same_records_as_one_by_one(kafka_broker, kafka_topic):
+    """``ReadFromKafka(batches=True)``: one KafkaBatch per poll holding exactly the records
+    (offsets, keys, values, timestamps, headers) the per-record read gives, each batch
+    timestamped at its earliest record; a value deserializer rejects the same records."""
+    from beam_pipelines.testing.collect import collect
+
+    servers = kafka_broker.bootstrap_servers
+    topic = kafka_topic(3, "batches")
+    t0 = 1_700_000_000_000
+    messages = [(f"k{i % 7}".encode(), f"v{i}".encode(), t0 + (i * 37) % 1000) for i in range(900)]
+    _produce_timed(servers, topic, messages)
+
+    def picky(value: bytes) -> bytes:
+        if value.endswith(b"3"):
+            raise ValueError(f"no values ending in 3: {value!r}")
+        return value
+
+    def fields(record) -> tuple:
+        return (record.topic, record.partition, record.offset, record.timestamp,
+                record.timestamp_type, record.key, record.value, record.headers)
+
+    def stamped(record, t=beam.DoFn.TimestampParam):
+        return fields(record), t.micros
+
+    def unbatched(batch, t=beam.DoFn.TimestampParam):
+        return [fields(r) for r in batch.records()], t.micros
+
+    def letter(d) -> tuple:
+        return (d.reason, d.reason_code, d.payload, json.dumps(d.origin, sort_keys=True))
+
+    with beam.Pipeline() as p:
+        reads = {}
+        for batches in (False, True):
+            for deserializer in ("bytes", picky):
+                name = f"{'Batches' if batches else 'Records'}{'Picky' if callable(deserializer) else ''}"
+                read = ReadFromKafka(servers, topic, start_at="earliest", stop_at="end",
+                                     value_deserializer=deserializer, batches=batches,
+                                     validate=False)
+                out = p | name >> read
+                shown = out | f"Show{name}" >> beam.Map(unbatched if batches else stamped)
+                reads[name] = (collect(shown), collect(read.dead_letters | f"Letter{name}"
+                                                       >> beam.Map(letter)))
+
+    records, _ = reads["Records"]
+    batches, _ = reads["Batches"]
+    one_by_one = sorted(r for r, _ in records.items)
+    assert len(one_by_one) == 900 and len({(r[1], r[2]) for r in one_by_one}) == 900
+    assert all(micros == round(r[3] * 1_000_000) for r, micros in records.items)
+    in_batches = sorted(r for rs, _ in batches.items for r in rs)
+    assert in_batches == one_by_one
+    assert sorted(v for *_, v, _ in one_by_one) == sorted(v for _, v, _ in messages)
+    assert max(len(rs) for rs, _ in batches.items) > 1  # polls of several records
+    for rs, micros in batches.items:
+        assert rs and len({(r[0], r[1]) for r in rs}) == 1  # one partition per batch
+        offsets = [r[2] for r in rs]
+        assert offsets == sorted(offsets)
+        assert micros == round(min(r[3] for r in rs) * 1_000_000)  # its earliest record
+
+    picky_records, picky_letters = reads["RecordsPicky"]
+    picky_batches, picky_batch_letters = reads["BatchesPicky"]
+    kept = sorted(r for r, _ in picky_records.items)
+    assert sorted(r for rs, _ in picky_batches.items for r in rs) == kept
+    assert len(kept) == 900 - 90
+    assert sorted(picky_batch_letters.items) == sorted(picky_letters.items)
+    assert len(picky_letters.items) == 90
+    assert {d[1] for d in picky_letters.items} == {"deserialize"}
+
+
+def _final_counts(directory) -> dict[tuple[str, str], int]:
+    """(window_start, page) -> the count of its last pane (panes accumulate)."""
+    final: dict[tuple[str, str], int] = {}
+    for path in glob.glob(f"{directory}/**/*.jsonl", recursive=True):
+        with open(path, encoding="utf-8") as handle:
+            for row in map(json.loads, filter(str.strip, handle)):
+                key = (row["window_start"], row["page"])
+                final[key] = max(final.get(key, 0), row["count"])
+    return final
+
+
+def _all_dead_letters(directory) -> list[tuple]:
+    letters = []
+    for path in glob.glob(f"{directory}/**/*.jsonl", recursive=True):
+        with open(path, encoding="utf-8") as handle:
+            letters += [json.loads(line) for line in handle if line.strip()]
+    return sorted((d["reason"], d["reason_code"], d["payload"], d["payload_encoding"],
+                   json.dumps(d["origin"], sort_keys=True)) for d in letters)
+
+
+def test_streaming_pageviews_from_kafka_in_batches_equals_one_by_one(kafka_broker, kafka_topic,
+                                                                     tmp_path, monkeypatch):
+    """A live run (--streaming, stopped by --max_read_time) counts and dead-letters a topic
+    with malformed events the same with --batch_engine=arrow (polls as batches) as with
+    --batch_engine=records."""
+    from transforms.parse import parse_user_event
+    from transforms.validation import InvalidRecord, decode_json_object
+
+    servers = kafka_broker.bootstrap_servers
+    topic = kafka_topic(3, "live_batches")
+    gen = SyntheticEvents(seed=17, rate=40.0, out_of_order=0.2, max_delay=5.0, malformed=0.06,
+                          start=time.time() - 60)
+    payloads = list(gen.payloads(600))
+    payloads[3:3] = [b"", b"   ", b'{"user_id": 7, "action": "click",\n "page": "/x", '
+                     b'"timestamp": ' + str(int(time.time()) - 30).encode() + b"}",
+                     b'{"user_id": true, "action": "a", "page": "/x", "timestamp": 1}']
+    send(client_config(servers), topic, payloads, progress=False)
+
+    expected: dict[tuple[int, str], int] = {}
+    rejected = 0
+    for payload in payloads:
+        if not payload.strip():
+            continue
+        try:
+            event, second = parse_user_event(decode_json_object(payload))
+        except InvalidRecord:
+            rejected += 1
+            continue
+        key = (second // 10 * 10, event.page)
+        expected[key] = expected.get(key, 0) + 1
+    assert rejected > 20
+
+    batched: list[str] = []  # the engines whose run parsed polls as batches
+
+    class SpyParseBatches(pageviews.ParseUserEventBatches):
+        def expand(self, batches):
+            batched.append(engine)
+            return super().expand(batches)
+
+    monkeypatch.setattr(pageviews, "ParseUserEventBatches", SpyParseBatches)
+    results = {}
+    for engine in ("arrow", "records"):
+        out, dead = tmp_path / f"out_{engine}", tmp_path / f"dead_{engine}"
+        result = pageviews.run([
+            "--streaming", "--source=kafka", f"--bootstrap_servers={servers}", f"--topic={topic}",
+            "--start_at=earliest", "--max_read_time=4", "--idle_timeout=1",
+            "--window_size=10", "--allowed_lateness=3600",  # nothing is ever too late
+            "--sink=jsonl", f"--output={out}", f"--dead_letter={dead}",
+            f"--batch_engine={engine}"])
+        assert _run.counter_total(result, "pageviews", "events_parsed") == sum(expected.values())
+        results[engine] = (_final_counts(out), _all_dead_letters(dead))
+
+    assert batched == ["arrow"]
+    counts, letters = results["arrow"]
+    assert results["arrow"] == results["records"]
+    assert len(letters) == rejected
+    assert {json.loads(d[4])["topic"] for d in letters} == {topic}
+    from transforms.records import utc_iso
+
+    assert counts == {(utc_iso(start), page): n for (start, page), n in expected.items()}
