@@ -493,14 +493,19 @@ def parse_parquet_batch(batch: pa.RecordBatch) -> ParsedBlock:
 def parse_payloads(payloads: list[bytes], kinds: Optional[_Kinds] = None) -> ParsedBlock:
     """:func:`parse_json_block` for separate payloads (the messages of a poll): indexes in
     the result (``lines``, ``handed_over``) are payload indexes. A payload that would not
-    be one line of the block (it holds a newline, or is empty) is handed over as it is."""
+    be one line of the block exactly (it holds a newline or a carriage return, which a
+    block's line would lose at its end, or is empty) is handed over as it is."""
     data = b"\n".join(payloads)
-    if data.count(b"\n") == len(payloads) - 1 and all(payloads):
+    if data.count(b"\n") == len(payloads) - 1 and b"\r" not in data and all(payloads):
         return parse_json_block(data, kinds)
-    whole = [i for i, p in enumerate(payloads) if p and b"\n" not in p]
+
+    def separate_one(payload: bytes) -> bool:
+        return not payload or b"\n" in payload or b"\r" in payload
+
+    whole = [i for i, p in enumerate(payloads) if not separate_one(p)]
     parsed = parse_json_block(b"\n".join(payloads[i] for i in whole), kinds) if whole else None
     index = np.asarray(whole, np.int64)
-    separate = [(i, p) for i, p in enumerate(payloads) if not p or b"\n" in p]
+    separate = [(i, p) for i, p in enumerate(payloads) if separate_one(p)]
     if parsed is None:
         return ParsedBlock(EVENT_SCHEMA.empty_table(), np.zeros(0, np.int64), separate, 0,
                            len(payloads))

@@ -104,8 +104,9 @@ def _check_mapping(payloads: list[bytes]):
 
 def _decision_by_block(payloads: list[bytes]) -> dict[int, str]:
     """payload index -> "row" / "handed" / "blank", as parse_json_block decides the
-    payloads that are one line each, in the same order (the others are handed over)."""
-    whole = [i for i, p in enumerate(payloads) if p and b"\n" not in p]
+    payloads that are one line each, in the same order (the others, and those holding a
+    carriage return, which a block's line would lose at its end, are handed over)."""
+    whole = [i for i, p in enumerate(payloads) if p and b"\n" not in p and b"\r" not in p]
     decided = {i: "handed" for i in range(len(payloads)) if i not in whole}
     if whole:
         block = parse_json_block(b"\n".join(payloads[i] for i in whole))
@@ -148,11 +149,11 @@ def _decisions(payloads: list[bytes]) -> dict[int, str]:
 def test_parse_payloads_maps_rows_and_handed_over_payloads_to_payload_indexes(payloads):
     parsed = _check_mapping(payloads)
     assert _decisions(payloads) == _decision_by_block(payloads)
-    # A payload holding a newline or empty is handed over as it is, never split.
+    # A payload holding a newline or a carriage return, or empty, is handed over as it is.
     for i, payload in enumerate(payloads):
-        if not payload or b"\n" in payload:
+        if not payload or b"\n" in payload or b"\r" in payload:
             assert (i, payload) in parsed.handed_over
-    if payloads and all(p and b"\n" not in p for p in payloads):
+    if payloads and all(p and b"\n" not in p and b"\r" not in p for p in payloads):
         block = parse_json_block(b"\n".join(payloads))
         assert parsed.lines.tolist() == block.lines.tolist()
         assert parsed.handed_over == block.handed_over
@@ -249,14 +250,7 @@ def kafka_payload(draw) -> bytes:
     return raw
 
 
-def _no_trailing_cr(payload: bytes) -> bool:
-    # Known, reported separately: parse_payloads hands a one-line payload ending in "\r"
-    # over without that "\r" (split_lines drops it, as for file lines), so its dead
-    # letter differs from the per-record one. Kept out of this property until fixed.
-    return not payload.endswith(b"\r") or b"\n" in payload or payload == b"\r"
-
-
-polls = st.lists(kafka_payload().filter(_no_trailing_cr), min_size=1, max_size=30)
+polls = st.lists(kafka_payload(), min_size=1, max_size=30)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -474,3 +468,20 @@ def test_partials_of_a_batch_group_per_page_and_slice():
         ("/b", T0 - 1, 1, [T0 - 1]),
         ("/b", T0 + 10, 1, [T0 + 10]),
     ]
+
+
+def test_a_payload_ending_in_cr_is_handed_over_as_it_is():
+    # A file line loses a trailing "\r" (as iter_lines strips it); a message must not.
+    parsed = parse_payloads([b'{"a":1}\r', GOOD[0], b" \r"])
+    assert parsed.handed_over == [(0, b'{"a":1}\r'), (2, b" \r")]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"a":1}\r', b'{"user_id": "x\r', b"\xff\r", b'{"user_id":"u","action":"a"}\r\r'],
+    ids=["missing-field", "unterminated-string", "invalid-utf8", "two-cr"],
+)
+def test_dead_letters_of_payloads_ending_in_cr_are_the_per_record_ones(payload):
+    # b'{"user_id": "x\r' is "Invalid control character" per record; without its "\r",
+    # it would be "Unterminated string", with another payload.
+    assert_batches_parse_as_records([raw_batch([GOOD[0], payload, GOOD[1]])])
