@@ -177,3 +177,105 @@ def test_dofn_specs_are_computed_once_per_class_and_stay_right():
     again = _StreamingAggregateFn(beam.combiners.CountCombineFn(), WindowConfig(), "x")
     assert userstate.get_dofn_specs(again) == (states, timers)
     assert len(local_streaming._SPECS_CACHE) == entries
+
+
+# Lifecycle calls of _Lifecycle copies, in order (in-process runner).
+_LIFECYCLE: list[str] = []
+
+
+class _Lifecycle(beam.DoFn):
+    def setup(self):
+        _LIFECYCLE.append("setup")
+
+    def start_bundle(self):
+        _LIFECYCLE.append("start_bundle")
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
+        yield element, timestamp.micros // 1_000_000
+
+    def finish_bundle(self):
+        _LIFECYCLE.append("finish_bundle")
+
+    def teardown(self):
+        _LIFECYCLE.append("teardown")
+
+
+def test_a_step_keeps_its_set_up_dofn_between_bundles_and_tears_it_down_at_the_end():
+    """Fix 6: one copy set up once serves every bundle; teardown comes after the run."""
+    _LIFECYCLE.clear()
+    stream = test_stream.TestStream()
+    for i in range(12):  # one bundle each
+        stream = stream.add_elements([TimestampedValue(i, 100 + i)])
+    stream = stream.advance_watermark_to_infinity()
+    pipeline = beam.Pipeline(runner=LocalStreamingRunner(), options=_streaming_options())
+    out = pipeline | stream | "Lifecycle" >> beam.ParDo(_Lifecycle())
+    out | "SeenLifecycle" >> beam.ParDo(_Record("lifecycle"))
+    pipeline.run().wait_until_finish()
+    assert sorted(e for _, e in _SEEN["lifecycle"]) == [(i, 100 + i) for i in range(12)]
+    assert _LIFECYCLE.count("setup") == 1 and _LIFECYCLE[0] == "setup"
+    assert _LIFECYCLE.count("start_bundle") == _LIFECYCLE.count("finish_bundle") >= 12
+    assert _LIFECYCLE[-1] == "teardown" and _LIFECYCLE.count("teardown") == 1
+
+
+@pytest.mark.unit
+def test_function_arguments_are_inspected_once_per_function_and_stay_right():
+    from apache_beam.transforms import core
+
+    from runners import local_streaming
+
+    local_streaming._install_signature_cache()
+
+    def fn(element, t=beam.DoFn.TimestampParam, limit=3):
+        return [element]
+
+    first = core.get_function_args_defaults(fn)
+    assert first == (["element", "t", "limit"], [beam.DoFn.TimestampParam, 3])
+    first[0].append("changed by a caller")  # callers get copies
+    assert core.get_function_args_defaults(fn) == (
+        ["element", "t", "limit"], [beam.DoFn.TimestampParam, 3])
+    bound = _Lifecycle().process  # bound: self is not an argument
+    assert core.get_function_args_defaults(bound) == (
+        ["element", "timestamp"], [beam.DoFn.TimestampParam])
+    assert fn in local_streaming._ARGUMENTS and _Lifecycle.process in local_streaming._ARGUMENTS
+
+
+@pytest.mark.unit
+def test_the_executor_takes_the_most_downstream_work_first():
+    """Fix 7: deepest step first, first in first out among equals, the monitor last."""
+    from runners.local_streaming import _DownstreamFirstQueue
+
+    pipeline = beam.Pipeline()  # only to build applied transforms; it never runs
+    source = pipeline | "Source" >> beam.Create([1])
+    parse = source | "Parse" >> beam.Map(lambda x: x)
+    count = parse | "Count" >> beam.Map(lambda x: x)
+    side = source | "Side" >> beam.Map(lambda x: x)
+    steps = {"Source": source.producer, "Parse": parse.producer, "Count": count.producer,
+             "Side": side.producer}
+
+    class _Work:
+        def __init__(self, name, step=None):
+            self.name = name
+            if step is not None:
+                self._applied_ptransform = step
+
+    tasks = _DownstreamFirstQueue()
+    for work in (_Work("monitor"), _Work("source", steps["Source"]),
+                 _Work("parse-1", steps["Parse"]), _Work("count", steps["Count"]),
+                 _Work("side", steps["Side"]), _Work("parse-2", steps["Parse"])):
+        tasks.put(work)
+    order = [tasks.get_nowait().name for _ in range(6)]
+    assert order == ["count", "parse-1", "side", "parse-2", "source", "monitor"]
+
+
+@pytest.mark.unit
+def test_the_checkpoint_watchdog_calls_what_is_due_and_not_what_was_cancelled():
+    from runners.local_streaming import _Watchdog
+
+    watchdog = _Watchdog()
+    called: list[str] = []
+    done = threading.Event()
+    cancelled = watchdog.arm(0.0, lambda: called.append("cancelled"))
+    watchdog.cancel(cancelled)
+    watchdog.arm(0.05, lambda: (called.append("due"), done.set()))
+    assert done.wait(10)
+    assert called == ["due"]  # the cancelled one was due first, and never ran
