@@ -45,7 +45,6 @@ from transforms.windowing import (
     WindowConfig,
     WindowedAggregate,
     WindowedResult,
-    window_key,
 )
 
 PIPELINE = "pageviews"
@@ -167,9 +166,8 @@ class CountPageViews(beam.PTransform):
 
 
 class CountPageViewBatches(beam.PTransform):
-    """Batch counts from the vectorized path: applied to ``(tables, events)``, Arrow
-    tables of valid events and the UserEvents the per-record parser accepted; gives the
-    same PageViewCounts as :class:`CountPageViews` over all of those events.
+    """Batch counts from the vectorized path: Arrow tables of valid events -> the same
+    PageViewCounts as :class:`CountPageViews` over those events one by one.
 
     Windows are assigned and counts pre-aggregated inside each table; the counts are then
     summed per (window, page) by a combiner-lifted ``CombinePerKey(sum)``."""
@@ -179,32 +177,17 @@ class CountPageViewBatches(beam.PTransform):
         self._config = config
         self._action = action
 
-    def expand(self, inputs):
-        tables, events = inputs
+    def expand(self, tables):
         config = self._config
         where = ("action", self._action) if self._action else None
-        pre_counted = tables | "CountPerWindow" >> beam.ParDo(
-            CountPerWindow("page", config, where)
-        )
-        if self._action:
-            action = self._action
-            events = events | "OnlyAction" >> beam.Filter(lambda e: e.action == action)
-        singles = (
-            events
-            # The element timestamp is the exact floor of the event time (a float may round up).
-            | "PageAndSecond" >> beam.Map(
-                lambda e, t=beam.DoFn.TimestampParam: (e.page, t.micros // 1_000_000)
-            )
-            | "KeyByWindowAndPage" >> beam.FlatMap(window_key(config))
-        )
 
         def to_count(item) -> PageViewCount:
             (start, page), count = item
             return to_page_view_count(WindowedResult(page, start, start + config.size, count))
 
         counts = (
-            (pre_counted, singles)
-            | "Together" >> beam.Flatten()
+            tables
+            | "CountPerWindow" >> beam.ParDo(CountPerWindow("page", config, where))
             | "SumPerWindowAndPage" >> beam.CombinePerKey(sum)  # lifted like any CombineFn
             | "Format" >> beam.Map(to_count)
         )
@@ -263,11 +246,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
     if engine == "blocks":
         assert source.blocks is not None  # vectorized() checked it
         blocks = pipeline | "Read" >> source.blocks
-        batches = blocks | "Parse" >> ParseBlocks(PIPELINE)
-        counted = (batches.batches, batches.valid) | "CountPageViews" >> CountPageViewBatches(
+        tables = blocks | "Parse" >> ParseBlocks(PIPELINE)
+        counted = tables.valid | "CountPageViews" >> CountPageViewBatches(
             window_config(options), action=action
         )
-        rejected = batches.dead_letters
+        rejected = tables.dead_letters
     elif engine == "batches":
         assert source.batches is not None  # vectorized() checked it
         raw_batches = pipeline | "Read" >> source.batches
@@ -277,8 +260,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
                 window_config(options), action=action
             )
         else:
-            no_single_events = pipeline | "NoSingleEvents" >> beam.Create([])
-            counted = (tables.valid, no_single_events) | "CountPageViews" >> CountPageViewBatches(
+            counted = tables.valid | "CountPageViews" >> CountPageViewBatches(
                 window_config(options), action=action
             )
         rejected = tables.dead_letters

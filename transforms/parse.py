@@ -28,7 +28,6 @@ from transforms.validation import (
 
 DEAD_LETTERS = "dead_letters"
 VALID = "valid"
-HANDED_OVER = "handed_over"
 
 # A parse function turns a decoded JSON object into (record, event time in whole seconds).
 ParseFn = Callable[[dict[str, Any]], tuple[Any, int]]
@@ -102,17 +101,61 @@ def ParseUserEvents(pipeline: str = "pageviews") -> ParseRecords:
     return ParseRecords(parse_user_event, pipeline=pipeline, step="parse")
 
 
+class _HandedOver:
+    """Decides, one by one with the per-record contract, the payloads the vectorized
+    parser handed over: as :class:`_ParseDoFn` decides them (the same dead-letter
+    reasons, codes and origins), inside the vectorized step, so they need no step of
+    their own. Valid ones join the step's table of events."""
+
+    def __init__(self, pipeline: str, step: str) -> None:
+        self._pipeline = pipeline
+        self._step = step
+        self._parsed = Metrics.counter(pipeline, "events_parsed")
+        self._rejected = Metrics.counter(pipeline, "events_dead_lettered")
+        self._blank = Metrics.counter(pipeline, "blank_lines_skipped")
+
+    def decide(self, parsed, origin_of: Callable[[int], dict[str, Any]]):
+        """A ParsedBlock -> its events with the accepted ones added (or None when there
+        are none) and the dead letters, as outputs of the step."""
+        import pyarrow as pa
+
+        from transforms.batches import events_table
+
+        blank = parsed.blank
+        accepted: list[tuple[UserEvent, int]] = []
+        letters = []
+        for index, payload in parsed.handed_over:
+            if is_blank(payload):
+                blank += 1
+                continue
+            try:
+                accepted.append(parse_user_event(decode_json_object(payload)))
+            except InvalidRecord as exc:
+                letters.append(beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter.of(
+                    self._pipeline, self._step, str(exc), payload, origin_of(index), exc.code)))
+        if blank:
+            self._blank.inc(blank)
+        if letters:
+            self._rejected.inc(len(letters))
+        events = parsed.events
+        if accepted:
+            events = pa.concat_tables([events, events_table(accepted)])
+        if events.num_rows:
+            self._parsed.inc(events.num_rows)
+            return events, letters
+        return None, letters
+
+
 class _ParseBlocksDoFn(beam.DoFn):
-    """LineBlock / ParquetRows -> Arrow tables of valid events; the rest as RawRecords.
+    """LineBlock / ParquetRows -> Arrow tables of valid events, and dead letters.
 
     One block is parsed on the pool while the previous one's results are handed on, so
     the reader, the parser threads and the steps downstream work at the same time; the
     last block is handed on in ``finish_bundle``.
     """
 
-    def __init__(self, pipeline: str) -> None:
-        self._parsed = Metrics.counter(pipeline, "events_parsed")
-        self._blank = Metrics.counter(pipeline, "blank_lines_skipped")
+    def __init__(self, pipeline: str, step: str) -> None:
+        self._handed_over = _HandedOver(pipeline, step)
         self._parser = None
         self._in_flight: collections.deque = collections.deque()
 
@@ -146,14 +189,13 @@ class _ParseBlocksDoFn(beam.DoFn):
 
     def _hand_on(self, path: str, first: int, kind: str, results):
         for offset, parsed in results():
-            if parsed.blank:
-                self._blank.inc(parsed.blank)
-            if parsed.events.num_rows:
-                self._parsed.inc(parsed.events.num_rows)
-                yield parsed.events
-            for index, payload in parsed.handed_over:
-                origin = {"source": "file", "file": path, kind: first + offset + index}
-                yield beam.pvalue.TaggedOutput(HANDED_OVER, RawRecord(payload, origin))
+            def origin_of(index: int, at: int = first + offset) -> dict[str, Any]:
+                return {"source": "file", "file": path, kind: at + index}
+
+            events, letters = self._handed_over.decide(parsed, origin_of)
+            if events is not None:
+                yield events
+            yield from letters
 
     def teardown(self):
         if self._parser is not None:
@@ -165,28 +207,22 @@ def _in_global_window(value) -> WindowedValue:
     return WindowedValue(value, MIN_TIMESTAMP, (GlobalWindow(),))
 
 
-class ParsedBatches(NamedTuple):
-    batches: beam.PCollection  # pyarrow Tables of valid events (transforms.batches.EVENT_SCHEMA)
-    valid: beam.PCollection  # UserEvents the per-record path accepted, timestamped
-    dead_letters: beam.PCollection
-
-
 class ParseBlocks(beam.PTransform):
     """The vectorized batch path of :func:`ParseUserEvents`: blocks of JSON lines or
-    Parquet batches -> Arrow tables of valid events, plus what the per-record contract
-    decided for every line the vectorized checks handed over (valid events and dead
-    letters, with the same reasons and origins as the per-record path)."""
+    Parquet batches -> ParsedRecords whose ``valid`` elements are Arrow tables of user
+    events (:data:`transforms.batches.EVENT_SCHEMA`), with the lines the vectorized
+    checks handed over decided by the per-record contract (the same valid events and
+    dead letters, reasons and origins, as the per-record path)."""
 
     def __init__(self, pipeline: str = "pageviews") -> None:
         super().__init__()
         self._pipeline = pipeline
 
-    def expand(self, blocks: beam.PCollection) -> ParsedBatches:
-        parsed = blocks | "Vectorized" >> beam.ParDo(_ParseBlocksDoFn(self._pipeline)).with_outputs(
-            HANDED_OVER, main="batches"
-        )
-        records = parsed[HANDED_OVER] | "PerRecord" >> ParseUserEvents(self._pipeline)
-        return ParsedBatches(parsed["batches"], records.valid, records.dead_letters)
+    def expand(self, blocks: beam.PCollection) -> ParsedRecords:
+        parsed = blocks | "Vectorized" >> beam.ParDo(
+            _ParseBlocksDoFn(self._pipeline, "parse")
+        ).with_outputs(DEAD_LETTERS, main=VALID)
+        return ParsedRecords(parsed[VALID], parsed[DEAD_LETTERS])
 
 
 class _ParseRawBatchesDoFn(beam.DoFn):
@@ -194,15 +230,11 @@ class _ParseRawBatchesDoFn(beam.DoFn):
     them; a dead letter for each invalid payload.
 
     Payloads are parsed together by the vectorized parser; those it hands over are
-    decided one by one by the per-record contract, as :class:`_ParseDoFn` decides them.
+    decided one by one by the per-record contract (:class:`_HandedOver`).
     """
 
     def __init__(self, pipeline: str, step: str) -> None:
-        self._pipeline = pipeline
-        self._step = step
-        self._parsed = Metrics.counter(pipeline, "events_parsed")
-        self._rejected = Metrics.counter(pipeline, "events_dead_lettered")
-        self._blank = Metrics.counter(pipeline, "blank_lines_skipped")
+        self._handed_over = _HandedOver(pipeline, step)
         self._kinds: Any = None
 
     def setup(self):
@@ -211,34 +243,17 @@ class _ParseRawBatchesDoFn(beam.DoFn):
         self._kinds = _Kinds()
 
     def process(self, batch: RawBatch):
-        import pyarrow as pa
         import pyarrow.compute as pc
 
-        from transforms.batches import events_table, parse_payloads
+        from transforms.batches import parse_payloads
 
         if self._kinds is None:  # runners that never call setup (Beam's direct runners)
             self.setup()
-        parsed = parse_payloads(batch.payloads, self._kinds)
-        blank = parsed.blank
-        accepted: list[tuple[UserEvent, int]] = []
-        for index, payload in parsed.handed_over:
-            if is_blank(payload):
-                blank += 1
-                continue
-            try:
-                accepted.append(parse_user_event(decode_json_object(payload)))
-            except InvalidRecord as exc:
-                self._rejected.inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter.of(
-                    self._pipeline, self._step, str(exc), payload, batch.origin_of(index),
-                    exc.code))
-        if blank:
-            self._blank.inc(blank)
-        events = parsed.events
-        if accepted:
-            events = pa.concat_tables([events, events_table(accepted)])
-        if events.num_rows:
-            self._parsed.inc(events.num_rows)
+        events, letters = self._handed_over.decide(
+            parse_payloads(batch.payloads, self._kinds), batch.origin_of
+        )
+        yield from letters
+        if events is not None:
             yield TimestampedValue(events, pc.min(events.column("event_second")).as_py())
 
 

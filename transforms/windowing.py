@@ -458,14 +458,3 @@ class CountPerSlice(beam.DoFn):
         for start, end, second in zip(starts, ends, first_seconds, strict=True):
             partial = Partial(end - start, rows.slice(start, end - start), self._records_of)
             yield beam_window.TimestampedValue((keys[codes[start]], partial), second)
-
-
-def window_key(config: WindowConfig):
-    """A function ``record -> [((window_start, key), 1), ...]`` over every window of the
-    record's event second, for records counted one by one beside :class:`CountPerWindow`."""
-
-    def keyed(record_and_second):
-        key, second = record_and_second
-        return [((start, key), 1) for start in config.window_starts(second)]
-
-    return keyed
