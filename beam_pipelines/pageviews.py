@@ -191,8 +191,10 @@ class CountPageViewBatches(beam.PTransform):
             | "SumPerWindowAndPage" >> beam.CombinePerKey(sum)  # lifted like any CombineFn
             | "Format" >> beam.Map(to_count)
         )
-        no_late = counts.pipeline | "NoLateData" >> beam.Create([])
-        return _Counts(counts, no_late)
+        # No late output at all (a bounded input has no late data): an empty Create
+        # flattened into the dead letters would put them in a stage of their own, and
+        # every dead letter would be encoded to get there.
+        return _Counts(counts, None)
 
 
 class CountPageViewTables(beam.PTransform):
@@ -223,7 +225,7 @@ class CountPageViewTables(beam.PTransform):
 
 class _Counts(NamedTuple):
     counts: beam.PCollection
-    late: beam.PCollection
+    late: Optional[beam.PCollection]  # None when there can be none
 
 
 def synthetic_source(options: PipelineOptions) -> _io.SourceSpec:
@@ -274,10 +276,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceS
         rejected = (parsed.dead_letters, checked.dead_letters) | "Rejected" >> beam.Flatten()
     measured = counted.counts | "MeasureOutput" >> metrics.MeasureOutput(PIPELINE)
     refused = _io.write_results(measured, options, RESULTS, streaming=streaming)
-    late = counted.late | "LateToDeadLetter" >> beam.Map(
-        late_record_to_dead_letter(PIPELINE, "window")
-    )
-    dead_parts = [rejected, late]
+    dead_parts = [rejected]
+    if counted.late is not None:
+        dead_parts.append(counted.late | "LateToDeadLetter" >> beam.Map(
+            late_record_to_dead_letter(PIPELINE, "window")
+        ))
     if refused is not None:
         dead_parts.append(refused)
     dead = dead_parts | "AllDeadLetters" >> beam.Flatten()
