@@ -537,16 +537,21 @@ def user_events(table: pa.Table) -> list[tuple[Any, int]]:
     return [(UserEvent(u, a, p, t), s) for u, a, p, t, s in zip(*columns, strict=True)]
 
 
-def sub_blocks(data: bytes, size: int = SUB_BLOCK_BYTES) -> list[bytes]:
-    """Pieces of about ``size`` bytes, each cut after a newline."""
-    pieces = []
+def piece_bounds(data: bytes, size: int = SUB_BLOCK_BYTES) -> list[tuple[int, int]]:
+    """(start, stop) of pieces of about ``size`` bytes, each cut after a newline."""
+    bounds = []
     offset = 0
     while offset < len(data):
         cut = data.find(b"\n", offset + size)
         stop = len(data) if cut < 0 else cut + 1
-        pieces.append(data[offset:stop])
+        bounds.append((offset, stop))
         offset = stop
-    return pieces
+    return bounds
+
+
+def _parse_piece(data: bytes, start: int, stop: int, kinds: _Kinds) -> ParsedBlock:
+    # The piece is copied out of the block here, on the pool, not by the submitting thread.
+    return parse_json_block(data[start:stop], kinds)
 
 
 class BlockParser:
@@ -569,13 +574,18 @@ class BlockParser:
         """Start parsing ``data`` on the pool; the returned function yields what
         :meth:`parse` yields, waiting for each piece. The caller can do other work (handle
         the previous block) while this one is parsed."""
-        pieces = sub_blocks(data)
+        bounds = piece_bounds(data)
         if self._threads == 1:
-            results: Iterator[ParsedBlock] = (parse_json_block(p, self.kinds) for p in pieces)
+            results: Iterator[ParsedBlock] = (
+                _parse_piece(data, start, stop, self.kinds) for start, stop in bounds
+            )
         else:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(self._threads)
-            futures = [self._pool.submit(parse_json_block, p, self.kinds) for p in pieces]
+            futures = [
+                self._pool.submit(_parse_piece, data, start, stop, self.kinds)
+                for start, stop in bounds
+            ]
             results = (future.result() for future in futures)
 
         def numbered() -> Iterator[tuple[int, ParsedBlock]]:

@@ -273,3 +273,39 @@ def test_bad_batch_engine_is_a_one_line_error(capsys):
         "error: --batch_engine: expected one of arrow|records, got 'fast'"
     )
 
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+    crlf=st.booleans(),
+    trailing_newline=st.booleans(),
+    size=st.integers(min_value=1, max_value=64),
+)
+def test_blocks_and_pieces_cover_the_file_exactly_with_line_numbers(
+    tmp_path_factory, lines, crlf, trailing_newline, size
+):
+    """iter_blocks (blocks end after a newline, a line longer than a block included) and
+    piece_bounds (the pool's pieces of a block) lose, repeat and renumber nothing."""
+    from transforms.batches import piece_bounds
+    from transforms.io.files import iter_blocks, iter_lines
+
+    ending = b"\r\n" if crlf else b"\n"
+    data = ending.join(lines) + (ending if trailing_newline and lines else b"")
+    path = tmp_path_factory.mktemp("blocks") / "events.jsonl"
+    path.write_bytes(data)
+    blocks = list(iter_blocks(str(path), size=size))
+    assert b"".join(b.data for b in blocks) == data
+    assert all(b.data.endswith(b"\n") for b in blocks[:-1])
+    line = 1
+    for block in blocks:
+        assert block.first_line == line
+        line += block.data.count(b"\n")
+        bounds = piece_bounds(block.data, size)
+        assert b"".join(block.data[a:b] for a, b in bounds) == block.data
+        assert all(block.data[b - 1 : b] == b"\n" for _, b in bounds[:-1])
+    expected = data.split(b"\n")
+    if data.endswith(b"\n") or not data:
+        expected.pop()
+    expected = [e[:-1] if e.endswith(b"\r") else e for e in expected]
+    assert list(iter_lines(str(path))) == list(enumerate(expected, start=1))

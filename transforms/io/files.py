@@ -85,12 +85,19 @@ def iter_blocks(path: str, size: int = BLOCK_BYTES) -> Iterator[LineBlock]:
             chunk = handle.read(size)
             if not chunk:
                 break
-            data = rest + chunk if rest else chunk
-            cut = data.rfind(b"\n") + 1
+            cut = chunk.rfind(b"\n") + 1
             if cut == 0:  # no newline yet: a line longer than a block
-                rest = data
+                rest += chunk
                 continue
-            block, rest = data[:cut], data[cut:]
+            # One copy of the block: the carried partial line and the chunk up to its
+            # last newline (a block is tens of MiB; copies of it add up).
+            if rest:
+                block = rest + chunk[:cut]
+            elif cut == len(chunk):
+                block = chunk
+            else:
+                block = chunk[:cut]
+            rest = chunk[cut:]
             yield LineBlock(path, line, block)
             line += block.count(b"\n")
         if rest:
