@@ -281,9 +281,10 @@ def test_bad_batch_engine_is_a_one_line_error(capsys):
     crlf=st.booleans(),
     trailing_newline=st.booleans(),
     size=st.integers(min_value=1, max_value=64),
+    compressed=st.booleans(),
 )
 def test_blocks_and_pieces_cover_the_file_exactly_with_line_numbers(
-    tmp_path_factory, lines, crlf, trailing_newline, size
+    tmp_path_factory, lines, crlf, trailing_newline, size, compressed
 ):
     """iter_blocks (blocks end after a newline, a line longer than a block included) and
     piece_bounds (the pool's pieces of a block) lose, repeat and renumber nothing."""
@@ -292,8 +293,8 @@ def test_blocks_and_pieces_cover_the_file_exactly_with_line_numbers(
 
     ending = b"\r\n" if crlf else b"\n"
     data = ending.join(lines) + (ending if trailing_newline and lines else b"")
-    path = tmp_path_factory.mktemp("blocks") / "events.jsonl"
-    path.write_bytes(data)
+    path = tmp_path_factory.mktemp("blocks") / ("events.jsonl.gz" if compressed else "events.jsonl")
+    path.write_bytes(gzip.compress(data) if compressed else data)
     blocks = list(iter_blocks(str(path), size=size))
     assert b"".join(b.data for b in blocks) == data
     assert all(b.data.endswith(b"\n") for b in blocks[:-1])
