@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from beam_pipelines.errors import ConfigError
-from transforms.records import DeadLetter
+from transforms.records import DeadLetter, DeadLetterBatch
 from transforms.sinks.files import WriteJsonLines
 
 # scheme -> "module:function"; the function takes (target, options) and returns a PTransform.
@@ -31,6 +31,16 @@ _SCHEME_WRITERS = {
 
 def dead_letter_to_json(letter: DeadLetter) -> str:
     return json.dumps(letter._asdict(), ensure_ascii=False, default=str)
+
+
+def each_dead_letter(element: DeadLetter | DeadLetterBatch) -> list[DeadLetter]:
+    """The DeadLetters of an element of a dead-letter PCollection, one or a batch."""
+    return element.letters if isinstance(element, DeadLetterBatch) else [element]
+
+
+def dead_letter_lines(element: DeadLetter | DeadLetterBatch) -> str:
+    """JSON lines of an element of a dead-letter PCollection (no final newline)."""
+    return "\n".join(dead_letter_to_json(letter) for letter in each_dead_letter(element))
 
 
 def late_record_to_dead_letter(pipeline: str, step: str):
@@ -58,14 +68,22 @@ def _record_dict(record: Any) -> Any:
 class _CountDeadLetters(beam.DoFn):
     def __init__(self, pipeline: str) -> None:
         self._pipeline = pipeline
+        self._counters: dict[str, Any] = {}  # reason code -> counter (few codes, many letters)
 
-    def process(self, letter: DeadLetter):
-        Metrics.counter(self._pipeline, f"dead_letters_written.{letter.reason_code}").inc()
-        yield letter
+    def process(self, element: DeadLetter | DeadLetterBatch):
+        for letter in each_dead_letter(element):
+            counter = self._counters.get(letter.reason_code)
+            if counter is None:
+                counter = self._counters[letter.reason_code] = Metrics.counter(
+                    self._pipeline, f"dead_letters_written.{letter.reason_code}"
+                )
+            counter.inc()
+        yield element
 
 
 class WriteDeadLetters(beam.PTransform):
-    """DeadLetter records -> the ``--dead_letter`` target (or counted only, when None)."""
+    """DeadLetter records (or DeadLetterBatches) -> the ``--dead_letter`` target (or
+    counted only, when None)."""
 
     def __init__(
         self,
@@ -99,7 +117,15 @@ class WriteDeadLetters(beam.PTransform):
         if self._scheme:
             module_name, func = _SCHEME_WRITERS[self._scheme].split(":")
             writer = getattr(importlib.import_module(module_name), func)
-            return counted | "Write" >> writer(self._target, self._options)
+            one_by_one = counted | "OneByOne" >> beam.FlatMap(each_dead_letter)
+            return one_by_one | "Write" >> writer(self._target, self._options)
+        if self._streaming:
+            one_by_one = counted | "OneByOne" >> beam.FlatMap(each_dead_letter)
+            return one_by_one | "Write" >> WriteJsonLines(
+                self._target, "dead_letters", streaming=True, flag="--dead_letter"
+            )
+        # A batch of letters is written as its lines at once.
         return counted | "Write" >> WriteJsonLines(
-            self._target, "dead_letters", streaming=self._streaming, flag="--dead_letter"
+            self._target, "dead_letters", streaming=False, flag="--dead_letter",
+            format_fn=dead_letter_lines,
         )

@@ -17,7 +17,7 @@ from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.records import DeadLetter, RawBatch, RawRecord, UserEvent
+from transforms.records import DeadLetter, DeadLetterBatch, RawBatch, RawRecord, UserEvent
 from transforms.validation import (
     InvalidRecord,
     decode_json_object,
@@ -116,7 +116,7 @@ class _HandedOver:
 
     def decide(self, parsed, origin_of: Callable[[int], dict[str, Any]]):
         """A ParsedBlock -> its events with the accepted ones added (or None when there
-        are none) and the dead letters, as outputs of the step."""
+        are none), and its dead letters as outputs of the step (one DeadLetterBatch)."""
         import pyarrow as pa
 
         from transforms.batches import events_table
@@ -131,19 +131,21 @@ class _HandedOver:
             try:
                 accepted.append(parse_user_event(decode_json_object(payload)))
             except InvalidRecord as exc:
-                letters.append(beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter.of(
-                    self._pipeline, self._step, str(exc), payload, origin_of(index), exc.code)))
+                letters.append(DeadLetter.of(
+                    self._pipeline, self._step, str(exc), payload, origin_of(index), exc.code))
         if blank:
             self._blank.inc(blank)
+        rejected = []
         if letters:
             self._rejected.inc(len(letters))
+            rejected.append(beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetterBatch(letters)))
         events = parsed.events
         if accepted:
             events = pa.concat_tables([events, events_table(accepted)])
         if events.num_rows:
             self._parsed.inc(events.num_rows)
-            return events, letters
-        return None, letters
+            return events, rejected
+        return None, rejected
 
 
 class _ParseBlocksDoFn(beam.DoFn):
@@ -230,7 +232,8 @@ class _ParseRawBatchesDoFn(beam.DoFn):
     them; a dead letter for each invalid payload.
 
     Payloads are parsed together by the vectorized parser; those it hands over are
-    decided one by one by the per-record contract (:class:`_HandedOver`).
+    decided one by one by the per-record contract (:class:`_HandedOver`); the dead
+    letters of a batch leave as one DeadLetterBatch.
     """
 
     def __init__(self, pipeline: str, step: str) -> None:

@@ -30,7 +30,7 @@ from beam_pipelines.testing.collect import collect
 from beam_pipelines.testing.synthetic import SyntheticEvents
 from runners.local_streaming import LocalStreamingRunner
 from transforms.batches import events_table, parse_json_block, parse_payloads, user_events
-from transforms.dead_letters import late_record_to_dead_letter
+from transforms.dead_letters import each_dead_letter, late_record_to_dead_letter
 from transforms.parse import (
     ParseUserEventBatches,
     ParseUserEvents,
@@ -38,7 +38,7 @@ from transforms.parse import (
     _ParseRawBatchesDoFn,
     parse_user_event,
 )
-from transforms.records import DeadLetter, RawBatch, RawRecord, UserEvent
+from transforms.records import DeadLetter, DeadLetterBatch, RawBatch, RawRecord, UserEvent
 from transforms.validation import InvalidRecord, decode_json_object
 from transforms.windowing import WindowConfig
 
@@ -180,7 +180,8 @@ def run_batch_dofn(batches: list[RawBatch], fn: _ParseRawBatchesDoFn | None = No
         for out in fn.process(batch):
             if isinstance(out, beam.pvalue.TaggedOutput):
                 assert out.tag == "dead_letters"
-                dead.append(out.value)
+                assert isinstance(out.value, DeadLetterBatch)  # one element per poll
+                dead.extend(each_dead_letter(out.value))
                 continue
             tables += 1
             pairs = user_events(out.value)
@@ -340,7 +341,8 @@ def _run(stream: TestStream, batched: bool, config: WindowConfig, action: str | 
         parsed = raw | ParseUserEvents("pageviews")
         counted = parsed.valid | CountPageViews(config, streaming=True, action=action)
     late = counted.late | beam.Map(late_record_to_dead_letter("pageviews", "window"))
-    panes, late_letters, rejected = collect(counted.counts), collect(late), collect(parsed.dead_letters)
+    rejected = collect(parsed.dead_letters | beam.FlatMap(each_dead_letter))
+    panes, late_letters = collect(counted.counts), collect(late)
     pipeline.run().wait_until_finish()
     return panes.items, late_letters.items, rejected.items
 

@@ -127,3 +127,43 @@ def test_user_mistakes_are_one_line_errors(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: LOCATION: no dead-letter files")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["batch", "streaming"])
+def test_dead_letter_batches_are_written_and_counted_one_letter_each(tmp_path, streaming):
+    """The vectorized steps send a block's dead letters as one DeadLetterBatch; the
+    sink writes one JSON line and counts one metric per letter, as for single letters."""
+    import glob
+
+    import apache_beam as beam
+    from apache_beam.metrics import MetricsFilter
+    from apache_beam.testing.test_stream import TestStream
+
+    from runners.local_streaming import LocalStreamingRunner
+    from transforms.dead_letters import WriteDeadLetters
+    from transforms.records import DeadLetterBatch
+
+    def letter(i: int, code: str) -> DeadLetter:
+        return DeadLetter.of("pv", "parse", f"bad {i}", b'{"x": %d}' % i,
+                             {"source": "file", "line": i}, code)
+
+    elements = [DeadLetterBatch([letter(1, "invalid_json"), letter(2, "wrong_type")]),
+                letter(3, "invalid_json"), DeadLetterBatch([letter(4, "invalid_json")])]
+    out = tmp_path / "dead"
+    if streaming:
+        pipeline = beam.Pipeline(runner=LocalStreamingRunner(),
+                                 options=beam.options.pipeline_options.PipelineOptions(["--streaming"]))
+        source = pipeline | TestStream().add_elements(elements).advance_watermark_to_infinity()
+    else:
+        pipeline = beam.Pipeline()
+        source = pipeline | beam.Create(elements)
+    source | WriteDeadLetters(str(out), pipeline="pv", streaming=streaming)
+    result = pipeline.run()
+    result.wait_until_finish()
+    lines = [json.loads(line) for path in glob.glob(str(out / "dead_letters-*.jsonl"))
+             for line in open(path, encoding="utf-8")]
+    assert sorted(row["origin"]["line"] for row in lines) == [1, 2, 3, 4]
+    assert all(row["reason"] == f"bad {row['origin']['line']}" for row in lines)
+    counters = result.metrics().query(MetricsFilter().with_namespace("pv"))["counters"]
+    written = {c.key.metric.name: c.committed for c in counters}
+    assert written == {"dead_letters_written.invalid_json": 3, "dead_letters_written.wrong_type": 1}

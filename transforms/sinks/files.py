@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import uuid
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -102,13 +102,14 @@ class WriteJsonLines(beam.PTransform):
 
     def __init__(
         self, directory: str, name: str, *, streaming: bool, flag: str = "--output",
-        num_shards: int = 0,
+        num_shards: int = 0, format_fn: Callable[[Any], str] = to_json_line,
     ) -> None:
         super().__init__()
         self._directory = _require_dir(directory, flag)
         self._name = name
         self._streaming = streaming
         self._num_shards = num_shards
+        self._format_fn = format_fn  # batch: a record -> its line(s), without the last newline
 
     def expand(self, pcoll):
         if self._streaming:
@@ -118,7 +119,7 @@ class WriteJsonLines(beam.PTransform):
         prefix = FileSystems.join(self._directory, self._name)
         written = (
             pcoll
-            | "ToJson" >> beam.Map(to_json_line)
+            | "ToJson" >> beam.Map(self._format_fn)
             | "Write"
             >> beam.io.WriteToText(
                 prefix,
