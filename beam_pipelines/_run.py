@@ -35,6 +35,7 @@ def execute(
     from beam_pipelines.options import IOOptions, is_streaming
 
     skip_ipython_probe()
+    _remember_dofn_introspection()
     streaming = is_streaming(options) or not source.bounded
     set_streaming(options, streaming)
     options = prepare_runner(options)
@@ -68,6 +69,19 @@ def skip_ipython_probe() -> None:
     for module in list(sys.modules.values()):
         if getattr(module, "is_in_ipython", None) is original:
             module.is_in_ipython = not_in_ipython  # type: ignore[attr-defined]
+
+
+def _remember_dofn_introspection() -> None:
+    """Beam inspects every DoFn's methods (``inspect.signature``, state and timer specs)
+    many times while it builds, translates and runs a pipeline: about a second of a
+    backfill's start-up. The answers depend only on the functions and DoFn classes, so
+    they are computed once (the same caches the local streaming runner installs)."""
+    try:
+        from runners.local_streaming import _install_dofn_specs_cache, _install_signature_cache
+    except ImportError:  # the runners package is not installed: Beam's own way
+        return
+    _install_dofn_specs_cache()
+    _install_signature_cache()
 
 
 def prepare_runner(options: PipelineOptions) -> PipelineOptions:
