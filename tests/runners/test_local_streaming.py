@@ -273,9 +273,11 @@ def test_the_checkpoint_watchdog_calls_what_is_due_and_not_what_was_cancelled():
 
     watchdog = _Watchdog()
     called: list[str] = []
-    done = threading.Event()
+    release, done = threading.Event(), threading.Event()
+    watchdog.arm(0.0, lambda: release.wait(10))  # holds the watchdog's thread meanwhile
     cancelled = watchdog.arm(0.0, lambda: called.append("cancelled"))
     watchdog.cancel(cancelled)
-    watchdog.arm(0.05, lambda: (called.append("due"), done.set()))
+    watchdog.arm(0.0, lambda: (called.append("due"), done.set()))
+    release.set()
     assert done.wait(10)
     assert called == ["due"]  # the cancelled one was due first, and never ran
