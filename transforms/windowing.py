@@ -34,7 +34,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_pipelines.errors import ConfigError
 
@@ -357,12 +358,15 @@ class _Aggregated(NamedTuple):
 
 
 class CountPerWindow(beam.DoFn):
-    """An Arrow table of events -> ``((window_start, key), count)`` for every window and
-    key, counted inside the table: events are grouped per (key, slice) with pyarrow (see
-    :attr:`WindowConfig.slice_seconds`), and each slice's count goes to every window of
-    the slice, as Beam's own window function assigns them. Combining these counts per key
-    in the global window gives exactly what windowing and counting the events one by one
-    gives, without a windowed GroupByKey.
+    """Arrow tables of events -> ``((window_start, key), count)`` for every window and
+    key, counted inside the tables: events are grouped per (key, slice) with numpy (see
+    :attr:`WindowConfig.slice_seconds`), each slice's count goes to every window of the
+    slice, as Beam's own window function assigns them, and the counts of a bundle's
+    tables are added up before they leave (in ``finish_bundle``, in the global window:
+    for bounded inputs). Combining these counts per key in the global window gives
+    exactly what windowing and counting the events one by one gives, without a windowed
+    GroupByKey, and the runner handles one element per (window, key) and bundle instead
+    of one per (window, key) and table.
 
     ``where`` optionally keeps only rows whose column equals a value (``("action", "click")``).
     """
@@ -374,10 +378,13 @@ class CountPerWindow(beam.DoFn):
         self._config = config
         self._where = where
         self._starts: dict[int, list[int]] = {}  # slice -> its windows' starts (few slices)
+        self._counts: dict[tuple[int, Any], int] = {}
+
+    def start_bundle(self):
+        self._counts = {}
 
     def process(self, table):
         import numpy as np
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         if self._where is not None:
@@ -385,24 +392,31 @@ class CountPerWindow(beam.DoFn):
             table = table.filter(pc.equal(table.column(column), value))
         if table.num_rows == 0:
             return
+        size = self._config.slice_seconds
         seconds = table.column("event_second").to_numpy()
-        slices = seconds - np.mod(seconds, self._config.slice_seconds)
-        grouped = (
-            pa.table({"key": table.column(self._key), "slice": slices})
-            .group_by(["key", "slice"], use_threads=False)
-            .aggregate([([], "count_all")])
-        )
-        for key, start, count in zip(
-            grouped.column("key").to_pylist(),
-            grouped.column("slice").to_pylist(),
-            grouped.column("count_all").to_pylist(),
-            strict=True,
-        ):
+        low = int(seconds.min())
+        first = low - low % size  # the first slice's start (slices are epoch-aligned)
+        slices = (seconds - first) // size
+        encoded = pc.dictionary_encode(table.column(self._key)).combine_chunks()
+        keys = encoded.dictionary.to_pylist()
+        combined = slices * len(keys) + encoded.indices.to_numpy()
+        found, counts = np.unique(combined, return_counts=True)
+        totals = self._counts
+        for code, count in zip(found.tolist(), counts.tolist(), strict=True):
+            start = first + (code // len(keys)) * size
             starts = self._starts.get(start)
             if starts is None:
                 starts = self._starts[start] = self._config.window_starts(start)
+            key = keys[code % len(keys)]
             for window_start in starts:
-                yield (window_start, key), count
+                totals[(window_start, key)] = totals.get((window_start, key), 0) + count
+
+    def finish_bundle(self):
+        counts, self._counts = self._counts, {}
+        for window_and_key, count in counts.items():
+            yield WindowedValue(
+                (window_and_key, count), MIN_TIMESTAMP, (beam_window.GlobalWindow(),)
+            )
 
 
 class CountPerSlice(beam.DoFn):
