@@ -385,29 +385,21 @@ class CountPerWindow(beam.DoFn):
 
     def process(self, table):
         import numpy as np
-        import pyarrow.compute as pc
 
-        if self._where is not None:
-            column, value = self._where
-            table = table.filter(pc.equal(table.column(column), value))
-        if table.num_rows == 0:
+        rows = _keys_and_slices(table, self._key, self._config.slice_seconds, self._where)
+        if rows is None:
             return
-        size = self._config.slice_seconds
-        seconds = table.column("event_second").to_numpy()
-        low = int(seconds.min())
-        first = low - low % size  # the first slice's start (slices are epoch-aligned)
-        slices = (seconds - first) // size
-        encoded = pc.dictionary_encode(table.column(self._key)).combine_chunks()
-        keys = encoded.dictionary.to_pylist()
-        combined = slices * len(keys) + encoded.indices.to_numpy()
+        size, n_keys = self._config.slice_seconds, len(rows.keys)
+        first = int(rows.slices.min())
+        combined = (rows.slices - first) // size * n_keys + rows.codes
         found, counts = np.unique(combined, return_counts=True)
         totals = self._counts
         for code, count in zip(found.tolist(), counts.tolist(), strict=True):
-            start = first + (code // len(keys)) * size
+            start = first + (code // n_keys) * size
             starts = self._starts.get(start)
             if starts is None:
                 starts = self._starts[start] = self._config.window_starts(start)
-            key = keys[code % len(keys)]
+            key = rows.keys[code % n_keys]
             for window_start in starts:
                 totals[(window_start, key)] = totals.get((window_start, key), 0) + count
 
@@ -449,26 +441,46 @@ class CountPerSlice(beam.DoFn):
     def process(self, table):
         import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        if self._where is not None:
-            column, value = self._where
-            table = table.filter(pc.equal(table.column(column), value))
-        n = table.num_rows
-        if n == 0:
+        rows = _keys_and_slices(table, self._key, self._config.slice_seconds, self._where)
+        if rows is None:
             return
-        seconds = table.column("event_second").to_numpy()
-        slices = seconds - np.mod(seconds, self._config.slice_seconds)
-        encoded = pc.dictionary_encode(table.column(self._key)).combine_chunks()
-        codes = encoded.indices.to_numpy()
-        order = np.lexsort((slices, codes))
-        codes, slices, seconds = codes[order], slices[order], seconds[order]
-        rows = table.take(pa.array(order))
+        order = np.lexsort((rows.slices, rows.codes))
+        codes, slices, seconds = rows.codes[order], rows.slices[order], rows.seconds[order]
+        grouped = rows.table.take(pa.array(order))
         bounds = np.flatnonzero((np.diff(codes) != 0) | (np.diff(slices) != 0)) + 1
         starts = np.concatenate(([0], bounds)).tolist()
-        ends = np.concatenate((bounds, [n])).tolist()
-        keys = encoded.dictionary.to_pylist()
+        ends = np.concatenate((bounds, [len(order)])).tolist()
         first_seconds = np.minimum.reduceat(seconds, starts).tolist()
         for start, end, second in zip(starts, ends, first_seconds, strict=True):
-            partial = Partial(end - start, rows.slice(start, end - start), self._records_of)
-            yield beam_window.TimestampedValue((keys[codes[start]], partial), second)
+            partial = Partial(end - start, grouped.slice(start, end - start), self._records_of)
+            yield beam_window.TimestampedValue((rows.keys[codes[start]], partial), second)
+
+
+class _KeysAndSlices(NamedTuple):
+    table: Any  # the rows ``where`` kept
+    keys: list  # the distinct key values
+    codes: Any  # per row: its key's index in ``keys`` (numpy)
+    slices: Any  # per row: the start of its epoch-aligned slice, in seconds (numpy)
+    seconds: Any  # per row: its event second (numpy)
+
+
+def _keys_and_slices(
+    table, key_column: str, slice_seconds: int, where: Optional[Tuple[str, str]]
+) -> Optional[_KeysAndSlices]:
+    """What :class:`CountPerWindow` and :class:`CountPerSlice` group by, for an Arrow table
+    of events; None when ``where`` leaves no row."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if where is not None:
+        column, value = where
+        table = table.filter(pc.equal(table.column(column), value))
+    if table.num_rows == 0:
+        return None
+    seconds = table.column("event_second").to_numpy()
+    encoded = pc.dictionary_encode(table.column(key_column)).combine_chunks()
+    return _KeysAndSlices(
+        table, encoded.dictionary.to_pylist(), encoded.indices.to_numpy(),
+        seconds - np.mod(seconds, slice_seconds), seconds,
+    )
