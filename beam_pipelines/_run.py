@@ -75,13 +75,12 @@ def _remember_dofn_introspection() -> None:
     """Beam inspects every DoFn's methods (``inspect.signature``, state and timer specs)
     many times while it builds, translates and runs a pipeline: about a second of a
     backfill's start-up. The answers depend only on the functions and DoFn classes, so
-    they are computed once (the same caches the local streaming runner installs)."""
+    they are computed once (runners/introspection.py)."""
     try:
-        from runners.local_streaming import _install_dofn_specs_cache, _install_signature_cache
+        from runners.introspection import remember_dofn_introspection
     except ImportError:  # the runners package is not installed: Beam's own way
         return
-    _install_dofn_specs_cache()
-    _install_signature_cache()
+    remember_dofn_introspection()
 
 
 def prepare_runner(options: PipelineOptions) -> PipelineOptions:

@@ -36,15 +36,15 @@ TestStream), but not unbounded splittable DoFns such as our Kafka and synthetic 
 5. **DoFn introspection per bundle.** Every bundle of every step round-trips its DoFn
    through pickle and inspects each of its methods' signatures for state and timer
    parameters (``userstate.get_dofn_specs``, about 0.8 ms a call, several calls per
-   bundle): a third of a live run's time. :func:`_install_dofn_specs_cache` remembers
-   the answer per DoFn class (and the class methods an instance shadows), which is all
+   bundle): a third of a live run's time. :func:`runners.introspection.remember_dofn_introspection`
+   remembers the answer per DoFn class (and the class methods an instance shadows), which is all
    it depends on.
 6. **A fresh DoFn per bundle.** Every bundle of a ParDo round-tripped its DoFn through
    pickle, inspected every method's signature, and called ``setup`` and ``teardown``:
    milliseconds a bundle, most of a live run's time when bundles are small.
    :func:`_install_dofn_reuse` keeps each step's set-up copies between bundles (as
    production runners do; torn down when the run ends) and
-   :func:`_install_signature_cache` inspects each function once.
+   :func:`~runners.introspection.remember_dofn_introspection` inspects each function once.
 7. **Serial steps starved.** The executor's queue was first in, first out, and a serial
    step enqueues its next bundle only when the previous one is done: under a steady
    stream the windowed count got one bundle per trip through a queue the source kept
@@ -66,7 +66,6 @@ import logging
 import queue
 import threading
 import time
-import types
 import weakref
 from typing import Any, Callable, Optional
 
@@ -85,11 +84,13 @@ from apache_beam.runners.direct import (
 )
 from apache_beam.runners.direct.util import KeyedWorkItem
 from apache_beam.runners.direct.watermark_manager import WatermarkManager
-from apache_beam.transforms import core, userstate
+from apache_beam.transforms import userstate
 from apache_beam.transforms.core import DoFn, Map, ProcessContinuation
 from apache_beam.utils import counters
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
+
+from runners.introspection import remember_dofn_introspection
 
 _LOG = logging.getLogger(__name__)
 
@@ -378,38 +379,6 @@ def _install_fifo_fix() -> None:
     state_class._beam_pipelines_fifo = True  # type: ignore[attr-defined]
 
 
-_SPECS_CACHE: dict[tuple, tuple[frozenset, frozenset]] = {}
-
-
-def _install_dofn_specs_cache() -> None:
-    """Compute ``userstate.get_dofn_specs`` once per DoFn class. Idempotent.
-
-    Beam inspects every *bound method* of the instance (``dir`` + ``MethodType``); so the
-    answer depends on the class and on which class attributes the instance shadows with
-    something else (``beam.Map`` sets ``self.process`` to the user's function). An
-    instance holding bound methods of its own is computed every time, as before.
-    """
-    if getattr(userstate.get_dofn_specs, "_beam_pipelines_cache", False):
-        return
-    original = userstate.get_dofn_specs
-
-    def get_dofn_specs(dofn):
-        attributes = getattr(dofn, "__dict__", {})
-        if any(isinstance(value, types.MethodType) for value in attributes.values()):
-            return original(dofn)
-        cls = type(dofn)
-        key = (cls, frozenset(name for name in attributes if hasattr(cls, name)))
-        specs = _SPECS_CACHE.get(key)
-        if specs is None:
-            states, timers = original(dofn)
-            specs = _SPECS_CACHE[key] = (frozenset(states), frozenset(timers))
-        return set(specs[0]), set(specs[1])
-
-    get_dofn_specs._beam_pipelines_cache = True  # type: ignore[attr-defined]
-    userstate.get_dofn_specs = get_dofn_specs  # type: ignore[assignment]
-    transform_evaluator.get_dofn_specs = get_dofn_specs  # type: ignore[assignment]  # imported by name
-
-
 _NOT_COMPUTED = object()
 
 
@@ -509,36 +478,6 @@ class _DoFnPool:
 
 
 _POOLS_LOCK = threading.Lock()
-# Function -> {bound: (argument names, defaults)}; weak, so roundtripped copies' functions go.
-_ARGUMENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _install_signature_cache() -> None:
-    """Fix 6, second half: ``core.get_function_args_defaults`` (``inspect.signature``,
-    tens of microseconds, called for every method of a DoFn and of its wrapped function
-    each time a DoFnRunner is made, that is every bundle) computed once per function.
-    The answer depends only on the function and on whether it is bound. Idempotent."""
-    if getattr(core.get_function_args_defaults, "_beam_pipelines_cache", False):
-        return
-    original = core.get_function_args_defaults
-
-    def get_function_args_defaults(f):
-        if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
-            function, bound = f.__func__, True
-        elif isinstance(f, types.FunctionType):
-            function, bound = f, False
-        else:  # callables, partials, builtins: as Beam computes them
-            return original(f)
-        known = _ARGUMENTS.setdefault(function, {})
-        if bound not in known:
-            known[bound] = original(f)
-        names, defaults = known[bound]
-        return list(names), list(defaults)
-
-    get_function_args_defaults._beam_pipelines_cache = True  # type: ignore[attr-defined]
-    core.get_function_args_defaults = get_function_args_defaults  # type: ignore[assignment]
-
-
 def _install_dofn_reuse() -> None:
     """Fix 6: ParDo steps keep their set-up DoFn copies between bundles. Idempotent."""
     evaluator = transform_evaluator._ParDoEvaluator
@@ -704,10 +643,9 @@ class LocalStreamingRunner(direct_runner.BundleBasedDirectRunner):
             return FnApiRunner().run_pipeline(pipeline, options)
         _install_metrics_fix()
         _install_fifo_fix()
-        _install_dofn_specs_cache()
         _install_watermark_fix()
         _install_dofn_reuse()
-        _install_signature_cache()
+        remember_dofn_introspection()
         _install_downstream_first()
         # Applied here, the fixed overrides leave nothing for the parent's own pass to
         # replace (apart from TestStream); the rest of the run is Beam's code unchanged.

@@ -157,10 +157,10 @@ def test_dofn_specs_are_computed_once_per_class_and_stay_right():
     from apache_beam.transforms import userstate
     from apache_beam.transforms.core import CallableWrapperDoFn
 
-    from runners import local_streaming
+    from runners import introspection
     from transforms.windowing import WindowConfig, _StreamingAggregateFn
 
-    local_streaming._install_dofn_specs_cache()
+    introspection._install_dofn_specs_cache()
     stateful = _StreamingAggregateFn(beam.combiners.CountCombineFn(), WindowConfig(), "ns")
     states, timers = userstate.get_dofn_specs(stateful)
     assert {s.name for s in states} >= {"windows", "watermark_seen"}
@@ -173,10 +173,10 @@ def test_dofn_specs_are_computed_once_per_class_and_stay_right():
     assert userstate.get_dofn_specs(CallableWrapperDoFn(user_fn)) == (set(), set())
     assert not userstate.is_stateful_dofn(CallableWrapperDoFn(user_fn))
 
-    entries = len(local_streaming._SPECS_CACHE)  # another instance, as after Beam's pickle round trip
+    entries = len(introspection._SPECS_CACHE)  # another instance, as after Beam's pickle round trip
     again = _StreamingAggregateFn(beam.combiners.CountCombineFn(), WindowConfig(), "x")
     assert userstate.get_dofn_specs(again) == (states, timers)
-    assert len(local_streaming._SPECS_CACHE) == entries
+    assert len(introspection._SPECS_CACHE) == entries
 
 
 # Lifecycle calls of _Lifecycle copies, in order (in-process runner).
@@ -221,9 +221,9 @@ def test_a_step_keeps_its_set_up_dofn_between_bundles_and_tears_it_down_at_the_e
 def test_function_arguments_are_inspected_once_per_function_and_stay_right():
     from apache_beam.transforms import core
 
-    from runners import local_streaming
+    from runners import introspection
 
-    local_streaming._install_signature_cache()
+    introspection._install_signature_cache()
 
     def fn(element, t=beam.DoFn.TimestampParam, limit=3):
         return [element]
@@ -236,7 +236,7 @@ def test_function_arguments_are_inspected_once_per_function_and_stay_right():
     bound = _Lifecycle().process  # bound: self is not an argument
     assert core.get_function_args_defaults(bound) == (
         ["element", "timestamp"], [beam.DoFn.TimestampParam])
-    assert fn in local_streaming._ARGUMENTS and _Lifecycle.process in local_streaming._ARGUMENTS
+    assert fn in introspection._ARGUMENTS and _Lifecycle.process in introspection._ARGUMENTS
 
 
 @pytest.mark.unit
