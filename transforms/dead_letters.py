@@ -114,18 +114,17 @@ class WriteDeadLetters(beam.PTransform):
         counted = letters | "Count" >> beam.ParDo(_CountDeadLetters(self._pipeline))
         if not self._target:
             return counted
+        if not self._scheme and not self._streaming:
+            # Batch files: a DeadLetterBatch is written as its lines at once.
+            return counted | "Write" >> WriteJsonLines(
+                self._target, "dead_letters", streaming=False, flag="--dead_letter",
+                format_fn=dead_letter_lines,
+            )
+        one_by_one = counted | "OneByOne" >> beam.FlatMap(each_dead_letter)
         if self._scheme:
             module_name, func = _SCHEME_WRITERS[self._scheme].split(":")
             writer = getattr(importlib.import_module(module_name), func)
-            one_by_one = counted | "OneByOne" >> beam.FlatMap(each_dead_letter)
             return one_by_one | "Write" >> writer(self._target, self._options)
-        if self._streaming:
-            one_by_one = counted | "OneByOne" >> beam.FlatMap(each_dead_letter)
-            return one_by_one | "Write" >> WriteJsonLines(
-                self._target, "dead_letters", streaming=True, flag="--dead_letter"
-            )
-        # A batch of letters is written as its lines at once.
-        return counted | "Write" >> WriteJsonLines(
-            self._target, "dead_letters", streaming=False, flag="--dead_letter",
-            format_fn=dead_letter_lines,
+        return one_by_one | "Write" >> WriteJsonLines(
+            self._target, "dead_letters", streaming=True, flag="--dead_letter"
         )
