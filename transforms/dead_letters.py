@@ -29,8 +29,12 @@ _SCHEME_WRITERS = {
 }
 
 
+# json.dumps with keyword arguments builds an encoder per call; a backfill writes many letters.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 def dead_letter_to_json(letter: DeadLetter) -> str:
-    return json.dumps(letter._asdict(), ensure_ascii=False, default=str)
+    return _ENCODER.encode(letter._asdict())
 
 
 def each_dead_letter(element: DeadLetter | DeadLetterBatch) -> list[DeadLetter]:

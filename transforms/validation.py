@@ -41,6 +41,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for every record: json.loads with keyword arguments builds a new one per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+_BOM = "\ufeff"
+
+
 def decode_json_object(payload: bytes | str) -> dict[str, Any]:
     """Decode one JSON object from UTF-8 bytes, or raise InvalidRecord saying why not."""
     if isinstance(payload, bytes):
@@ -51,7 +56,9 @@ def decode_json_object(payload: bytes | str) -> dict[str, Any]:
     else:
         text = payload
     try:
-        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        if text.startswith(_BOM):  # what json.loads refuses before decoding
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise InvalidRecord(f"invalid JSON: {exc}", "invalid_json") from None
     if not isinstance(value, dict):

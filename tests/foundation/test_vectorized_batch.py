@@ -310,3 +310,96 @@ def test_blocks_and_pieces_cover_the_file_exactly_with_line_numbers(
         expected.pop()
     expected = [e[:-1] if e.endswith(b"\r") else e for e in expected]
     assert list(iter_lines(str(path))) == list(enumerate(expected, start=1))
+
+
+# ---- screens and byte scans -------------------------------------------------------------
+
+
+def _event_line(i: int, timestamp: str, colon: str = ":", comma: str = ",") -> bytes:
+    fields = [("user_id", f'"u{i}"'), ("action", '"view"'), ("page", f'"/p{i % 7}"'),
+              ("timestamp", timestamp)]
+    return ("{" + comma.join(f'"{k}"{colon}{v}' for k, v in fields) + "}").encode()
+
+
+def test_screens_hand_over_string_timestamps_before_parsing(monkeypatch):
+    """Once a string among integer timestamps is met, later pieces screen such lines out
+    before pyarrow parses them (one parse per piece, no retries); a layout the quick
+    screen misses (``"timestamp" : "x"``) costs one retry, then every layout is searched."""
+    import transforms.batches as batches
+
+    reads = []
+    real_read = batches._read
+    monkeypatch.setattr(batches, "_read", lambda *a: reads.append(1) or real_read(*a))
+
+    def piece(colon: str, comma: str) -> bytes:
+        lines = [_event_line(i, str(1733000000 + i)) for i in range(300)]
+        for at in (10, 150, 290):
+            lines[at] = _event_line(at, '"yesterday"', colon, comma)
+        return b"\n".join(lines) + b"\n"
+
+    kinds = batches._Kinds()
+    layouts = [  # (colon, comma, pyarrow parses of the piece)
+        (":", ",", 2),  # the first conflict teaches the screen, then one retry
+        (":", ",", 1),
+        (": ", ", ", 1),  # json.dumps' default layout is screened quickly too
+        (" : ", " , ", 2),  # missed by the quick screen: one retry...
+        (" : ", " , ", 1),  # ...after which every layout is searched
+    ]
+    for colon, comma, parses in layouts:
+        block = piece(colon, comma)
+        reads.clear()
+        parsed = batches.parse_json_block(block, kinds)
+        assert (len(reads), colon) == (parses, colon)
+        assert parsed.events.num_rows == 297
+        assert sorted(i for i, _ in parsed.handed_over) == [10, 150, 290]
+        assert_same(block)
+    assert kinds.full_screens == {("timestamp", "string")}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_non_ascii_positions_are_every_high_byte(data):
+    import numpy as np
+
+    from transforms.batches import _non_ascii_positions
+
+    arr = np.frombuffer(data, np.uint8)
+    assert _non_ascii_positions(arr).tolist() == np.flatnonzero(arr >= 0x80).tolist()
+
+
+@pytest.mark.parametrize("valid_non_ascii", [0, 3, 500])
+def test_invalid_utf8_lines_are_found_among_few_or_many_non_ascii_lines(valid_non_ascii):
+    import numpy as np
+
+    from transforms.batches import _invalid_utf8_lines
+
+    lines = [_event_line(i, "1733000000") for i in range(600)]
+    for i in range(valid_non_ascii):
+        lines[i] = _event_line(i, "1733000000").replace(b"/p", "/café".encode())
+    lines[599] = b'{"page":"\xff"}'
+    lines[42] = b'{"page":"\xc3"}'
+    data = b"\n".join(lines) + b"\n"
+    found = _invalid_utf8_lines(data, np.frombuffer(data, np.uint8), split_lines(data))
+    assert found.tolist() == [42, 599]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 5000), min_size=1, max_size=300), st.booleans())
+def test_count_values_matches_numpy_unique(values, sparse):
+    import numpy as np
+
+    from transforms.windowing import _count_values
+
+    array = np.asarray(values, np.int64) * (10**6 if sparse else 1)
+    found, counts = _count_values(array)
+    want_found, want_counts = np.unique(array, return_counts=True)
+    assert found.tolist() == want_found.tolist() and counts.tolist() == want_counts.tolist()
+
+
+def test_a_byte_order_mark_is_refused_as_json_loads_refuses_it():
+    with pytest.raises(ValueError) as refused:
+        json.loads("\ufeff{}")
+    with pytest.raises(InvalidRecord) as exc:
+        decode_json_object(b"\xef\xbb\xbf{}")
+    assert str(exc.value) == f"invalid JSON: {refused.value}"
+    assert exc.value.code == "invalid_json"
