@@ -34,7 +34,9 @@ from beam_pipelines.errors import ConfigError, SourceError
 from transforms.records import RawRecord
 
 _CHUNK = 1 << 20
-BLOCK_BYTES = 16 << 20
+# Blocks of a few MiB: the parser's pool splits each into 1-MiB pieces, the next block is
+# read while one is parsed, and the runner's sampled size estimates pickle a whole block.
+BLOCK_BYTES = 4 << 20
 PARQUET_BATCH_ROWS = 65_536
 
 
