@@ -74,6 +74,7 @@ _KIND_FIRST_BYTE = {"string": b'"', "object": b"{", "array": b"[", "null": b"n"}
 _CONFLICT = re.compile(r"Column\(/([^)]*)\) changed from (\w+) to (\w+) in row (\d+)")
 _ROW_ERROR = re.compile(r"in row (\d+)\s*$")
 _INT_CONVERSION = "Failed to convert JSON to int64"
+_UNEXPECTED_FIELD = "unexpected field"
 
 # Strict ISO-8601 with an offset, a subset of what datetime.fromisoformat accepts.
 _ISO = (
@@ -112,6 +113,9 @@ class _Kinds:
     def __init__(self) -> None:
         self.user_id = "string"  # or "number"
         self.timestamp = "integer"  # or "float" or "string"
+        # Lines with fields beyond the four: pyarrow is told to ignore them, which makes it
+        # some 15% slower than refusing them, so that is only asked once one is met.
+        self.extra_fields = False
         self.screens: set[tuple[str, str]] = set()  # (column, JSON kind) handed over
         # Screens that missed a line in an unusual layout ("k" : v): searched by regex.
         self.full_screens: set[tuple[str, str]] = set()
@@ -141,6 +145,8 @@ class _Kinds:
                 if screen in self.screens:  # screened, yet pyarrow met one: search them all
                     self.full_screens.add(screen)
                 self.screens.add(screen)
+            if changes.pop("extra_fields", False):
+                self.extra_fields = True
             for column, declared in changes.items():
                 setattr(self, column, declared)
                 read = "string" if declared == "string" else "number"
@@ -309,8 +315,11 @@ def parse_json_block(data: bytes, kinds: Optional[_Kinds] = None) -> ParsedBlock
         if len(rows) == 0:
             break
         try:
-            table = _read(buffer, kinds.schema())
+            table = _read(buffer, kinds.schema(), kinds.extra_fields)
         except pa.ArrowInvalid as exc:
+            if str(exc).endswith(_UNEXPECTED_FIELD):
+                kinds.learn(extra_fields=True)
+                continue
             _learn_from_error(str(exc), data, starts, rows, candidate, kinds)
             continue
         if table.num_rows == len(rows):
@@ -342,8 +351,10 @@ def _hide(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, mask: np.ndarr
         view[starts[i] : ends[i]] = 0x20
 
 
-def _read(buffer: bytearray, schema: pa.Schema) -> pa.Table:
-    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+def _read(buffer: bytearray, schema: pa.Schema, extra_fields: bool = True) -> pa.Table:
+    options = pa_json.ParseOptions(
+        explicit_schema=schema, unexpected_field_behavior="ignore" if extra_fields else "error"
+    )
     # One chunk (block_size above the size), so an error's "row N" counts from the start.
     read = pa_json.ReadOptions(use_threads=False, block_size=max(len(buffer) + 1, 1 << 16))
     source = pa.BufferReader(pa.py_buffer(buffer))  # no copy

@@ -403,3 +403,22 @@ def test_a_byte_order_mark_is_refused_as_json_loads_refuses_it():
         decode_json_object(b"\xef\xbb\xbf{}")
     assert str(exc.value) == f"invalid JSON: {refused.value}"
     assert exc.value.code == "invalid_json"
+
+
+def test_extra_fields_are_learned_once_and_then_ignored(monkeypatch):
+    """pyarrow refuses fields beyond the four until one is met (faster); then it ignores
+    them for every later piece, with the same decisions either way."""
+    import transforms.batches as batches
+
+    reads = []
+    real_read = batches._read
+    monkeypatch.setattr(batches, "_read", lambda *a: reads.append(a[2]) or real_read(*a))
+    plain = b"\n".join(_event_line(i, str(1733000000 + i)) for i in range(50)) + b"\n"
+    extra = plain.replace(b'"action"', b'"meta":{"k":[1,2]},"action"', 3)
+    kinds = batches._Kinds()
+    for block, expected_reads in [(plain, [False]), (extra, [False, True]), (plain, [True])]:
+        reads.clear()
+        parsed = batches.parse_json_block(block, kinds)
+        assert reads == expected_reads
+        assert parsed.events.num_rows == 50 and not parsed.handed_over
+        assert_same(block)
