@@ -141,10 +141,11 @@ class _Kinds:
     def learn(self, **changes: Any) -> None:
         with self._lock:
             screen = changes.pop("screen", None)
+            every_layout = changes.pop("every_layout", False)
             if screen:
-                if screen in self.screens:  # screened, yet pyarrow met one: search them all
-                    self.full_screens.add(screen)
                 self.screens.add(screen)
+                if every_layout:
+                    self.full_screens.add(screen)
             if changes.pop("extra_fields", False):
                 self.extra_fields = True
             for column, declared in changes.items():
@@ -299,7 +300,8 @@ def parse_json_block(data: bytes, kinds: Optional[_Kinds] = None) -> ParsedBlock
         line = data[starts[i] : ends[i]]
         if line.count(b"[") + line.count(b"{") > MAX_BRACKETS_OF_LONG_LINE:
             candidate[i] = False
-    for column, kind, every_layout in kinds.current_screens():
+    screened = kinds.current_screens()
+    for column, kind, every_layout in screened:
         candidate[_screened_lines(data, starts, column, kind, every_layout)] = False
 
     buffer = bytearray(data)
@@ -320,7 +322,7 @@ def parse_json_block(data: bytes, kinds: Optional[_Kinds] = None) -> ParsedBlock
             if str(exc).endswith(_UNEXPECTED_FIELD):
                 kinds.learn(extra_fields=True)
                 continue
-            _learn_from_error(str(exc), data, starts, rows, candidate, kinds)
+            _learn_from_error(str(exc), data, starts, rows, candidate, kinds, screened)
             continue
         if table.num_rows == len(rows):
             break
@@ -368,6 +370,7 @@ def _learn_from_error(
     rows: np.ndarray,
     candidate: np.ndarray,
     kinds: _Kinds,
+    screened: list[tuple[str, str, bool]],  # the screens this piece was searched with
 ) -> None:
     """Hand over what pyarrow refused, so the next attempt parses the rest."""
     if _INT_CONVERSION in message and kinds.timestamp == "integer":
@@ -386,7 +389,11 @@ def _learn_from_error(
         if kind in valid and 2 * len(lines) > len(rows):
             kinds.learn(**{column: valid[kind]})  # the majority decides the declared type
             return
-        kinds.learn(screen=(column, kind))
+        # A kind this piece was screened for, yet pyarrow met one: a layout the quick
+        # screen misses; from now on every layout is searched. (Pieces parsed at the same
+        # time as the one that taught the screen were not screened: they just teach it.)
+        missed = any((c, k) == (column, kind) for c, k, _ in screened)
+        kinds.learn(screen=(column, kind), every_layout=missed)
         candidate[lines] = False
         _blame_row(row, data, starts, rows, candidate)  # also when the screen missed it
         return

@@ -13,6 +13,7 @@ import gzip
 import json
 import math
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -359,8 +360,6 @@ def test_screens_hand_over_string_timestamps_before_parsing(monkeypatch):
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_non_ascii_positions_are_every_high_byte(data):
-    import numpy as np
-
     from transforms.batches import _non_ascii_positions
 
     arr = np.frombuffer(data, np.uint8)
@@ -369,8 +368,6 @@ def test_non_ascii_positions_are_every_high_byte(data):
 
 @pytest.mark.parametrize("valid_non_ascii", [0, 3, 500])
 def test_invalid_utf8_lines_are_found_among_few_or_many_non_ascii_lines(valid_non_ascii):
-    import numpy as np
-
     from transforms.batches import _invalid_utf8_lines
 
     lines = [_event_line(i, "1733000000") for i in range(600)]
@@ -386,8 +383,6 @@ def test_invalid_utf8_lines_are_found_among_few_or_many_non_ascii_lines(valid_no
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, 5000), min_size=1, max_size=300), st.booleans())
 def test_count_values_matches_numpy_unique(values, sparse):
-    import numpy as np
-
     from transforms.windowing import _count_values
 
     array = np.asarray(values, np.int64) * (10**6 if sparse else 1)
@@ -422,3 +417,25 @@ def test_extra_fields_are_learned_once_and_then_ignored(monkeypatch):
         assert reads == expected_reads
         assert parsed.events.num_rows == 50 and not parsed.handed_over
         assert_same(block)
+
+
+def test_pieces_parsed_together_teach_a_screen_without_forcing_every_layout():
+    """Pieces parsed at the same time on the pool, before any of them taught the screen,
+    each meet the string timestamps; that is not a layout the quick screen misses."""
+    import transforms.batches as batches
+
+    lines = [_event_line(i, str(1733000000 + i)) for i in range(300)]
+    lines[5] = _event_line(5, '"yesterday"')
+    piece = b"\n".join(lines) + b"\n"
+    kinds = batches._Kinds()
+    unscreened = kinds.current_screens()  # what each of the concurrent pieces started with
+    for _ in range(2):
+        buffer = bytearray(piece)
+        split = batches.split_lines(piece)
+        candidate = np.ones(len(split.starts), bool)
+        try:
+            batches._read(buffer, kinds.schema(), False)
+        except pa.ArrowInvalid as exc:
+            batches._learn_from_error(str(exc), piece, split.starts, np.flatnonzero(candidate),
+                                      candidate, kinds, unscreened)
+    assert kinds.screens == {("timestamp", "string")} and not kinds.full_screens
