@@ -266,6 +266,32 @@ def _help(prog: str, classes: Sequence[Type[PipelineOptions]], description: str)
     return parser.format_help()
 
 
+class RunOptions(PipelineOptions):
+    """The options of one run: PipelineOptions that make each view once.
+
+    Beam asks for a view (``view_as``) several times for every transform it applies and
+    for every type check, and each view builds an argparse parser over the flags (about
+    2 ms): a file backfill of pageviews asked for some 400, about 0.7 s of every run.
+    Views of one options object share one dict of values, so one view per class serves
+    every caller alike; a view set through (``view_as(StandardOptions).streaming = True``)
+    is seen by all. Adds no flags. Pickles without its views."""
+
+    def view_as(self, cls):  # type: ignore[no-untyped-def]  # Beam's signature
+        views = self.__dict__.get("_views")
+        if views is None:
+            views = {}
+            object.__setattr__(self, "_views", views)  # PipelineOptions refuses unknown names
+        view = views.get(cls)
+        if view is None:
+            view = views[cls] = super().view_as(cls)
+        return view
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_views", None)
+        return state
+
+
 def parse(
     argv: Optional[Iterable[str]],
     classes: Sequence[Type[PipelineOptions]],
@@ -298,7 +324,7 @@ def parse(
                 f"{name}: unknown flag (see {prog} --help for the flags it takes)"
             )
         raise ConfigError("arguments", "--flag=value pairs only", first)
-    return PipelineOptions(flags)
+    return RunOptions(flags)
 
 
 def is_streaming(options: PipelineOptions) -> bool:

@@ -64,3 +64,24 @@ def test_help_lists_the_pipeline_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--source", "--input", "--window_size", "--early_firing", "--sink", "--dead_letter"):
         assert flag in out
+
+
+def test_run_options_make_each_view_once_and_share_its_values():
+    import pickle
+
+    from apache_beam.options.pipeline_options import StandardOptions, TypeOptions
+
+    from beam_pipelines.options import IOOptions, RunOptions, parse
+
+    options = parse(["--source=file", "--input=x.jsonl"], [IOOptions], prog="test")
+    assert isinstance(options, RunOptions)
+    view = options.view_as(StandardOptions)
+    assert options.view_as(StandardOptions) is view  # built once
+    view.streaming = True
+    assert options.view_as(StandardOptions).streaming is True
+    assert options.get_all_options()["streaming"] is True
+    assert options.view_as(IOOptions).input == "x.jsonl"
+    assert options.view_as(TypeOptions) is not view
+    copy = pickle.loads(pickle.dumps(options))
+    assert "_views" not in copy.__dict__
+    assert copy.view_as(IOOptions).input == "x.jsonl" and copy.view_as(StandardOptions).streaming
