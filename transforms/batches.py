@@ -70,6 +70,7 @@ _KIND_START = {
     "array": rb"\[",
     "null": rb"n",
 }
+_QUICK_SEPARATORS = frozenset({b":", b": "})  # screened with bytes.find; others by regex
 _KIND_FIRST_BYTE = {"string": b'"', "object": b"{", "array": b"[", "null": b"n"}
 _CONFLICT = re.compile(r"Column\(/([^)]*)\) changed from (\w+) to (\w+) in row (\d+)")
 _ROW_ERROR = re.compile(r"in row (\d+)\s*$")
@@ -116,9 +117,9 @@ class _Kinds:
         # Lines with fields beyond the four: pyarrow is told to ignore them, which makes it
         # some 15% slower than refusing them, so that is only asked once one is met.
         self.extra_fields = False
-        self.screens: set[tuple[str, str]] = set()  # (column, JSON kind) handed over
-        # Screens that missed a line in an unusual layout ("k" : v): searched by regex.
-        self.full_screens: set[tuple[str, str]] = set()
+        # (column, JSON kind) handed over before parsing -> the separators met between
+        # the key and such a value (b":" in '"k":"v"', b": " in '"k": "v"', ...)
+        self.screens: dict[tuple[str, str], set[bytes]] = {}
         self._lock = threading.Lock()
 
     def schema(self) -> pa.Schema:
@@ -132,26 +133,24 @@ class _Kinds:
             ]
         )
 
-    def current_screens(self) -> list[tuple[str, str, bool]]:
-        """(column, kind, whether every layout is searched) of each screen."""
+    def current_screens(self) -> list[tuple[str, str, frozenset[bytes]]]:
+        """(column, kind, separators met) of each screen."""
         with self._lock:
-            return [(column, kind, (column, kind) in self.full_screens)
-                    for column, kind in self.screens]
+            return [(column, kind, frozenset(separators))
+                    for (column, kind), separators in self.screens.items()]
 
     def learn(self, **changes: Any) -> None:
         with self._lock:
             screen = changes.pop("screen", None)
-            every_layout = changes.pop("every_layout", False)
+            separators = changes.pop("separators", ())
             if screen:
-                self.screens.add(screen)
-                if every_layout:
-                    self.full_screens.add(screen)
+                self.screens.setdefault(screen, set()).update(separators)
             if changes.pop("extra_fields", False):
                 self.extra_fields = True
             for column, declared in changes.items():
                 setattr(self, column, declared)
                 read = "string" if declared == "string" else "number"
-                self.screens.discard((column, read))  # what is declared is no longer screened
+                self.screens.pop((column, read), None)  # what is declared is not screened
 
 
 def _valid_kinds(column: str) -> dict[str, str]:
@@ -215,25 +214,27 @@ def _line_end(data: bytes, starts: np.ndarray, line: int) -> int:
 
 
 def _kind_screen_pattern(column: str, kind: str) -> bytes:
-    return b'"' + re.escape(column.encode()) + rb'"[ \t]*:[ \t]*' + _KIND_START[kind]
+    """The key ``column`` followed by a value of JSON ``kind``; group 1 is the separator."""
+    return b'"' + re.escape(column.encode()) + rb'"([ \t]*:[ \t]*)' + _KIND_START[kind]
 
 
 def _screened_lines(
-    data: bytes, starts: np.ndarray, column: str, kind: str, every_layout: bool = False
+    data: bytes, starts: np.ndarray, column: str, kind: str, separators: frozenset[bytes]
 ) -> np.ndarray:
     """Lines where ``column`` may hold a value of JSON ``kind``, screened before parsing.
 
-    A kind with one first byte is looked for in the two layouts writers use
-    (``"k":v`` and ``"k": v``) with ``bytes.find``, twice as fast as the regex over every
-    key. A line in another layout that slips through makes pyarrow fail on it, and
-    :func:`_learn_from_error` hands it over with the full pattern and makes the screen
-    search every layout from then on: screening is only there to spare those retries,
-    never to decide what is valid."""
+    A kind with one first byte, met with the separators writers use (``"k":v``,
+    ``"k": v``), is looked for with ``bytes.find`` in just the layouts met so far, several
+    times faster than the regex over every key. A line in a layout not met yet makes
+    pyarrow fail on it; :func:`_learn_from_error` hands it over and adds its separator.
+    Other separators (``"k" : v``) make the screen use the full regex. Screening only
+    spares those retries; it never decides what is valid."""
     first = _KIND_FIRST_BYTE.get(kind)
-    if first is None or every_layout:
+    if first is None or not separators or not separators <= _QUICK_SEPARATORS:
         return _lines_containing(data, _kind_screen_pattern(column, kind), starts)
-    key = b'"' + column.encode() + b'":'
-    positions = _find_all(data, key + first) + _find_all(data, key + b" " + first)
+    key = b'"' + column.encode() + b'"'
+    positions = [at for separator in sorted(separators)
+                 for at in _find_all(data, key + separator + first)]
     if not positions:
         return np.empty(0, np.int64)
     return np.unique(np.searchsorted(starts, np.asarray(positions), side="right") - 1)
@@ -300,9 +301,8 @@ def parse_json_block(data: bytes, kinds: Optional[_Kinds] = None) -> ParsedBlock
         line = data[starts[i] : ends[i]]
         if line.count(b"[") + line.count(b"{") > MAX_BRACKETS_OF_LONG_LINE:
             candidate[i] = False
-    screened = kinds.current_screens()
-    for column, kind, every_layout in screened:
-        candidate[_screened_lines(data, starts, column, kind, every_layout)] = False
+    for column, kind, separators in kinds.current_screens():
+        candidate[_screened_lines(data, starts, column, kind, separators)] = False
 
     buffer = bytearray(data)
     view = np.frombuffer(buffer, np.uint8)  # a writable view: handed-over lines become spaces
@@ -322,7 +322,7 @@ def parse_json_block(data: bytes, kinds: Optional[_Kinds] = None) -> ParsedBlock
             if str(exc).endswith(_UNEXPECTED_FIELD):
                 kinds.learn(extra_fields=True)
                 continue
-            _learn_from_error(str(exc), data, starts, rows, candidate, kinds, screened)
+            _learn_from_error(str(exc), data, starts, rows, candidate, kinds)
             continue
         if table.num_rows == len(rows):
             break
@@ -370,7 +370,6 @@ def _learn_from_error(
     rows: np.ndarray,
     candidate: np.ndarray,
     kinds: _Kinds,
-    screened: list[tuple[str, str, bool]],  # the screens this piece was searched with
 ) -> None:
     """Hand over what pyarrow refused, so the next attempt parses the rest."""
     if _INT_CONVERSION in message and kinds.timestamp == "integer":
@@ -383,17 +382,15 @@ def _learn_from_error(
     conflict = _CONFLICT.search(message)
     if conflict:
         column, _, kind, row = conflict.group(1), conflict.group(2), conflict.group(3), int(conflict.group(4))
-        lines = _lines_containing(data, _kind_screen_pattern(column, kind), starts)
+        pattern = _kind_screen_pattern(column, kind)
+        lines = _lines_containing(data, pattern, starts)
         lines = lines[candidate[lines]]
         valid = _valid_kinds(column)
         if kind in valid and 2 * len(lines) > len(rows):
             kinds.learn(**{column: valid[kind]})  # the majority decides the declared type
             return
-        # A kind this piece was screened for, yet pyarrow met one: a layout the quick
-        # screen misses; from now on every layout is searched. (Pieces parsed at the same
-        # time as the one that taught the screen were not screened: they just teach it.)
-        missed = any((c, k) == (column, kind) for c, k, _ in screened)
-        kinds.learn(screen=(column, kind), every_layout=missed)
+        separators = {m.group(1) for m in re.finditer(pattern, data)}
+        kinds.learn(screen=(column, kind), separators=separators)
         candidate[lines] = False
         _blame_row(row, data, starts, rows, candidate)  # also when the screen missed it
         return

@@ -324,8 +324,9 @@ def _event_line(i: int, timestamp: str, colon: str = ":", comma: str = ",") -> b
 
 def test_screens_hand_over_string_timestamps_before_parsing(monkeypatch):
     """Once a string among integer timestamps is met, later pieces screen such lines out
-    before pyarrow parses them (one parse per piece, no retries); a layout the quick
-    screen misses (``"timestamp" : "x"``) costs one retry, then every layout is searched."""
+    before pyarrow parses them (one parse per piece, no retries). A layout not met yet
+    costs one retry and is screened from then on; an unusual one (``"timestamp" : "x"``)
+    switches the screen to the full regex."""
     import transforms.batches as batches
 
     reads = []
@@ -339,22 +340,24 @@ def test_screens_hand_over_string_timestamps_before_parsing(monkeypatch):
         return b"\n".join(lines) + b"\n"
 
     kinds = batches._Kinds()
-    layouts = [  # (colon, comma, pyarrow parses of the piece)
-        (":", ",", 2),  # the first conflict teaches the screen, then one retry
-        (":", ",", 1),
-        (": ", ", ", 1),  # json.dumps' default layout is screened quickly too
-        (" : ", " , ", 2),  # missed by the quick screen: one retry...
-        (" : ", " , ", 1),  # ...after which every layout is searched
+    layouts = [  # (colon, comma, pyarrow parses of the piece, separators screened after it)
+        (":", ",", 2, {b":"}),  # the first conflict teaches the screen, then one retry
+        (":", ",", 1, {b":"}),
+        (": ", ", ", 2, {b":", b": "}),  # json.dumps' default layout: learned once...
+        (": ", ", ", 1, {b":", b": "}),  # ...then screened with bytes.find too
+        (" : ", " , ", 2, {b":", b": ", b" : "}),  # unusual: one retry...
+        (" : ", " , ", 1, {b":", b": ", b" : "}),  # ...then the full regex
+        (":", ",", 1, {b":", b": ", b" : "}),
     ]
-    for colon, comma, parses in layouts:
+    for colon, comma, parses, separators in layouts:
         block = piece(colon, comma)
         reads.clear()
         parsed = batches.parse_json_block(block, kinds)
         assert (len(reads), colon) == (parses, colon)
+        assert kinds.screens == {("timestamp", "string"): separators}
         assert parsed.events.num_rows == 297
         assert sorted(i for i, _ in parsed.handed_over) == [10, 150, 290]
         assert_same(block)
-    assert kinds.full_screens == {("timestamp", "string")}
 
 
 @settings(max_examples=200, deadline=None)
@@ -421,21 +424,19 @@ def test_extra_fields_are_learned_once_and_then_ignored(monkeypatch):
 
 def test_pieces_parsed_together_teach_a_screen_without_forcing_every_layout():
     """Pieces parsed at the same time on the pool, before any of them taught the screen,
-    each meet the string timestamps; that is not a layout the quick screen misses."""
+    each meet the string timestamps; together they teach one quick screen."""
     import transforms.batches as batches
 
     lines = [_event_line(i, str(1733000000 + i)) for i in range(300)]
     lines[5] = _event_line(5, '"yesterday"')
     piece = b"\n".join(lines) + b"\n"
     kinds = batches._Kinds()
-    unscreened = kinds.current_screens()  # what each of the concurrent pieces started with
-    for _ in range(2):
-        buffer = bytearray(piece)
+    for _ in range(2):  # both fail before either has taught the screen
         split = batches.split_lines(piece)
         candidate = np.ones(len(split.starts), bool)
         try:
-            batches._read(buffer, kinds.schema(), False)
+            batches._read(bytearray(piece), kinds.schema(), False)
         except pa.ArrowInvalid as exc:
             batches._learn_from_error(str(exc), piece, split.starts, np.flatnonzero(candidate),
-                                      candidate, kinds, unscreened)
-    assert kinds.screens == {("timestamp", "string")} and not kinds.full_screens
+                                      candidate, kinds)
+    assert kinds.current_screens() == [("timestamp", "string", frozenset({b":"}))]
