@@ -116,7 +116,7 @@ class _HandedOver:
 
     def decide(self, parsed, origin_of: Callable[[int], dict[str, Any]]):
         """A ParsedBlock -> its events with the accepted ones added (or None when there
-        are none), and its dead letters as outputs of the step (one DeadLetterBatch)."""
+        are none), and its dead letters (counted here; the caller outputs them)."""
         import pyarrow as pa
 
         from transforms.batches import events_table
@@ -135,17 +135,20 @@ class _HandedOver:
                     self._pipeline, self._step, str(exc), payload, origin_of(index), exc.code))
         if blank:
             self._blank.inc(blank)
-        rejected = []
         if letters:
             self._rejected.inc(len(letters))
-            rejected.append(beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetterBatch(letters)))
         events = parsed.events
         if accepted:
             events = pa.concat_tables([events, events_table(accepted)])
         if events.num_rows:
             self._parsed.inc(events.num_rows)
-            return events, rejected
-        return None, rejected
+            return events, letters
+        return None, letters
+
+
+def _dead_letter_output(letters: list[DeadLetter]) -> list[beam.pvalue.TaggedOutput]:
+    """The step's dead-letter output for ``letters``: one DeadLetterBatch, or nothing."""
+    return [beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetterBatch(letters))] if letters else []
 
 
 class _ParseBlocksDoFn(beam.DoFn):
@@ -190,14 +193,22 @@ class _ParseBlocksDoFn(beam.DoFn):
                     yield _in_global_window(output)
 
     def _hand_on(self, path: str, first: int, kind: str, results):
+        """One table and one DeadLetterBatch per block, not per piece: each element costs
+        the runner and the counting step a fixed amount of work."""
+        import pyarrow as pa
+
+        tables, letters = [], []
         for offset, parsed in results():
             def origin_of(index: int, at: int = first + offset) -> dict[str, Any]:
                 return {"source": "file", "file": path, kind: at + index}
 
-            events, letters = self._handed_over.decide(parsed, origin_of)
+            events, rejected = self._handed_over.decide(parsed, origin_of)
             if events is not None:
-                yield events
-            yield from letters
+                tables.append(events)
+            letters.extend(rejected)
+        if tables:
+            yield tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
+        yield from _dead_letter_output(letters)
 
     def teardown(self):
         if self._parser is not None:
@@ -255,7 +266,7 @@ class _ParseRawBatchesDoFn(beam.DoFn):
         events, letters = self._handed_over.decide(
             parse_payloads(batch.payloads, self._kinds), batch.origin_of
         )
-        yield from letters
+        yield from _dead_letter_output(letters)
         if events is not None:
             yield TimestampedValue(events, pc.min(events.column("event_second")).as_py())
 
