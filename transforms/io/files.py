@@ -13,7 +13,7 @@ in record batches with pyarrow; each row becomes a JSON payload with the same fi
 so it is validated by the same contract, and its origin carries the row number.
 
 ``ReadFileBlocks`` is the vectorized batch path's reader: the same files, as
-:class:`LineBlock` s of whole lines (about 16 MiB each) or :class:`ParquetRows` record
+:class:`LineBlock` s of whole lines (about 4 MiB each) or :class:`ParquetRows` record
 batches, each knowing the number of its first line or row, so a line handed to the
 per-record path keeps exactly the origin ``ReadLinesWithOrigin`` would give it.
 """
