@@ -187,12 +187,16 @@ def split_lines(data: bytes) -> LineSplit:
     return LineSplit(starts, ends)
 
 
-def _lines_containing(data: bytes, pattern: bytes, starts: np.ndarray) -> np.ndarray:
-    """Indices of the lines whose bytes match the regex ``pattern``."""
-    positions = [m.start() for m in re.finditer(pattern, data)]
-    if not positions:
+def _lines_at(starts: np.ndarray, positions) -> np.ndarray:
+    """Indices (sorted, distinct) of the lines holding the byte offsets ``positions``."""
+    if len(positions) == 0:
         return np.empty(0, np.int64)
     return np.unique(np.searchsorted(starts, np.asarray(positions), side="right") - 1)
+
+
+def _lines_containing(data: bytes, pattern: bytes, starts: np.ndarray) -> np.ndarray:
+    """Indices of the lines whose bytes match the regex ``pattern``."""
+    return _lines_at(starts, [m.start() for m in re.finditer(pattern, data)])
 
 
 def _lines_with_rejected_tokens(data: bytes, arr: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -201,12 +205,10 @@ def _lines_with_rejected_tokens(data: bytes, arr: np.ndarray, starts: np.ndarray
     if data.find(b"N") < 0 and data.find(b"I") < 0 and data.find(b"\r") < 0:
         return np.empty(0, np.int64)
     rare = np.flatnonzero((arr == 78) | (arr == 73) | (arr == 13))
-    positions = [m.start() for p in np.unique(np.searchsorted(starts, rare, side="right") - 1)
-                 .tolist() for m in _REJECTED_TOKENS.finditer(data, int(starts[p]),
-                                                               _line_end(data, starts, p))]
-    if not positions:
-        return np.empty(0, np.int64)
-    return np.unique(np.searchsorted(starts, np.asarray(positions), side="right") - 1)
+    return _lines_at(starts, [
+        m.start() for p in _lines_at(starts, rare).tolist()
+        for m in _REJECTED_TOKENS.finditer(data, int(starts[p]), _line_end(data, starts, p))
+    ])
 
 
 def _line_end(data: bytes, starts: np.ndarray, line: int) -> int:
@@ -233,11 +235,8 @@ def _screened_lines(
     if first is None or not separators or not separators <= _QUICK_SEPARATORS:
         return _lines_containing(data, _kind_screen_pattern(column, kind), starts)
     key = b'"' + column.encode() + b'"'
-    positions = [at for separator in sorted(separators)
-                 for at in _find_all(data, key + separator + first)]
-    if not positions:
-        return np.empty(0, np.int64)
-    return np.unique(np.searchsorted(starts, np.asarray(positions), side="right") - 1)
+    return _lines_at(starts, [at for separator in sorted(separators)
+                              for at in _find_all(data, key + separator + first)])
 
 
 def _find_all(data: bytes, literal: bytes) -> list[int]:
@@ -255,7 +254,7 @@ def _invalid_utf8_lines(data: bytes, arr: np.ndarray, split: LineSplit) -> np.nd
     if data.isascii():
         return np.empty(0, np.int64)
     non_ascii = _non_ascii_positions(arr)
-    suspects = np.unique(np.searchsorted(split.starts, non_ascii, side="right") - 1)
+    suspects = _lines_at(split.starts, non_ascii)
     if len(suspects) > len(split.starts) // 16:
         try:
             data.decode("utf-8")
@@ -382,15 +381,14 @@ def _learn_from_error(
     conflict = _CONFLICT.search(message)
     if conflict:
         column, _, kind, row = conflict.group(1), conflict.group(2), conflict.group(3), int(conflict.group(4))
-        pattern = _kind_screen_pattern(column, kind)
-        lines = _lines_containing(data, pattern, starts)
+        found = list(re.finditer(_kind_screen_pattern(column, kind), data))
+        lines = _lines_at(starts, [m.start() for m in found])
         lines = lines[candidate[lines]]
         valid = _valid_kinds(column)
         if kind in valid and 2 * len(lines) > len(rows):
             kinds.learn(**{column: valid[kind]})  # the majority decides the declared type
             return
-        separators = {m.group(1) for m in re.finditer(pattern, data)}
-        kinds.learn(screen=(column, kind), separators=separators)
+        kinds.learn(screen=(column, kind), separators={m.group(1) for m in found})
         candidate[lines] = False
         _blame_row(row, data, starts, rows, candidate)  # also when the screen missed it
         return
