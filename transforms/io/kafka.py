@@ -1454,22 +1454,17 @@ def read_from_options(options, *, pipeline: str = "kafka", batches: bool = False
     )
 
 
-class _RawRecords(beam.PTransform):
-    def __init__(self, read: ReadFromKafka) -> None:
+class _ReadAs(beam.PTransform):
+    """``read``, each element converted by ``convert`` in a step labelled ``label``."""
+
+    def __init__(self, read: ReadFromKafka, label: str, convert) -> None:
         super().__init__()
         self._read = read
+        self._label = label
+        self._convert = convert
 
     def expand(self, pbegin):
-        return pbegin | "ReadFromKafka" >> self._read | "ToRawRecord" >> beam.Map(to_raw_record)
-
-
-class _RawBatches(beam.PTransform):
-    def __init__(self, read: ReadFromKafka) -> None:
-        super().__init__()
-        self._read = read
-
-    def expand(self, pbegin):
-        return pbegin | "ReadFromKafka" >> self._read | "ToRawBatch" >> beam.Map(to_raw_batch)
+        return pbegin | "ReadFromKafka" >> self._read | self._label >> beam.Map(self._convert)
 
 
 def source_from_options(options):
@@ -1479,8 +1474,8 @@ def source_from_options(options):
 
     read = read_from_options(options)
     return SourceSpec(
-        _RawRecords(read), bounded=read.bounded,
-        batches=_RawBatches(read_from_options(options, batches=True)),
+        _ReadAs(read, "ToRawRecord", to_raw_record), bounded=read.bounded,
+        batches=_ReadAs(read_from_options(options, batches=True), "ToRawBatch", to_raw_batch),
     )
 
 
