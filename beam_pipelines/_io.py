@@ -17,8 +17,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindows
 
-from beam_pipelines.errors import ConfigError
 from beam_pipelines.options import IOOptions
+from transforms.base.errors import ConfigError
 from transforms.io.files import ReadFileBlocks, ReadLinesWithOrigin
 
 _CONNECTORS = {"kafka": "transforms.io.kafka", "pubsub": "transforms.io.pubsub",

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from beam_pipelines.errors import BeamPipelinesError
+from transforms.base.errors import BeamPipelinesError
 
 _LOG = logging.getLogger(__name__)
 

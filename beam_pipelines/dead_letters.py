@@ -34,8 +34,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, TextIO
 
-from beam_pipelines._extras import require
-from beam_pipelines.errors import BeamPipelinesError, ConfigError, SinkError, SourceError
+from transforms.base.errors import BeamPipelinesError, ConfigError, SinkError, SourceError
+from transforms.base.extras import require
 from transforms.records import DeadLetter
 
 PROG = "python -m beam_pipelines.dead_letters"

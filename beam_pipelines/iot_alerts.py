@@ -47,8 +47,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import _io, _run, metrics
 from beam_pipelines import options as opts
-from beam_pipelines.errors import ConfigError
 from beam_pipelines.testing.iot import SyntheticReadings
+from transforms.base.errors import ConfigError
 from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
 from transforms.io.synthetic import ReadSynthetic
 from transforms.parse import ParseRecords

@@ -55,8 +55,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_pipelines._extras import require
-from beam_pipelines.errors import ConfigError, SinkError
+from transforms.base.errors import ConfigError, SinkError
+from transforms.base.extras import require
 
 _LOG = logging.getLogger(__name__)
 

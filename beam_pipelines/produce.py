@@ -20,10 +20,10 @@ import sys
 import time
 from typing import Iterable, Iterator, Optional, Sequence
 
-from beam_pipelines._extras import require
-from beam_pipelines.errors import BeamPipelinesError, ConfigError, SinkError
 from beam_pipelines.options import kafka as kafka_opts
 from beam_pipelines.testing.synthetic import SyntheticEvents
+from transforms.base.errors import BeamPipelinesError, ConfigError, SinkError
+from transforms.base.extras import require
 
 
 def _key_of(payload: bytes) -> Optional[bytes]:

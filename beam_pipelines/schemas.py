@@ -23,7 +23,7 @@ import types
 import typing
 from typing import Any, NamedTuple, Sequence
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 from transforms.records import DeadLetter, IoTAlert, IoTReading, PageViewCount, UserEvent
 
 SCHEMAS: dict[str, type] = {

@@ -1,7 +1,7 @@
 """Runner presets: one small function per runner that checks and fills options.
 
 ``prepare(options)`` dispatches on ``--runner`` and returns the options to run with,
-raising :class:`~beam_pipelines.errors.ConfigError` (one line, naming the missing flag)
+raising :class:`~transforms.base.errors.ConfigError` (one line, naming the missing flag)
 when something a runner needs is missing. The presets are in :mod:`runners.presets`;
 the local streaming runner (``--runner=LocalStreamingRunner``, and what
 ``--runner=DirectRunner --streaming`` runs on) is :mod:`runners.local_streaming`.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 
 KNOWN = (
     "DirectRunner", "LocalStreamingRunner", "PrismRunner", "PortableRunner", "FlinkRunner",

@@ -4,7 +4,7 @@ Beam downloads Java jars from Maven Central when a pipeline needs one it does no
 an expansion service for a cross-language transform, a job server for Flink, Spark or
 Kafka Streams. Offline (or behind a firewall that drops connections) that fails late or
 hangs. ``runners.prepare`` installs :func:`install_download_guard`, which replaces the
-download with a one-line :class:`~beam_pipelines.errors.NotAvailableError` naming the
+download with a one-line :class:`~transforms.base.errors.NotAvailableError` naming the
 jar and the ways to provide it. Jars given as local paths, service endpoints, or already
 in Beam's cache are used as before.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from beam_pipelines.errors import NotAvailableError
+from transforms.base.errors import NotAvailableError
 
 
 def _refuse_download(cls, download_url, cached_jar_path, user_agent=None):

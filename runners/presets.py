@@ -1,7 +1,7 @@
 """One small function per runner: check the options it needs, fill sensible defaults.
 
 Each preset takes the parsed PipelineOptions and returns them ready to run, or raises
-:class:`~beam_pipelines.errors.ConfigError` / :class:`~beam_pipelines.errors.NotAvailableError`
+:class:`~transforms.base.errors.ConfigError` / :class:`~transforms.base.errors.NotAvailableError`
 with one line naming the flag to pass. Nothing here downloads anything: where Beam
 would fetch a binary or a jar at run time (Prism, the Flink job server), the preset
 fails within seconds unless a local copy is given or already cached.
@@ -29,9 +29,9 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.runner import PipelineRunner
 
-from beam_pipelines._extras import require
-from beam_pipelines.errors import ConfigError, NotAvailableError
 from runners.options import RunnerPresetOptions
+from transforms.base.errors import ConfigError, NotAvailableError
+from transforms.base.extras import require
 
 _LOG = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 from transforms.records import DeadLetter, DeadLetterBatch
 from transforms.sinks.files import WriteJsonLines
 

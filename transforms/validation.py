@@ -17,7 +17,7 @@ import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from beam_pipelines.errors import BeamPipelinesError
+from transforms.base.errors import BeamPipelinesError
 
 # The accepted range of event times: [2000-01-01, 2100-01-01) UTC.
 MIN_EVENT_SECONDS = 946_684_800

@@ -37,7 +37,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 
 LATE = "late"
 _MICRO = Duration(micros=1)

@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import (
     _BeamArgumentParser,
 )
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 
 SOURCES = ("synthetic", "file", "kafka", "pubsub", "eventhubs")
 SINKS = ("console", "jsonl", "parquet", "postgres", "kafka", "pubsub", "eventhubs")

@@ -120,7 +120,7 @@ def redact(config: dict[str, Any]) -> dict[str, Any]:
 
 def servers_from_options(options: PipelineOptions) -> str:
     """``--bootstrap_servers`` (Beam's flag, default localhost:9092), validated."""
-    from beam_pipelines.errors import ConfigError
+    from transforms.base.errors import ConfigError
 
     text = options.get_all_options().get("bootstrap_servers") or "localhost:9092"
     try:

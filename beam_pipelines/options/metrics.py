@@ -11,8 +11,8 @@ import re
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines._extras import require
 from beam_pipelines.options import positive_float, seconds
+from transforms.base.extras import require
 
 _GATEWAY = re.compile(r"^(https?://)?[A-Za-z0-9_.\-\[\]:]+(:\d+)?(/.*)?$")
 

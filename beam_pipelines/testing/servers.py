@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Optional
 
-from beam_pipelines.errors import BeamPipelinesError
+from transforms.base.errors import BeamPipelinesError
 
 
 class ServerUnavailable(BeamPipelinesError, RuntimeError):

@@ -12,12 +12,12 @@ from apache_beam.testing.util import assert_that, equal_to
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
 from beam_pipelines import pageviews
-from beam_pipelines.errors import ConfigError
 from beam_pipelines.options import parse
 from beam_pipelines.options.eventhubs import EventHubsOptions, redact
 from beam_pipelines.testing import SyntheticEvents
 from beam_pipelines.testing.emulators.eventhubs import send_events
 from beam_pipelines.testing.files import read_jsonl_dir, window_counts
+from transforms.base.errors import ConfigError
 from transforms.io.eventhubs import ReadFromEventHubs, WriteToEventHubs, source_from_options
 
 pytestmark = pytest.mark.integration
@@ -194,7 +194,7 @@ def test_owner_level_keeps_one_reader_per_partition(eventhubs_emulator, eventhub
 
     from azure.eventhub import EventHubConsumerClient
 
-    from beam_pipelines.errors import SourceError
+    from transforms.base.errors import SourceError
 
     conn = eventhubs_emulator.connection_string
     hub = eventhub(partitions=1, prefix="owner")

@@ -6,7 +6,7 @@ import pytest
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from beam_pipelines import options as opts
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 from transforms.io import kafka as k
 
 pytestmark = pytest.mark.unit

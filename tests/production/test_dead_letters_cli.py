@@ -12,7 +12,7 @@ import pytest
 
 from beam_pipelines import dead_letters as cli
 from beam_pipelines import pageviews
-from beam_pipelines.errors import ConfigError, SourceError
+from transforms.base.errors import ConfigError, SourceError
 from transforms.dead_letters import dead_letter_to_json
 from transforms.records import DeadLetter
 

@@ -16,8 +16,8 @@ import pytest
 
 from beam_pipelines import metrics, pageviews
 from beam_pipelines import options as opts
-from beam_pipelines.errors import ConfigError
 from beam_pipelines.options.metrics import MetricsOptions
+from transforms.base.errors import ConfigError
 from transforms.dead_letters import WriteDeadLetters
 from transforms.io.files import ReadLinesWithOrigin
 from transforms.parse import ParseUserEvents
@@ -272,7 +272,7 @@ def test_streaming_run_is_scraped_live_while_it_runs(capsys):
 
 
 def test_missing_prometheus_client_fails_at_parse_time_naming_the_extra(monkeypatch):
-    from beam_pipelines.errors import MissingExtraError
+    from transforms.base.errors import MissingExtraError
 
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import raises ImportError
     with pytest.raises(MissingExtraError, match=r"\[metrics\] extra"):

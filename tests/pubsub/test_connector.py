@@ -12,9 +12,9 @@ import pytest
 from google.cloud import pubsub_v1
 
 from beam_pipelines import pageviews
-from beam_pipelines.errors import ConfigError, SinkError, SourceError
 from beam_pipelines.testing import SyntheticEvents
 from beam_pipelines.testing.files import read_jsonl_dir, window_counts
+from transforms.base.errors import ConfigError, SinkError, SourceError
 from transforms.io.pubsub import PubSubMessage, ReadFromPubSub, WriteToPubSub, dead_letter_writer
 from transforms.records import DeadLetter
 

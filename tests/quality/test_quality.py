@@ -12,9 +12,9 @@ from apache_beam.testing import test_stream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines import iot_alerts
-from beam_pipelines.errors import ConfigError
 from beam_pipelines.testing.collect import collect
 from beam_pipelines.testing.iot import DEFAULT_START, edge_case_lines
+from transforms.base.errors import ConfigError
 from transforms.quality import (
     CheckQuality,
     Matches,

@@ -18,10 +18,10 @@ from apache_beam.options.pipeline_options import (
 import runners
 from beam_pipelines import options as opts
 from beam_pipelines import pageviews
-from beam_pipelines.errors import ConfigError, NotAvailableError
 from beam_pipelines.testing.servers import free_port
 from runners import presets
 from runners.options import RunnerPresetOptions
+from transforms.base.errors import ConfigError, NotAvailableError
 
 pytestmark = pytest.mark.unit
 

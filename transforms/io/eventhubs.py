@@ -51,10 +51,10 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from beam_pipelines._extras import require
-from beam_pipelines.errors import ConfigError, SinkError, SourceError
 from beam_pipelines.options import eventhubs as eh_options
 from beam_pipelines.options.eventhubs import redact
+from transforms.base.errors import ConfigError, SinkError, SourceError
+from transforms.base.extras import require
 from transforms.records import RawRecord
 
 _LOG = logging.getLogger(__name__)

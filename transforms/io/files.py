@@ -30,7 +30,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_pipelines.errors import ConfigError, SourceError
+from transforms.base.errors import ConfigError, SourceError
 from transforms.records import RawRecord
 
 _CHUNK = 1 << 20

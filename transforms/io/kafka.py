@@ -59,9 +59,9 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from beam_pipelines._extras import require
-from beam_pipelines.errors import ConfigError, SinkError, SourceError
 from beam_pipelines.options import kafka as kafka_opts
+from transforms.base.errors import ConfigError, SinkError, SourceError
+from transforms.base.extras import require
 from transforms.records import DeadLetter, RawBatch, RawRecord
 from transforms.sinks import as_dict
 

@@ -44,14 +44,14 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from beam_pipelines._extras import require
-from beam_pipelines.errors import ConfigError, SinkError, SourceError
 from beam_pipelines.options.pubsub import (
     SUBSCRIPTION_FORM,
     SUBSCRIPTION_RE,
     TOPIC_FORM,
     TOPIC_RE,
 )
+from transforms.base.errors import ConfigError, SinkError, SourceError
+from transforms.base.extras import require
 from transforms.records import RawRecord, utc_iso
 
 _LOG = logging.getLogger(__name__)

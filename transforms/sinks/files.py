@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window as beam_window
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 from transforms.sinks import as_dict
 
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"

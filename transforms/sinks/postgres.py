@@ -28,8 +28,8 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
-from beam_pipelines._extras import require
-from beam_pipelines.errors import ConfigError, SinkError
+from transforms.base.errors import ConfigError, SinkError
+from transforms.base.extras import require
 from transforms.records import DeadLetter
 from transforms.sinks import as_dict
 

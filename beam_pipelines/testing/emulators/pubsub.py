@@ -475,7 +475,7 @@ class PubSubEmulator:
     def start(self) -> PubSubEmulator:
         import grpc
 
-        from beam_pipelines._extras import require
+        from transforms.base.extras import require
 
         require("pubsub", "google.pubsub_v1")
         self._servicer = PubSubServicer()

@@ -1,7 +1,7 @@
 """Guarded imports of optional dependencies.
 
 ``require("kafka", "kafka")`` returns the imported module or raises
-:class:`~beam_pipelines.errors.MissingExtraError` naming the extra to install, so a user
+:class:`~transforms.base.errors.MissingExtraError` naming the extra to install, so a user
 who picks ``--source=kafka`` without ``pip install 'beam-pipelines[kafka]'`` is told exactly that.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from beam_pipelines.errors import MissingExtraError
+from transforms.base.errors import MissingExtraError
 
 
 def require(extra: str, module: str) -> ModuleType:

@@ -1,0 +1,1 @@
+"""The base layer: exceptions, the optional-extra guard and value parsers every layer uses."""
