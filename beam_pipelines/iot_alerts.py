@@ -50,7 +50,7 @@ from beam_pipelines import options as opts
 from beam_pipelines.testing.iot import SyntheticReadings
 from transforms.base.errors import ConfigError
 from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
-from transforms.io.synthetic import ReadSynthetic
+from transforms.io.synthetic.read import ReadSynthetic
 from transforms.parse import ParseRecords
 from transforms.quality import QualityOptions, apply_quality, rules_for
 from transforms.records import IoTAlert, IoTReading, utc_iso
@@ -308,7 +308,7 @@ def _unbounded_readings(generator: Any, count: int) -> beam.PTransform:
         "version; stream readings from --source=kafka, pubsub or eventhubs, or drop --streaming"
     )
     try:
-        from transforms.io import synthetic
+        from transforms.io.synthetic import read as synthetic
     except ImportError:
         raise unavailable from None
     try:  # the source re-creates the generator at "now": it must keep it a reading generator

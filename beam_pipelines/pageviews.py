@@ -32,10 +32,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import _io, _run, metrics
 from beam_pipelines import options as opts
-from beam_pipelines.testing.synthetic import SyntheticEvents
 from transforms.batches import user_events
 from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
-from transforms.io.synthetic import ReadSynthetic
+from transforms.io.synthetic.events import SyntheticEvents
+from transforms.io.synthetic.read import ReadSynthetic
 from transforms.parse import ParseBlocks, ParseUserEventBatches, ParseUserEvents
 from transforms.quality import QualityOptions, apply_quality
 from transforms.records import PageViewCount, utc_iso
@@ -234,7 +234,7 @@ def synthetic_source(options: PipelineOptions) -> _io.SourceSpec:
         seed=io.synthetic_seed, rate=io.synthetic_rate, malformed=io.synthetic_malformed
     )
     if opts.is_streaming(options):
-        from transforms.io.synthetic import unbounded_synthetic
+        from transforms.io.synthetic.read import unbounded_synthetic
 
         return _io.SourceSpec(unbounded_synthetic(generator, io.synthetic_events), bounded=False)
     return _io.SourceSpec(ReadSynthetic(io.synthetic_events, generator), bounded=True)

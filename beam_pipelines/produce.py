@@ -4,7 +4,7 @@
         --partitions=3 --count=100000 --rate=2000          # synthetic, 2000 events/s
     python -m beam_pipelines.produce --topic=user_events --input=events.jsonl   # a file
 
-Synthetic events come from :class:`~beam_pipelines.testing.synthetic.SyntheticEvents`
+Synthetic events come from :class:`~transforms.io.synthetic.events.SyntheticEvents`
 (``--seed``, ``--malformed`` fraction of bad inputs, ``--out_of_order`` events up to
 ``--max_delay`` seconds back; event time starts at ``--start``, ``now`` by default, so a
 streaming pipeline sees them as on time). Each event is keyed by
@@ -21,9 +21,9 @@ import time
 from typing import Iterable, Iterator, Optional, Sequence
 
 from beam_pipelines.options import kafka as kafka_opts
-from beam_pipelines.testing.synthetic import SyntheticEvents
 from transforms.base.errors import BeamPipelinesError, ConfigError, SinkError
 from transforms.base.extras import require
+from transforms.io.synthetic.events import SyntheticEvents
 
 
 def _key_of(payload: bytes) -> Optional[bytes]:

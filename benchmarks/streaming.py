@@ -103,7 +103,7 @@ from array import array
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Callable, Optional, Sequence
 
-from beam_pipelines.testing.synthetic import PAGES
+from transforms.io.synthetic.events import PAGES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARMUP_PAGE = "/warmup"

@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 
 from beam_pipelines.pageviews import CountPageViews, CountPageViewTables
 from beam_pipelines.testing.collect import collect
-from beam_pipelines.testing.synthetic import SyntheticEvents
 from runners.local_streaming import LocalStreamingRunner
 from transforms.batches import events_table, parse_json_block, parse_payloads, user_events
 from transforms.dead_letters import each_dead_letter, late_record_to_dead_letter
+from transforms.io.synthetic.events import SyntheticEvents
 from transforms.parse import (
     ParseUserEventBatches,
     ParseUserEvents,

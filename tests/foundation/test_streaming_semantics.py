@@ -16,7 +16,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.pageviews import CountPageViews
 from beam_pipelines.testing.collect import collect
-from beam_pipelines.testing.synthetic import SyntheticEvents
+from transforms.io.synthetic.events import SyntheticEvents
 from transforms.records import UserEvent
 from transforms.windowing import WindowConfig, _CountLate
 

@@ -13,9 +13,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_pipelines import _run, pageviews
 from beam_pipelines.produce import send
 from beam_pipelines.testing.servers import free_port
-from beam_pipelines.testing.synthetic import SyntheticEvents
 from transforms.base.errors import SourceError
 from transforms.io.kafka import ReadFromKafka, WriteToKafka, client_config
+from transforms.io.synthetic.events import SyntheticEvents
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from apache_beam.testing import test_stream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines import pageviews
-from beam_pipelines.testing.synthetic import SyntheticEvents
 from runners.local_streaming import LocalStreamingRunner
-from transforms.io.synthetic import UnboundedSynthetic
+from transforms.io.synthetic.events import SyntheticEvents
+from transforms.io.synthetic.read import UnboundedSynthetic
 from transforms.parse import ParseUserEvents
 from transforms.windowing import WindowConfig, WindowedAggregate
 

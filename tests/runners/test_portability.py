@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from beam_pipelines import pageviews
-from beam_pipelines.testing.synthetic import SyntheticEvents
+from transforms.io.synthetic.events import SyntheticEvents
 
 pytestmark = pytest.mark.integration
 

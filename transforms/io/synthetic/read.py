@@ -22,8 +22,8 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from beam_pipelines.testing.synthetic import SyntheticEvents
 from transforms.base.errors import ConfigError
+from transforms.io.synthetic.events import SyntheticEvents
 from transforms.records import RawRecord
 
 _RANGE = 10_000
