@@ -21,8 +21,8 @@ from beam_pipelines.options import IOOptions
 from transforms.base.errors import ConfigError
 from transforms.io.files import ReadFileBlocks, ReadLinesWithOrigin
 
-_CONNECTORS = {"kafka": "transforms.io.kafka", "pubsub": "transforms.io.pubsub",
-               "eventhubs": "transforms.io.eventhubs"}
+_CONNECTORS = {"kafka": "transforms.io.kafka.read", "pubsub": "transforms.io.pubsub.read",
+               "eventhubs": "transforms.io.eventhubs.read"}
 
 
 class SourceSpec(NamedTuple):

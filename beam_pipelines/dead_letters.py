@@ -102,7 +102,7 @@ def kafka_config(servers: str | None, settings: Sequence[str] = ()) -> dict[str,
     """kafka-python client settings from the CLI's --bootstrap_servers / --kafka_config."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from transforms.io.kafka import config_from_options
+    from transforms.io.kafka.read import config_from_options
 
     flags = [f"--bootstrap_servers={servers}"] if servers else []
     flags += [f"--kafka_config={pair}" for pair in settings]

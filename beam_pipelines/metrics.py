@@ -280,7 +280,7 @@ class KafkaLagProbe:
 
     def __init__(self, options: PipelineOptions) -> None:
         from beam_pipelines.options import kafka as kafka_opts
-        from transforms.io.kafka import config_from_options
+        from transforms.io.kafka.read import config_from_options
 
         flags = options.view_as(kafka_opts.KafkaOptions)
         self.group = flags.consumer_group

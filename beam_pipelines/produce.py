@@ -172,7 +172,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         start = time.time() if args.start == "now" else kafka_opts.parse_time(args.start)
     except ValueError:
         raise ConfigError("--start", f"now or {kafka_opts.ISO_FORM}", args.start) from None
-    from transforms.io.kafka import check_topics, client_config
+    from transforms.io.kafka.read import check_topics, client_config
 
     config = client_config(args.bootstrap_servers, security_protocol=args.security_protocol,
                            sasl_mechanism=args.sasl_mechanism, sasl_username=args.sasl_username,

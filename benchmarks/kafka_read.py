@@ -25,7 +25,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from beam_pipelines.produce import send
 from beam_pipelines.testing.kafka import KafkaBroker
-from transforms.io.kafka import ReadFromKafka, client_config
+from transforms.io.kafka.read import ReadFromKafka, client_config
 from transforms.io.synthetic.events import SyntheticEvents
 
 # The test broker answers a fetch with everything it has, not fetch_max_bytes' worth, so

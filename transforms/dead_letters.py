@@ -24,8 +24,8 @@ from transforms.sinks.files import WriteJsonLines
 
 # scheme -> "module:function"; the function takes (target, options) and returns a PTransform.
 _SCHEME_WRITERS = {
-    "kafka": "transforms.io.kafka:dead_letter_writer",
-    "pubsub": "transforms.io.pubsub:dead_letter_writer",
+    "kafka": "transforms.io.kafka.read:dead_letter_writer",
+    "pubsub": "transforms.io.pubsub.read:dead_letter_writer",
 }
 
 

@@ -15,10 +15,10 @@ from beam_pipelines import pageviews
 from beam_pipelines.options import parse
 from beam_pipelines.options.eventhubs import EventHubsOptions, redact
 from beam_pipelines.testing import SyntheticEvents
-from beam_pipelines.testing.emulators.eventhubs import send_events
+from beam_pipelines.testing.emulators.eventhubs.broker import send_events
 from beam_pipelines.testing.files import read_jsonl_dir, window_counts
 from transforms.base.errors import ConfigError
-from transforms.io.eventhubs import ReadFromEventHubs, WriteToEventHubs, source_from_options
+from transforms.io.eventhubs.read import ReadFromEventHubs, WriteToEventHubs, source_from_options
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ def test_unbounded_read_on_the_local_streaming_runner(eventhubs_emulator, eventh
 
     from beam_pipelines.testing.collect import collect
     from runners import prepare
-    from transforms.io.eventhubs import _FileCheckpoints
+    from transforms.io.eventhubs.read import _FileCheckpoints
 
     conn = eventhubs_emulator.connection_string
     hub = eventhub(partitions=2, prefix="stream")

@@ -14,7 +14,7 @@ from beam_pipelines import _run, pageviews
 from beam_pipelines.produce import send
 from beam_pipelines.testing.servers import free_port
 from transforms.base.errors import SourceError
-from transforms.io.kafka import ReadFromKafka, WriteToKafka, client_config
+from transforms.io.kafka.read import ReadFromKafka, WriteToKafka, client_config
 from transforms.io.synthetic.events import SyntheticEvents
 
 pytestmark = pytest.mark.integration
@@ -309,7 +309,7 @@ def test_sdf_splits_checkpoints_and_commits_only_after_finalization(kafka_broker
     offset exactly once, and the group's offset moves only when the bundle is finalized."""
     from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
 
-    from transforms.io import kafka as k
+    from transforms.io.kafka import read as k
 
     servers = kafka_broker.bootstrap_servers
     topic = kafka_topic(1, "split")

@@ -7,7 +7,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from beam_pipelines import options as opts
 from transforms.base.errors import ConfigError
-from transforms.io import kafka as k
+from transforms.io.kafka import read as k
 
 pytestmark = pytest.mark.unit
 

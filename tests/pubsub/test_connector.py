@@ -15,7 +15,12 @@ from beam_pipelines import pageviews
 from beam_pipelines.testing import SyntheticEvents
 from beam_pipelines.testing.files import read_jsonl_dir, window_counts
 from transforms.base.errors import ConfigError, SinkError, SourceError
-from transforms.io.pubsub import PubSubMessage, ReadFromPubSub, WriteToPubSub, dead_letter_writer
+from transforms.io.pubsub.read import (
+    PubSubMessage,
+    ReadFromPubSub,
+    WriteToPubSub,
+    dead_letter_writer,
+)
 from transforms.records import DeadLetter
 
 pytestmark = pytest.mark.integration
@@ -291,7 +296,7 @@ def test_command_line_errors_are_one_line(pubsub_env, capsys, monkeypatch):
 
 
 def test_leases_extend_deadlines_until_acked_or_released(pubsub_env, monkeypatch):
-    from transforms.io import pubsub as connector
+    from transforms.io.pubsub import read as connector
 
     monkeypatch.setattr(connector, "_LEASE_TICK", 0.05)
     monkeypatch.setattr(connector, "_FIRST_DEADLINE", 1.0)

@@ -19,7 +19,7 @@ from google.cloud import pubsub_v1
 
 from beam_pipelines import _io, _run, iot_alerts
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
-from transforms.io.pubsub import ReadFromPubSub
+from transforms.io.pubsub.read import ReadFromPubSub
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

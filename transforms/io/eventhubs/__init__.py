@@ -1,0 +1,3 @@
+"""eventhubs connector (a package of small modules); public names are re-exported here."""
+
+from transforms.io.eventhubs.read import *  # noqa: F401,F403
