@@ -45,15 +45,17 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import _io, _run, metrics
 from beam_pipelines import options as opts
+from beam_pipelines.metrics import exporter as metrics
+from beam_pipelines.skeleton import run as _run
+from beam_pipelines.skeleton import sources as _io
 from beam_pipelines.testing.iot import SyntheticReadings
 from transforms.base.errors import ConfigError
-from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
 from transforms.io.synthetic.read import ReadSynthetic
 from transforms.parse import ParseRecords
-from transforms.quality import QualityOptions, apply_quality, rules_for
+from transforms.quality.transform import QualityOptions, apply_quality, rules_for
 from transforms.records import IoTAlert, IoTReading, utc_iso
+from transforms.sinks.dead_letter_sink import WriteDeadLetters, late_record_to_dead_letter
 from transforms.validation import event_time, non_empty_string, number
 from transforms.windowing import WindowConfig, WindowedAggregate, WindowedResult
 

@@ -30,15 +30,17 @@ from typing import NamedTuple, Optional, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import _io, _run, metrics
 from beam_pipelines import options as opts
+from beam_pipelines.metrics import exporter as metrics
+from beam_pipelines.skeleton import run as _run
+from beam_pipelines.skeleton import sources as _io
 from transforms.batches import user_events
-from transforms.dead_letters import WriteDeadLetters, late_record_to_dead_letter
 from transforms.io.synthetic.events import SyntheticEvents
 from transforms.io.synthetic.read import ReadSynthetic
 from transforms.parse import ParseBlocks, ParseUserEventBatches, ParseUserEvents
-from transforms.quality import QualityOptions, apply_quality
+from transforms.quality.transform import QualityOptions, apply_quality
 from transforms.records import PageViewCount, utc_iso
+from transforms.sinks.dead_letter_sink import WriteDeadLetters, late_record_to_dead_letter
 from transforms.windowing import (
     CountPerSlice,
     CountPerWindow,

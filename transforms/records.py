@@ -106,7 +106,7 @@ class DeadLetterBatch(NamedTuple):
     """Several dead letters as one element. The vectorized steps reject a block's bad
     lines together (a backfill can have tens of thousands), and one element per block
     costs the runner far less than one per letter. Every dead-letter sink takes both;
-    :func:`transforms.dead_letters.each_dead_letter` gives the letters one by one."""
+    :func:`transforms.sinks.dead_letter_sink.each_dead_letter` gives the letters one by one."""
 
     letters: list[DeadLetter]
 

@@ -34,7 +34,7 @@ _OPTION_MODULES = (
     "beam_pipelines.options.eventhubs",
     "beam_pipelines.options.metrics",
     "runners.options",
-    "transforms.quality",
+    "transforms.quality.transform",
 )
 
 

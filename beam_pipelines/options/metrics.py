@@ -1,4 +1,4 @@
-"""Flags of the Prometheus metrics bridge (:mod:`beam_pipelines.metrics`).
+"""Flags of the Prometheus metrics bridge (:mod:`beam_pipelines.metrics.exporter`).
 
 Kept in their own module (registered by ``beam_pipelines.options``) so every pipeline
 accepts them without listing a class, and so they cannot collide with Beam's flags.

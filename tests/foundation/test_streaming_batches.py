@@ -27,9 +27,8 @@ from hypothesis import strategies as st
 
 from beam_pipelines.pageviews import CountPageViews, CountPageViewTables
 from beam_pipelines.testing.collect import collect
-from runners.local_streaming import LocalStreamingRunner
+from runners.local_streaming.runner import LocalStreamingRunner
 from transforms.batches import events_table, parse_json_block, parse_payloads, user_events
-from transforms.dead_letters import each_dead_letter, late_record_to_dead_letter
 from transforms.io.synthetic.events import SyntheticEvents
 from transforms.parse import (
     ParseUserEventBatches,
@@ -39,6 +38,7 @@ from transforms.parse import (
     parse_user_event,
 )
 from transforms.records import DeadLetter, DeadLetterBatch, RawBatch, RawRecord, UserEvent
+from transforms.sinks.dead_letter_sink import each_dead_letter, late_record_to_dead_letter
 from transforms.validation import InvalidRecord, decode_json_object
 from transforms.windowing import WindowConfig
 

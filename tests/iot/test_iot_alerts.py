@@ -17,8 +17,9 @@ import fastjsonschema
 import pytest
 from apache_beam.testing import test_stream
 
-from beam_pipelines import _io, iot_alerts, schemas
+from beam_pipelines import iot_alerts, schemas
 from beam_pipelines.options import parse as parse_flags
+from beam_pipelines.skeleton import sources as _io
 from beam_pipelines.testing.collect import collect
 from beam_pipelines.testing.iot import (
     DEFAULT_START,

@@ -10,8 +10,9 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipelines import _run, pageviews
+from beam_pipelines import pageviews
 from beam_pipelines.produce import send
+from beam_pipelines.skeleton import run as _run
 from beam_pipelines.testing.servers import free_port
 from transforms.base.errors import SourceError
 from transforms.io.kafka.read import ReadFromKafka, WriteToKafka, client_config

@@ -13,8 +13,8 @@ import pytest
 from beam_pipelines import dead_letters as cli
 from beam_pipelines import pageviews
 from transforms.base.errors import ConfigError, SourceError
-from transforms.dead_letters import dead_letter_to_json
 from transforms.records import DeadLetter
+from transforms.sinks.dead_letter_sink import dead_letter_to_json
 
 pytestmark = pytest.mark.unit
 
@@ -139,9 +139,9 @@ def test_dead_letter_batches_are_written_and_counted_one_letter_each(tmp_path, s
     from apache_beam.metrics import MetricsFilter
     from apache_beam.testing.test_stream import TestStream
 
-    from runners.local_streaming import LocalStreamingRunner
-    from transforms.dead_letters import WriteDeadLetters
+    from runners.local_streaming.runner import LocalStreamingRunner
     from transforms.records import DeadLetterBatch
+    from transforms.sinks.dead_letter_sink import WriteDeadLetters
 
     def letter(i: int, code: str) -> DeadLetter:
         return DeadLetter.of("pv", "parse", f"bad {i}", b'{"x": %d}' % i,

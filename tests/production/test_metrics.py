@@ -14,13 +14,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import apache_beam as beam
 import pytest
 
-from beam_pipelines import metrics, pageviews
 from beam_pipelines import options as opts
+from beam_pipelines import pageviews
+from beam_pipelines.metrics import exporter as metrics
 from beam_pipelines.options.metrics import MetricsOptions
 from transforms.base.errors import ConfigError
-from transforms.dead_letters import WriteDeadLetters
 from transforms.io.files import ReadLinesWithOrigin
 from transforms.parse import ParseUserEvents
+from transforms.sinks.dead_letter_sink import WriteDeadLetters
 from transforms.sinks.files import WriteJsonLines
 
 pytestmark = pytest.mark.unit
@@ -240,7 +241,7 @@ def test_port_in_use_is_a_config_error():
 
 def test_streaming_run_is_scraped_live_while_it_runs(capsys):
     """The local streaming runner runs asynchronously: counters grow between scrapes."""
-    from beam_pipelines import _run
+    from beam_pipelines.skeleton import run as _run
 
     options = opts.parse(
         ["--streaming", "--synthetic_events=60", "--synthetic_rate=20", "--window_size=1",

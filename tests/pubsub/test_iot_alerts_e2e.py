@@ -17,7 +17,9 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from google.cloud import pubsub_v1
 
-from beam_pipelines import _io, _run, iot_alerts
+from beam_pipelines import iot_alerts
+from beam_pipelines.skeleton import run as _run
+from beam_pipelines.skeleton import sources as _io
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
 from transforms.io.pubsub.read import ReadFromPubSub
 

@@ -15,7 +15,7 @@ from beam_pipelines import iot_alerts
 from beam_pipelines.testing.collect import collect
 from beam_pipelines.testing.iot import DEFAULT_START, edge_case_lines
 from transforms.base.errors import ConfigError
-from transforms.quality import (
+from transforms.quality.transform import (
     CheckQuality,
     Matches,
     MaxClockSkew,
@@ -262,7 +262,7 @@ def test_apply_quality_for_pageviews_user_events_and_without_the_flag(tmp_path):
     """What the proposed two-line change in pageviews.build does, on parsed user events."""
     from beam_pipelines.options import parse as parse_flags
     from transforms.parse import ParseUserEvents
-    from transforms.quality import apply_quality
+    from transforms.quality.transform import apply_quality
     from transforms.records import RawRecord
 
     rules = tmp_path / "rules.yaml"

@@ -14,7 +14,7 @@ from apache_beam.testing import test_stream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines import pageviews
-from runners.local_streaming import LocalStreamingRunner
+from runners.local_streaming.runner import LocalStreamingRunner
 from transforms.io.synthetic.events import SyntheticEvents
 from transforms.io.synthetic.read import UnboundedSynthetic
 from transforms.parse import ParseUserEvents
@@ -82,7 +82,7 @@ def test_unbounded_source_fires_windows_while_it_is_still_producing():
     assert "late" not in _SEEN
     assert 0 < dead < count * 0.2  # the malformed ones
     # Counters of every bundle add up (Beam's bundle runner kept only the first bundle's).
-    from beam_pipelines._run import counter_total
+    from beam_pipelines.skeleton.run import counter_total
 
     assert counter_total(result, "localstreaming", "events_parsed") == count - dead
     assert counter_total(result, "localstreaming", "events_dead_lettered") == dead
@@ -134,7 +134,7 @@ def test_test_stream_state_and_timers_still_work():
 def test_serial_steps_take_their_oldest_bundle_first():
     from apache_beam.runners.direct import executor
 
-    from runners.local_streaming import _install_fifo_fix
+    from runners.local_streaming.runner import _install_fifo_fix
 
     _install_fifo_fix()
     submitted = []
@@ -242,7 +242,7 @@ def test_function_arguments_are_inspected_once_per_function_and_stay_right():
 @pytest.mark.unit
 def test_the_executor_takes_the_most_downstream_work_first():
     """Fix 7: deepest step first, first in first out among equals, the monitor last."""
-    from runners.local_streaming import _DownstreamFirstQueue
+    from runners.local_streaming.runner import _DownstreamFirstQueue
 
     pipeline = beam.Pipeline()  # only to build applied transforms; it never runs
     source = pipeline | "Source" >> beam.Create([1])
@@ -269,7 +269,7 @@ def test_the_executor_takes_the_most_downstream_work_first():
 
 @pytest.mark.unit
 def test_the_checkpoint_watchdog_calls_what_is_due_and_not_what_was_cancelled():
-    from runners.local_streaming import _Watchdog
+    from runners.local_streaming.runner import _Watchdog
 
     watchdog = _Watchdog()
     called: list[str] = []

@@ -748,7 +748,7 @@ def _options(options):
 
 def source_from_options(options):
     """``--source=eventhubs``: bounded with ``--eventhubs_stop_at end`` or ``--eventhubs_max_events``."""
-    from beam_pipelines._io import SourceSpec
+    from beam_pipelines.skeleton.sources import SourceSpec
 
     _client_module()
     eh = _options(options)

@@ -1470,7 +1470,7 @@ class _ReadAs(beam.PTransform):
 def source_from_options(options):
     """``--source=kafka``: RawRecords with their topic/partition/offset; bounded unless
     never. The same read as RawBatches (one per poll) for pipelines that take batches."""
-    from beam_pipelines._io import SourceSpec
+    from beam_pipelines.skeleton.sources import SourceSpec
 
     read = read_from_options(options)
     return SourceSpec(

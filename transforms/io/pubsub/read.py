@@ -843,7 +843,7 @@ def read_from_options(options) -> ReadFromPubSub:
 
 def source_from_options(options):
     """``--source=pubsub``: a SourceSpec, bounded when a max messages/seconds is set."""
-    from beam_pipelines._io import SourceSpec
+    from beam_pipelines.skeleton.sources import SourceSpec
 
     read = read_from_options(options)
     return SourceSpec(read, bounded=read.bounded)

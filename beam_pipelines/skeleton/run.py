@@ -31,7 +31,7 @@ def execute(
     and fills the options; metrics are exported while the job runs (``--metrics_port``,
     ``--pushgateway``); the end-of-run report says what was counted and rejected.
     """
-    from beam_pipelines import metrics
+    from beam_pipelines.metrics import exporter as metrics
     from beam_pipelines.options import IOOptions, is_streaming
 
     skip_ipython_probe()
@@ -107,7 +107,7 @@ def counter_total(
 ) -> Optional[int]:
     """A counter's total over all steps, read the way the Prometheus bridge reads it;
     None where the runner has no metrics API (Dask)."""
-    from beam_pipelines.metrics import read_snapshot
+    from beam_pipelines.metrics.exporter import read_snapshot
 
     try:
         fresh_metrics(result)

@@ -167,7 +167,7 @@ def read_snapshot(result: Any) -> Snapshot:
     distributions: dict[tuple[str, str], tuple[int, int]] = {}
     gauges: dict[tuple[str, str], tuple[int, float]] = {}
     try:
-        from beam_pipelines._run import fresh_metrics
+        from beam_pipelines.skeleton.run import fresh_metrics
 
         found = fresh_metrics(result).query()
     except Exception as exc:  # some runners have no metrics API, or it is briefly unavailable

@@ -1,0 +1,1 @@
+"""The shared pipeline skeleton: sources, sinks, dead letters, metrics, run() and main()."""
