@@ -34,15 +34,21 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, TextIO
 
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines.wiring.kafka import config_from_options
 from transforms.base.errors import BeamPipelinesError, ConfigError, SinkError, SourceError
-from transforms.base.extras import require
+from transforms.contracts import IOT_READINGS, USER_EVENTS
+from transforms.io.files import iter_lines
+from transforms.io.kafka import client
 from transforms.records import DeadLetter
+from transforms.validation import InvalidRecord, decode_json_object
 
 PROG = "python -m beam_pipelines.dead_letters"
-# pipeline name -> "module:parse function" of its input contract (imported when used).
-CONTRACTS = {
-    "pageviews": "transforms.parse:parse_user_event",
-    "iot_alerts": "beam_pipelines.iot_alerts:parse_reading",
+# pipeline name -> the parse function of its input contract.
+CONTRACTS: dict[str, Callable[[dict], Any]] = {
+    "pageviews": USER_EVENTS.parse,
+    "iot_alerts": IOT_READINGS.parse,
 }
 _FIELDS = set(DeadLetter._fields)
 
@@ -100,10 +106,6 @@ def _is_file(path: str) -> bool:
 
 def kafka_config(servers: str | None, settings: Sequence[str] = ()) -> dict[str, Any]:
     """kafka-python client settings from the CLI's --bootstrap_servers / --kafka_config."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from transforms.io.kafka.read import config_from_options
-
     flags = [f"--bootstrap_servers={servers}"] if servers else []
     flags += [f"--kafka_config={pair}" for pair in settings]
     return config_from_options(PipelineOptions(flags))
@@ -120,13 +122,13 @@ class KafkaTopic:
         self._config = config
         self._timeout = timeout
 
-    def _client(self, kafka):
-        allowed = set(kafka.KafkaConsumer.DEFAULT_CONFIG)
-        settings = {k: v for k, v in self._config.items() if k in allowed}
-        settings.setdefault("bootstrap_timeout_ms", 10000)  # fail in seconds, not minutes
-        settings.update(group_id=None, enable_auto_commit=False)
+    def _client(self):
+        # bootstrap_timeout_ms unless the config sets it: fail in seconds, not minutes
+        settings = client.settings("consumer", self._config,
+                                   defaults={"bootstrap_timeout_ms": 10000},
+                                   group_id=None, enable_auto_commit=False)
         try:
-            return kafka.KafkaConsumer(**settings)
+            return client.build("consumer", settings)
         except Exception as exc:
             raise SourceError(f"LOCATION: cannot reach Kafka at "
                               f"{settings.get('bootstrap_servers')}: {exc}") from None
@@ -135,8 +137,8 @@ class KafkaTopic:
         """(partition name, offset, value) of every record up to the end offsets seen now."""
         import time
 
-        kafka = require("kafka", "kafka")
-        consumer = self._client(kafka)
+        kafka = client.kafka_module()
+        consumer = self._client()
         try:
             numbers = consumer.partitions_for_topic(self.topic)
             if not numbers:
@@ -162,8 +164,6 @@ Location = Sequence["str | KafkaTopic"]
 
 
 def _raw_records(sources: Iterable[str | KafkaTopic]) -> Iterator[tuple[str, int, bytes]]:
-    from transforms.io.files import iter_lines  # compressed files too, by extension
-
     for source in sources:
         if isinstance(source, KafkaTopic):
             yield from source.lines()
@@ -292,8 +292,7 @@ def load_fix(spec: str) -> FixFn:
 def load_contract(name: str) -> Callable[[dict], Any] | None:
     if name == "none":
         return None
-    module_name, _, function = CONTRACTS[name].partition(":")
-    return getattr(importlib.import_module(module_name), function)
+    return CONTRACTS[name]
 
 
 def _decoded(letter: DeadLetter) -> Any:
@@ -346,15 +345,13 @@ class _KafkaWriter:
     """Payloads as records of a topic (e.g. the pipeline's input topic), acks=all."""
 
     def __init__(self, output: str, config: dict[str, Any]) -> None:
-        kafka = require("kafka", "kafka")
+        client.kafka_module()
         self.topic = output.split("://", 1)[1].strip("/")
         if not self.topic:
             raise ConfigError("--output", "a JSON-lines file path or kafka://TOPIC", output)
-        allowed = set(kafka.KafkaProducer.DEFAULT_CONFIG)
-        settings = {k: v for k, v in config.items() if k in allowed}
-        settings["acks"] = "all"
+        settings = client.settings("producer", config, acks="all")
         try:
-            self._producer = kafka.KafkaProducer(**settings)
+            self._producer = client.build("producer", settings)
         except Exception as exc:
             raise SinkError(f"--output: cannot reach Kafka at "
                             f"{settings.get('bootstrap_servers')}: {exc}") from None
@@ -402,8 +399,6 @@ def replay(
     ``output`` is a JSON-lines file (written to a temporary file and renamed) or
     ``kafka://TOPIC`` (with ``kafka`` client settings), e.g. the pipeline's input topic.
     """
-    from transforms.validation import InvalidRecord, decode_json_object
-
     written = skipped = dropped = fix_errors = 0
     invalid: collections.Counter = collections.Counter()
     contracts: dict[str, Callable | None] = {}

@@ -19,7 +19,7 @@ Thresholds and the window are flags (``--temperature_threshold``,
 computed exactly over the decimal values as written, so a window averaging exactly 30
 never alerts, whatever order a runner sums in.
 
-``--quality_rules=rules.json`` applies data-quality rules (transforms/quality.py) to the
+``--quality_rules=rules.json`` applies data-quality rules (transforms/quality/) to the
 parsed readings before aggregation; failing readings are dead-lettered with the rule.
 
 Streaming: Stream Analytics emits each window once, at its end; here ``--early_firing``
@@ -39,44 +39,31 @@ import math
 import sys
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, NamedTuple, Sequence
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
 
-from beam_pipelines import options as opts
-from beam_pipelines.metrics import exporter as metrics
-from beam_pipelines.skeleton import run as _run
-from beam_pipelines.skeleton import sources as _io
-from beam_pipelines.testing.iot import SyntheticReadings
+from beam_pipelines.metrics import counter_total
+from beam_pipelines.options.quality import QualityOptions
+from beam_pipelines.skeleton import Context, Core, Inputs, Pipeline, ResultSpec
+from beam_pipelines.wiring.quality import rules_for
 from transforms.base.errors import ConfigError
-from transforms.io.synthetic.read import ReadSynthetic
-from transforms.parse import ParseRecords
-from transforms.quality.transform import QualityOptions, apply_quality, rules_for
+from transforms.contracts import IOT_READINGS
+from transforms.contracts.iot_readings import ParseReadings, parse_reading
 from transforms.records import IoTAlert, IoTReading, utc_iso
-from transforms.sinks.dead_letter_sink import WriteDeadLetters, late_record_to_dead_letter
-from transforms.validation import event_time, non_empty_string, number
 from transforms.windowing import WindowConfig, WindowedAggregate, WindowedResult
 
+__all__ = ["IOT_ALERTS", "AlertStatsFn", "DetectAlerts", "IotAlerts", "IotAlertsOptions",
+           "ParseReadings", "Thresholds", "main", "parse_reading", "run"]
+
 PIPELINE = "iot_alerts"
+DESCRIPTION = (__doc__ or "").splitlines()[0]
 DEFAULT_WINDOW = 60
 DEFAULT_TEMPERATURE = 30.0
 DEFAULT_HUMIDITY = 80.0
-
-COLUMNS = ["WindowStart", "WindowTime", "DeviceId", "AvgTemp", "MaxHumidity"]
-PANE_COLUMNS = ["pane_timing", "pane_index", "is_final"]
-POSTGRES_COLUMNS = [
-    ("DeviceId", "text NOT NULL"),
-    ("WindowStart", "timestamptz NOT NULL"),
-    ("WindowTime", "timestamptz NOT NULL"),
-    ("AvgTemp", "double precision NOT NULL"),
-    ("MaxHumidity", "double precision NOT NULL"),
-    ("pane_timing", "text"),
-    ("pane_index", "integer"),
-    ("is_final", "boolean"),
-]
-POSTGRES_KEY = ["DeviceId", "WindowStart"]
 
 
 def _finite_number(text: str) -> float:
@@ -108,22 +95,6 @@ class IotAlertsOptions(PipelineOptions):
             help="Alert when a device's maximum humidity in a window is strictly above this. "
             "Default 80.",
         )
-
-
-# ---- the input contract ---------------------------------------------------------------
-
-def parse_reading(obj: dict[str, Any]) -> tuple[IoTReading, int]:
-    """The iot_alerts input contract; extra fields are ignored. Epoch times are rejected."""
-    device = non_empty_string(obj, "DeviceId")
-    temperature = number(obj, "Temperature")
-    humidity = number(obj, "Humidity")
-    seconds, whole = event_time(obj, "EventTime", allow_epoch=False)
-    return IoTReading(device, temperature, humidity, utc_iso(seconds)), whole
-
-
-def ParseReadings(pipeline: str = PIPELINE) -> ParseRecords:
-    """ParseRecords for the IoT reading contract."""
-    return ParseRecords(parse_reading, pipeline=pipeline, step="parse")
 
 
 # ---- the aggregate and the HAVING clause -------------------------------------------------
@@ -247,16 +218,18 @@ class _Alerts(NamedTuple):
     late: beam.PCollection
 
 
-# ---- options, sources, sinks ---------------------------------------------------------
+# ---- the pipeline ----------------------------------------------------------------------
 
-def window_config(options: PipelineOptions) -> WindowConfig:
-    w = options.view_as(opts.WindowOptions)
-    return WindowConfig(
-        size=w.window_size or DEFAULT_WINDOW,
-        period=w.window_period,
-        allowed_lateness=w.allowed_lateness or 0,
-        early_firing=w.early_firing,
-    )
+RESULTS = ResultSpec.of(
+    IoTAlert,
+    name=PIPELINE,
+    key=["DeviceId", "WindowStart"],
+    columns=["WindowStart", "WindowTime", "DeviceId", "AvgTemp", "MaxHumidity"],
+    sort_by=["WindowStart", "DeviceId"],
+    title="IoT alerts per device and window",
+    table="iot_alerts",
+    table_columns=["DeviceId", "WindowStart", "WindowTime", "AvgTemp", "MaxHumidity"],
+)
 
 
 def thresholds(options: PipelineOptions) -> Thresholds:
@@ -264,113 +237,43 @@ def thresholds(options: PipelineOptions) -> Thresholds:
     return Thresholds(o.temperature_threshold, o.humidity_threshold).validated()
 
 
-def parquet_schema(streaming: bool):
-    import pyarrow as pa
+class IotAlerts(Pipeline):
+    """Devices whose readings break a threshold in a window (see the module docstring)."""
 
-    fields = [
-        ("WindowStart", pa.timestamp("us", tz="UTC")),
-        ("WindowTime", pa.timestamp("us", tz="UTC")),
-        ("DeviceId", pa.string()),
-        ("AvgTemp", pa.float64()),
-        ("MaxHumidity", pa.float64()),
-    ]
-    if streaming:
-        fields += [("pane_timing", pa.string()), ("pane_index", pa.int64()), ("is_final", pa.bool_())]
-    return pa.schema(fields)
+    name = PIPELINE
+    description = DESCRIPTION
+    contract = IOT_READINGS
+    results = RESULTS
+    flags = (IotAlertsOptions, QualityOptions)
+    default_window = DEFAULT_WINDOW
 
+    def check(self, options: PipelineOptions) -> None:
+        self.window_config(options)
+        thresholds(options)
+        rules_for(options, PIPELINE, IOT_READINGS.schema)
 
-RESULTS = _io.ResultSpec(
-    name=PIPELINE,
-    columns=COLUMNS,
-    pane_columns=PANE_COLUMNS,
-    sort_by=["WindowStart", "DeviceId"],
-    title="IoT alerts per device and window",
-    parquet_schema=parquet_schema,
-    postgres_table="iot_alerts",
-    postgres_columns=POSTGRES_COLUMNS,
-    postgres_key=POSTGRES_KEY,
-)
+    def core(self, inputs: Inputs, ctx: Context) -> Core:
+        detected = inputs.records | "DetectAlerts" >> DetectAlerts(
+            self.window_config(ctx.options), thresholds(ctx.options), streaming=ctx.streaming
+        )
+        return Core(detected.alerts, detected.late)
 
-
-def synthetic_source(options: PipelineOptions) -> _io.SourceSpec:
-    io = options.view_as(opts.IOOptions)
-    # ReadSynthetic only calls generator.payloads(count, first), which both generators have.
-    generator: Any = SyntheticReadings(
-        seed=io.synthetic_seed, rate=io.synthetic_rate, malformed=io.synthetic_malformed
-    )
-    if opts.is_streaming(options):
-        return _io.SourceSpec(_unbounded_readings(generator, io.synthetic_events), bounded=False)
-    return _io.SourceSpec(ReadSynthetic(io.synthetic_events, generator), bounded=True)
+    def finish(self, result: PipelineResult, options: PipelineOptions) -> None:
+        alerts = counter_total(result, PIPELINE, "alerts_emitted")
+        if alerts is not None:
+            print(f"{PIPELINE}: {alerts} alert{'s' if alerts != 1 else ''} emitted",
+                  file=sys.stderr, flush=True)
 
 
-def _unbounded_readings(generator: Any, count: int) -> beam.PTransform:
-    """The streaming synthetic source, if it can generate readings (not only user events)."""
-    unavailable = ConfigError.from_message(
-        "--streaming: the streaming synthetic source generates user events only in this "
-        "version; stream readings from --source=kafka, pubsub or eventhubs, or drop --streaming"
-    )
-    try:
-        from transforms.io.synthetic import read as synthetic
-    except ImportError:
-        raise unavailable from None
-    try:  # the source re-creates the generator at "now": it must keep it a reading generator
-        restarted = synthetic._starting_at(generator, 0.0)  # type: ignore[attr-defined]
-        source = synthetic.unbounded_synthetic  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):
-        raise unavailable from None
-    if not isinstance(restarted, SyntheticReadings):
-        raise unavailable
-    return source(generator, count)
+IOT_ALERTS = IotAlerts()
+synthetic_source = IOT_ALERTS.synthetic_source
+build = IOT_ALERTS.build
+run = IOT_ALERTS.run
+main = IOT_ALERTS.main
 
 
-# ---- the pipeline ----------------------------------------------------------------------
-
-def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceSpec, streaming: bool):
-    """The iot_alerts graph on ``pipeline``; returns (alerts, dead letters)."""
-    io = options.view_as(opts.IOOptions)
-    raw = pipeline | "Read" >> source.transform
-    parsed = raw | "Parse" >> ParseReadings(PIPELINE)
-    checked = apply_quality(parsed.valid, options, PIPELINE, schema="IoTReading")
-    detected = checked.valid | "DetectAlerts" >> DetectAlerts(
-        window_config(options), thresholds(options), streaming=streaming
-    )
-    measured = detected.alerts | "MeasureOutput" >> metrics.MeasureOutput(PIPELINE)
-    refused = _io.write_results(measured, options, RESULTS, streaming=streaming)
-    late = detected.late | "LateToDeadLetter" >> beam.Map(
-        late_record_to_dead_letter(PIPELINE, "window")
-    )
-    dead_parts = [parsed.dead_letters, checked.dead_letters, late]
-    if refused is not None:
-        dead_parts.append(refused)
-    dead = dead_parts | "AllDeadLetters" >> beam.Flatten()
-    dead | "WriteDeadLetters" >> WriteDeadLetters(
-        io.dead_letter, pipeline=PIPELINE, streaming=streaming, options=options
-    )
-    return detected.alerts, dead
-
-
-def run(argv: Sequence[str] | None = None):
-    """Parse flags, build and run the pipeline; returns the PipelineResult."""
-    options = opts.parse(
-        argv,
-        [opts.IOOptions, opts.WindowOptions, IotAlertsOptions, QualityOptions],
-        prog="python -m beam_pipelines.iot_alerts",
-        description=__doc__.splitlines()[0],
-    )
-    window_config(options)  # validate flags before anything starts
-    thresholds(options)
-    rules_for(options, PIPELINE, "IoTReading")
-    source = _io.source_spec(options, default="synthetic", synthetic=synthetic_source)
-    result = _run.execute(options, source, pipeline_name=PIPELINE, build=build)
-    alerts = _run.counter_total(result, PIPELINE, "alerts_emitted")
-    if alerts is not None:
-        print(f"{PIPELINE}: {alerts} alert{'s' if alerts != 1 else ''} emitted", file=sys.stderr,
-              flush=True)
-    return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return _run.main(run, argv)
+def window_config(options: PipelineOptions) -> WindowConfig:
+    return IOT_ALERTS.window_config(options)
 
 
 if __name__ == "__main__":

@@ -25,22 +25,20 @@ synthetic, Pub/Sub and Event Hubs sources, and ``--quality_rules``, use the per-
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import options as opts
-from beam_pipelines.metrics import exporter as metrics
-from beam_pipelines.skeleton import run as _run
-from beam_pipelines.skeleton import sources as _io
+from beam_pipelines.options.quality import QualityOptions
+from beam_pipelines.skeleton import Context, Core, Inputs, Pipeline, ResultSpec, read_records
+from beam_pipelines.wiring import quality
+from beam_pipelines.wiring.source_spec import SourceSpec
 from transforms.batches import user_events
-from transforms.io.synthetic.events import SyntheticEvents
-from transforms.io.synthetic.read import ReadSynthetic
-from transforms.parse import ParseBlocks, ParseUserEventBatches, ParseUserEvents
-from transforms.quality.transform import QualityOptions, apply_quality
+from transforms.contracts import USER_EVENTS
+from transforms.parse import ParseBlocks, ParseUserEventBatches
 from transforms.records import PageViewCount, utc_iso
-from transforms.sinks.dead_letter_sink import WriteDeadLetters, late_record_to_dead_letter
 from transforms.windowing import (
     CountPerSlice,
     CountPerWindow,
@@ -50,21 +48,9 @@ from transforms.windowing import (
 )
 
 PIPELINE = "pageviews"
+DESCRIPTION = (__doc__ or "").splitlines()[0]
 DEFAULT_WINDOW = 300
 BATCH_ENGINES = ("arrow", "records")
-
-COLUMNS = ["window_start", "window_end", "page", "count"]
-PANE_COLUMNS = ["pane_timing", "pane_index", "is_final"]
-POSTGRES_COLUMNS = [
-    ("window_start", "timestamptz NOT NULL"),
-    ("window_end", "timestamptz NOT NULL"),
-    ("page", "text NOT NULL"),
-    ("count", "bigint NOT NULL"),
-    ("pane_timing", "text"),
-    ("pane_index", "integer"),
-    ("is_final", "boolean"),
-]
-POSTGRES_KEY = ["window_start", "page"]
 
 
 class PageviewsOptions(PipelineOptions):
@@ -88,30 +74,12 @@ class PageviewsOptions(PipelineOptions):
         )
 
 
-def parquet_schema(streaming: bool):
-    import pyarrow as pa
-
-    fields = [
-        ("window_start", pa.timestamp("us", tz="UTC")),
-        ("window_end", pa.timestamp("us", tz="UTC")),
-        ("page", pa.string()),
-        ("count", pa.int64()),
-    ]
-    if streaming:
-        fields += [("pane_timing", pa.string()), ("pane_index", pa.int64()), ("is_final", pa.bool_())]
-    return pa.schema(fields)
-
-
-RESULTS = _io.ResultSpec(
+RESULTS = ResultSpec.of(
+    PageViewCount,
     name=PIPELINE,
-    columns=COLUMNS,
-    pane_columns=PANE_COLUMNS,
-    sort_by=["window_start", "page"],
+    key=["window_start", "page"],
     title="page views per window",
-    parquet_schema=parquet_schema,
-    postgres_table="page_views",
-    postgres_columns=POSTGRES_COLUMNS,
-    postgres_key=POSTGRES_KEY,
+    table="page_views",
     never_decrease="count",  # accumulating panes: a later pane never has a smaller count
 )
 
@@ -125,16 +93,6 @@ def to_page_view_count(result: WindowedResult) -> PageViewCount:
         result.pane_timing,
         result.pane_index,
         result.is_final,
-    )
-
-
-def window_config(options: PipelineOptions) -> WindowConfig:
-    w = options.view_as(opts.WindowOptions)
-    return WindowConfig(
-        size=w.window_size or DEFAULT_WINDOW,
-        period=w.window_period,
-        allowed_lateness=w.allowed_lateness or 0,
-        early_firing=w.early_firing,
     )
 
 
@@ -230,69 +188,7 @@ class _Counts(NamedTuple):
     late: Optional[beam.PCollection]  # None when there can be none
 
 
-def synthetic_source(options: PipelineOptions) -> _io.SourceSpec:
-    io = options.view_as(opts.IOOptions)
-    generator = SyntheticEvents(
-        seed=io.synthetic_seed, rate=io.synthetic_rate, malformed=io.synthetic_malformed
-    )
-    if opts.is_streaming(options):
-        from transforms.io.synthetic.read import unbounded_synthetic
-
-        return _io.SourceSpec(unbounded_synthetic(generator, io.synthetic_events), bounded=False)
-    return _io.SourceSpec(ReadSynthetic(io.synthetic_events, generator), bounded=True)
-
-
-def build(pipeline: beam.Pipeline, options: PipelineOptions, source: _io.SourceSpec, streaming: bool):
-    """The pageviews graph on ``pipeline``; returns (counts, dead letters)."""
-    io = options.view_as(opts.IOOptions)
-    action = options.view_as(PageviewsOptions).action
-    engine = vectorized(options, source, streaming)
-    if engine == "blocks":
-        assert source.blocks is not None  # vectorized() checked it
-        blocks = pipeline | "Read" >> source.blocks
-        tables = blocks | "Parse" >> ParseBlocks(PIPELINE)
-        counted = tables.valid | "CountPageViews" >> CountPageViewBatches(
-            window_config(options), action=action
-        )
-        rejected = tables.dead_letters
-    elif engine == "batches":
-        assert source.batches is not None  # vectorized() checked it
-        raw_batches = pipeline | "Read" >> source.batches
-        tables = raw_batches | "Parse" >> ParseUserEventBatches(PIPELINE)
-        if streaming:
-            counted = tables.valid | "CountPageViews" >> CountPageViewTables(
-                window_config(options), action=action
-            )
-        else:
-            counted = tables.valid | "CountPageViews" >> CountPageViewBatches(
-                window_config(options), action=action
-            )
-        rejected = tables.dead_letters
-    else:
-        raw = pipeline | "Read" >> source.transform
-        parsed = raw | "Parse" >> ParseUserEvents(PIPELINE)
-        checked = apply_quality(parsed.valid, options, PIPELINE)
-        counted = checked.valid | "CountPageViews" >> CountPageViews(
-            window_config(options), streaming=streaming, action=action
-        )
-        rejected = (parsed.dead_letters, checked.dead_letters) | "Rejected" >> beam.Flatten()
-    measured = counted.counts | "MeasureOutput" >> metrics.MeasureOutput(PIPELINE)
-    refused = _io.write_results(measured, options, RESULTS, streaming=streaming)
-    dead_parts = [rejected]
-    if counted.late is not None:
-        dead_parts.append(counted.late | "LateToDeadLetter" >> beam.Map(
-            late_record_to_dead_letter(PIPELINE, "window")
-        ))
-    if refused is not None:
-        dead_parts.append(refused)
-    dead = dead_parts | "AllDeadLetters" >> beam.Flatten()
-    dead | "WriteDeadLetters" >> WriteDeadLetters(
-        io.dead_letter, pipeline=PIPELINE, streaming=streaming, options=options
-    )
-    return counted.counts, dead
-
-
-def vectorized(options: PipelineOptions, source: _io.SourceSpec, streaming: bool) -> Optional[str]:
+def vectorized(options: PipelineOptions, source: SourceSpec, streaming: bool) -> Optional[str]:
     """Which vectorized Arrow path this run takes (see the module docstring): "blocks"
     (files, batch), "batches" (a source that polls in bulk), or None (per record)."""
     if (
@@ -307,21 +203,57 @@ def vectorized(options: PipelineOptions, source: _io.SourceSpec, streaming: bool
     return None
 
 
-def run(argv: Optional[Sequence[str]] = None):
-    """Parse flags, build and run the pipeline; returns the PipelineResult."""
-    options = opts.parse(
-        argv,
-        [opts.IOOptions, opts.WindowOptions, QualityOptions, PageviewsOptions],
-        prog="python -m beam_pipelines.pageviews",
-        description=__doc__.splitlines()[0],
-    )
-    window_config(options)  # validate window flags before anything starts
-    source = _io.source_spec(options, default="synthetic", synthetic=synthetic_source)
-    return _run.execute(options, source, pipeline_name=PIPELINE, build=build)
+class Pageviews(Pipeline):
+    """Page views per page and event-time window (see the module docstring)."""
+
+    name = PIPELINE
+    description = DESCRIPTION
+    contract = USER_EVENTS
+    results = RESULTS
+    flags = (QualityOptions, PageviewsOptions)
+    default_window = DEFAULT_WINDOW
+
+    def read(self, pipeline: beam.Pipeline, source: SourceSpec, ctx: Context) -> Inputs:
+        """Per record (as the skeleton reads), or as Arrow tables on the vectorized path."""
+        engine = vectorized(ctx.options, source, ctx.streaming)
+        if engine == "blocks":
+            assert source.blocks is not None  # vectorized() checked it
+            blocks = pipeline | "Read" >> source.blocks
+            tables = blocks | "Parse" >> ParseBlocks(PIPELINE)
+            return Inputs(tables.valid, [tables.dead_letters], form="blocks")
+        if engine == "batches":
+            assert source.batches is not None  # vectorized() checked it
+            raw_batches, rejected = read_records(pipeline, source._replace(transform=source.batches))
+            tables = raw_batches | "Parse" >> ParseUserEventBatches(PIPELINE)
+            return Inputs(tables.valid, [*rejected, tables.dead_letters], form="batches")
+        raw, rejected = read_records(pipeline, source)
+        parsed = raw | "Parse" >> USER_EVENTS.parser(PIPELINE)
+        checked = quality.apply_quality(parsed.valid, ctx.options, PIPELINE)
+        dead = (parsed.dead_letters, checked.dead_letters) | "Rejected" >> beam.Flatten()
+        return Inputs(checked.valid, [*rejected, dead])
+
+    def core(self, inputs: Inputs, ctx: Context) -> Core:
+        action = ctx.flags(PageviewsOptions).action
+        config = self.window_config(ctx.options)
+        if inputs.form == "records":
+            count: beam.PTransform = CountPageViews(config, streaming=ctx.streaming, action=action)
+        elif inputs.form == "batches" and ctx.streaming:
+            count = CountPageViewTables(config, action=action)
+        else:
+            count = CountPageViewBatches(config, action=action)
+        counted = inputs.records | "CountPageViews" >> count
+        return Core(counted.counts, counted.late)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    return _run.main(run, argv)
+PAGEVIEWS = Pageviews()
+synthetic_source = PAGEVIEWS.synthetic_source
+build = PAGEVIEWS.build
+run = PAGEVIEWS.run
+main = PAGEVIEWS.main
+
+
+def window_config(options: PipelineOptions) -> WindowConfig:
+    return PAGEVIEWS.window_config(options)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 from beam_pipelines.options import kafka as kafka_opts
 from transforms.base.errors import BeamPipelinesError, ConfigError, SinkError
-from transforms.base.extras import require
+from transforms.io.files import iter_lines
+from transforms.io.kafka import check_topics, client, client_config, rules, wait_for_partitions
 from transforms.io.synthetic.events import SyntheticEvents
 
 
@@ -36,8 +37,6 @@ def _key_of(payload: bytes) -> Optional[bytes]:
 
 def file_payloads(path: str) -> Iterator[bytes]:
     """Non-empty lines of a JSON-lines file (any Beam filesystem path, compressed or not)."""
-    from transforms.io.files import iter_lines
-
     for _, line in iter_lines(path):
         if line.strip():
             yield line
@@ -45,12 +44,11 @@ def file_payloads(path: str) -> Iterator[bytes]:
 
 def ensure_topic(config: dict, topic: str, partitions: int) -> None:
     """Create ``topic`` with ``partitions`` partitions unless it exists (then leave it)."""
-    kafka = require("kafka", "kafka")
+    client.kafka_module()
     from kafka.admin import NewTopic
 
     try:
-        admin = kafka.KafkaAdminClient(**{k: v for k, v in config.items()
-                                          if k in kafka.KafkaAdminClient.DEFAULT_CONFIG})
+        admin = client.build("admin", client.settings("admin", config))
     except Exception as exc:
         raise SinkError(f"cannot reach Kafka at {','.join(config['bootstrap_servers'])}: "
                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from None
@@ -59,9 +57,7 @@ def ensure_topic(config: dict, topic: str, partitions: int) -> None:
             admin.create_topics([NewTopic(topic, partitions, 1)])
     finally:
         admin.close()
-    from beam_pipelines.testing.kafka import wait_for_partitions
-
-    wait_for_partitions(",".join(config["bootstrap_servers"]), topic, partitions)
+    wait_for_partitions(config, topic, partitions)
 
 
 def send(
@@ -74,11 +70,10 @@ def send(
     progress: bool = True,
 ) -> int:
     """Send each payload (keyed by user_id) at most ``rate`` per second; returns the count."""
-    kafka = require("kafka", "kafka")
-    settings = {k: v for k, v in config.items() if k in kafka.KafkaProducer.DEFAULT_CONFIG}
-    settings.update(acks="all", linger_ms=20, batch_size=256 * 1024)
+    settings = client.settings("producer", config, acks="all", linger_ms=20,
+                               batch_size=256 * 1024)
     try:
-        producer = kafka.KafkaProducer(**settings)
+        producer = client.build("producer", settings)
     except Exception as exc:
         raise SinkError(f"cannot reach Kafka at {','.join(config['bootstrap_servers'])}: "
                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from None
@@ -169,10 +164,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.partitions is not None and args.partitions <= 0:
         raise ConfigError("--partitions", "a whole number > 0", args.partitions)
     try:
-        start = time.time() if args.start == "now" else kafka_opts.parse_time(args.start)
+        start = time.time() if args.start == "now" else rules.parse_time(args.start)
     except ValueError:
-        raise ConfigError("--start", f"now or {kafka_opts.ISO_FORM}", args.start) from None
-    from transforms.io.kafka.read import check_topics, client_config
+        raise ConfigError("--start", f"now or {rules.ISO_FORM}", args.start) from None
 
     config = client_config(args.bootstrap_servers, security_protocol=args.security_protocol,
                            sasl_mechanism=args.sasl_mechanism, sasl_username=args.sasl_username,

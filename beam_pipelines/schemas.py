@@ -24,7 +24,7 @@ import typing
 from typing import Any, NamedTuple, Sequence
 
 from transforms.base.errors import ConfigError
-from transforms.records import DeadLetter, IoTAlert, IoTReading, PageViewCount, UserEvent
+from transforms.records import DeadLetter, IoTAlert, IoTReading, PageViewCount, UserEvent, UtcTime
 
 SCHEMAS: dict[str, type] = {
     "UserEvent": UserEvent,
@@ -88,21 +88,17 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
     },
 }
 
-_DATE_TIME = {"format": "date-time"}
+_DATE_TIME = {"format": "date-time"}  # every UtcTime field (transforms.records.UtcTime)
+_PANE_RULES: dict[str, dict[str, Any]] = {"pane_timing": {"enum": ["EARLY", "ON_TIME", "LATE"]},
+                                          "pane_index": {"minimum": 0}}
 # JSON Schema keywords beyond the type; the Markdown lists them too.
 CONSTRAINTS: dict[str, dict[str, dict[str, Any]]] = {
     "UserEvent": {"user_id": {"minLength": 1}, "action": {"minLength": 1},
                   "page": {"minLength": 1}},
-    "PageViewCount": {"window_start": _DATE_TIME, "window_end": _DATE_TIME, "page": {"minLength": 1},
-                      "count": {"minimum": 1}, "pane_timing": {"enum": ["EARLY", "ON_TIME", "LATE"]},
-                      "pane_index": {"minimum": 0}},
-    "IoTReading": {"DeviceId": {"minLength": 1}, "EventTime": _DATE_TIME},
-    "IoTAlert": {"DeviceId": {"minLength": 1}, "WindowTime": _DATE_TIME,
-                 "WindowStart": _DATE_TIME,
-                 "pane_timing": {"enum": ["EARLY", "ON_TIME", "LATE"]},
-                 "pane_index": {"minimum": 0}},
-    "DeadLetter": {"payload_encoding": {"enum": ["utf-8", "base64"]},
-                   "rejected_at": _DATE_TIME},
+    "PageViewCount": {"page": {"minLength": 1}, "count": {"minimum": 1}, **_PANE_RULES},
+    "IoTReading": {"DeviceId": {"minLength": 1}},
+    "IoTAlert": {"DeviceId": {"minLength": 1}, **_PANE_RULES},
+    "DeadLetter": {"payload_encoding": {"enum": ["utf-8", "base64"]}},
 }
 
 FORMATS = ("jsonschema", "avro", "markdown")
@@ -115,6 +111,11 @@ class Field(NamedTuple):
     nullable: bool
     doc: str
     constraints: dict[str, Any]
+
+    @property
+    def is_time(self) -> bool:
+        """A UtcTime field: an ISO-8601 UTC string (a timestamp column in Parquet/SQL)."""
+        return self.constraints.get("format") == "date-time"
 
 
 _KINDS = {str: "string", float: "double", int: "long", bool: "boolean"}
@@ -129,6 +130,8 @@ def _kind(schema: str, name: str, hint: Any) -> tuple[str, bool]:
         if len(args) != 1:
             raise TypeError(f"{schema}.{name}: unions other than Optional[X] are not exportable")
         hint = args[0]
+    if hint is UtcTime:
+        return "string", nullable
     if hint in _KINDS:
         return _KINDS[hint], nullable
     if typing.get_origin(hint) is dict and typing.get_args(hint)[:1] == (str,):
@@ -136,35 +139,63 @@ def _kind(schema: str, name: str, hint: Any) -> tuple[str, bool]:
     raise TypeError(f"{schema}.{name}: type {hint!r} has no schema mapping")
 
 
+Record = typing.Union[str, type]  # a schema's name in SCHEMAS, or the record type itself
+
+
 def schema_names() -> list[str]:
     return list(SCHEMAS)
 
 
-def field_names(name: str) -> list[str]:
+def register(record: type, docs: dict[str, str] | None = None,
+             constraints: dict[str, dict[str, Any]] | None = None) -> type:
+    """Add a record type (a NamedTuple) to the exported schemas, under its class name, with
+    what its fields mean and the values they take. Returns the record (a decorator)."""
+    name = record.__name__
+    SCHEMAS[name] = record
+    FIELD_DOCS[name] = dict(docs or {})
+    CONSTRAINTS[name] = dict(constraints or {})
+    return record
+
+
+def field_names(name: Record) -> list[str]:
     return list(typing.get_type_hints(_record(name)))
 
 
-def _record(name: str) -> type:
+def _record(name: Record) -> type:
+    if isinstance(name, type):
+        return name
     try:
         return SCHEMAS[name]
     except KeyError:
         raise ConfigError("--schema", f"one of {'|'.join(SCHEMAS)}", name) from None
 
 
-def fields(name: str) -> list[Field]:
-    """The fields of a schema, in record order, with their docs and constraints."""
+def fields(name: Record) -> list[Field]:
+    """The fields of a schema (or record type), in record order, with docs and constraints."""
     record = _record(name)
-    docs = FIELD_DOCS.get(name, {})
-    constraints = CONSTRAINTS.get(name, {})
+    key = record.__name__ if isinstance(name, type) else name
+    docs = FIELD_DOCS.get(key, {})
+    constraints = CONSTRAINTS.get(key, {})
     out = []
     for field, hint in typing.get_type_hints(record).items():
-        kind, nullable = _kind(name, field, hint)
-        out.append(Field(field, kind, nullable, docs.get(field, ""), dict(constraints.get(field, {}))))
+        kind, nullable = _kind(key, field, hint)
+        rules = {**_DATE_TIME} if _unwrapped(hint) is UtcTime else {}
+        rules.update(constraints.get(field, {}))
+        out.append(Field(field, kind, nullable, docs.get(field, ""), rules))
     return out
 
 
-def description(name: str) -> str:
-    return (_record(name).__doc__ or name).strip().splitlines()[0]
+def _unwrapped(hint: Any) -> Any:
+    """X of Optional[X], else the hint."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return hint
+
+
+def description(name: Record) -> str:
+    record = _record(name)
+    return (record.__doc__ or record.__name__).strip().splitlines()[0]
 
 
 # ---- JSON Schema --------------------------------------------------------------------

@@ -25,7 +25,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from beam_pipelines.produce import send
 from beam_pipelines.testing.kafka import KafkaBroker
-from transforms.io.kafka.read import ReadFromKafka, client_config
+from transforms.io.kafka import ReadFromKafka, client_config
 from transforms.io.synthetic.events import SyntheticEvents
 
 # The test broker answers a fetch with everything it has, not fetch_max_bytes' worth, so
@@ -54,11 +54,9 @@ def plain_consumer(servers: str, topic: str) -> tuple[int, float]:
 def beam_read(servers: str, topic: str) -> tuple[int, float]:
     started = time.perf_counter()
     pipeline = beam.Pipeline()
-    _ = (
-        pipeline
-        | ReadFromKafka(servers, topic, start_at="earliest", stop_at="end", config=BIG_RESPONSES)
-        | beam.combiners.Count.Globally()
-    )
+    read = pipeline | ReadFromKafka(servers, topic, start_at="earliest", stop_at="end",
+                                    config=BIG_RESPONSES)
+    _ = read.records | beam.combiners.Count.Globally()
     result = pipeline.run()
     result.wait_until_finish()
     seconds = time.perf_counter() - started

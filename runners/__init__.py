@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from runners.offline import install_download_guard
+from runners.presets import PRESETS
 from transforms.base.errors import ConfigError
 
 KNOWN = (
@@ -31,9 +33,6 @@ def runner_key(name: str | None) -> str:
 
 def prepare(options: PipelineOptions) -> PipelineOptions:
     """Apply the preset for ``--runner``: validate, fill defaults, pick the runner class."""
-    from runners.offline import install_download_guard
-    from runners.presets import PRESETS
-
     install_download_guard()  # whatever the runner: no jar downloads at run time
     name = options.view_as(StandardOptions).runner
     if name and "." in name:

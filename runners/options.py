@@ -10,9 +10,23 @@ distributed); :func:`register_dask_options` imports it only for a run that menti
 
 from __future__ import annotations
 
+import argparse
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.options import positive_int
+__all__ = ["RunnerPresetOptions", "positive_int", "register_dask_options"]
+
+
+def positive_int(text: str) -> int:
+    """A whole number > 0: the one such flag type (``beam_pipelines.options.values``
+    re-exports it; it lives here because the runners layer sits below the application)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
+    return value
 
 
 def register_dask_options(flags: list[str]) -> None:

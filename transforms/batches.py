@@ -46,6 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from transforms.io.files import parquet_row_payload
+from transforms.records import UserEvent
 from transforms.validation import MAX_EVENT_SECONDS, MIN_EVENT_SECONDS
 
 # Sub-blocks are parsed as one pyarrow chunk each, so a parse error's "row N" is exact.
@@ -540,7 +542,6 @@ def parse_parquet_batch(batch: pa.RecordBatch) -> ParsedBlock:
     """Validate a Parquet record batch of user events; rows that are not plainly valid
     (and every row when a column is missing or of another type) are handed over as the
     JSON payload the per-row path builds (:func:`transforms.io.files.parquet_row_payload`)."""
-    from transforms.io.files import parquet_row_payload
 
     n = batch.num_rows
     names = batch.schema.names
@@ -596,7 +597,6 @@ def events_table(events: list[tuple[Any, int]]) -> pa.Table:
 
 def user_events(table: pa.Table) -> list[tuple[Any, int]]:
     """The inverse of :func:`events_table`: (UserEvent, floor of its time) per row."""
-    from transforms.records import UserEvent
 
     columns = [table.column(name).to_pylist() for name in EVENT_SCHEMA.names]
     return [(UserEvent(u, a, p, t), s) for u, a, p, t, s in zip(*columns, strict=True)]

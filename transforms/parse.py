@@ -17,6 +17,14 @@ from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms.batches import (
+    BlockParser,
+    _Kinds,
+    events_table,
+    parse_parquet_batch,
+    parse_payloads,
+)
+from transforms.io.files import LineBlock
 from transforms.records import DeadLetter, DeadLetterBatch, RawBatch, RawRecord, UserEvent
 from transforms.validation import (
     InvalidRecord,
@@ -119,7 +127,6 @@ class _HandedOver:
         are none), and its dead letters (counted here; the caller outputs them)."""
         import pyarrow as pa
 
-        from transforms.batches import events_table
 
         blank = parsed.blank
         accepted: list[tuple[UserEvent, int]] = []
@@ -165,7 +172,6 @@ class _ParseBlocksDoFn(beam.DoFn):
         self._in_flight: collections.deque = collections.deque()
 
     def setup(self):
-        from transforms.batches import BlockParser
 
         self._parser = BlockParser()
 
@@ -173,8 +179,6 @@ class _ParseBlocksDoFn(beam.DoFn):
         self._in_flight = collections.deque()
 
     def process(self, block):
-        from transforms.batches import parse_parquet_batch
-        from transforms.io.files import LineBlock
 
         if isinstance(block, LineBlock):
             self._in_flight.append((block.path, block.first_line, "line", self._parser.submit(block.data)))
@@ -252,14 +256,12 @@ class _ParseRawBatchesDoFn(beam.DoFn):
         self._kinds: Any = None
 
     def setup(self):
-        from transforms.batches import _Kinds
 
         self._kinds = _Kinds()
 
     def process(self, batch: RawBatch):
         import pyarrow.compute as pc
 
-        from transforms.batches import parse_payloads
 
         if self._kinds is None:  # runners that never call setup (Beam's direct runners)
             self.setup()

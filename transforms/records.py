@@ -11,9 +11,14 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import time
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, NewType, Optional
 
 EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+# A UTC time as an ISO-8601 string, ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (what utc_iso gives).
+# A plain str at run time; schemas read the name: JSON Schema/Avro ``date-time`` strings,
+# Parquet ``timestamp[us, UTC]`` and PostgreSQL ``timestamptz`` columns.
+UtcTime = NewType("UtcTime", str)
 
 
 class RawRecord(NamedTuple):
@@ -57,8 +62,8 @@ class UserEvent(NamedTuple):
 class PageViewCount(NamedTuple):
     """Page views of one page in one window; pane fields are set in streaming only."""
 
-    window_start: str
-    window_end: str
+    window_start: UtcTime
+    window_end: UtcTime
     page: str
     count: int  # type: ignore[assignment]  # the output column is named count
     pane_timing: Optional[str] = None  # EARLY | ON_TIME | LATE
@@ -76,7 +81,7 @@ class DeadLetter(NamedTuple):
     payload: str
     payload_encoding: str  # "utf-8" or "base64" (when the payload is not valid UTF-8)
     origin: dict[str, Any]
-    rejected_at: str
+    rejected_at: UtcTime
 
     @classmethod
     def of(
@@ -121,20 +126,20 @@ def encode_payload(payload: bytes | str) -> tuple[str, str]:
         return base64.b64encode(payload).decode("ascii"), "base64"
 
 
-def utc_iso(seconds: float) -> str:
+def utc_iso(seconds: float) -> UtcTime:
     """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SSZ`` (UTC; fractional seconds kept when present)."""
     micros = round(seconds * 1_000_000)
     moment = EPOCH + _dt.timedelta(microseconds=micros)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    return UtcTime(text + "Z")
 
 
 _NOW_PREFIX: tuple[int, str] = (-1, "")
 
 
-def utc_now_iso() -> str:
+def utc_now_iso() -> UtcTime:
     """Now as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; the part up to the second is formatted once
     per second (a dead letter is stamped with it, and a backfill may reject many)."""
     global _NOW_PREFIX
@@ -142,7 +147,7 @@ def utc_now_iso() -> str:
     second = int(now)
     if _NOW_PREFIX[0] != second:
         _NOW_PREFIX = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_NOW_PREFIX[1]}.{int((now - second) * 1_000_000):06d}Z"
+    return UtcTime(f"{_NOW_PREFIX[1]}.{int((now - second) * 1_000_000):06d}Z")
 
 
 class IoTReading(NamedTuple):
@@ -151,7 +156,7 @@ class IoTReading(NamedTuple):
     DeviceId: str
     Temperature: float
     Humidity: float
-    EventTime: str  # normalised to UTC, "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"
+    EventTime: UtcTime  # normalised to UTC
 
 
 class IoTAlert(NamedTuple):
@@ -160,8 +165,8 @@ class IoTAlert(NamedTuple):
     DeviceId: str
     AvgTemp: float
     MaxHumidity: float
-    WindowTime: str  # the window end, as Stream Analytics' System.Timestamp
-    WindowStart: str
+    WindowTime: UtcTime  # the window end, as Stream Analytics' System.Timestamp
+    WindowStart: UtcTime
     pane_timing: str | None = None  # EARLY | ON_TIME | LATE
     pane_index: int | None = None
     is_final: bool | None = None

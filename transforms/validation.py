@@ -11,18 +11,17 @@ into the next window, as a binary float would).
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from transforms.base import times
 from transforms.base.errors import BeamPipelinesError
 
 # The accepted range of event times: [2000-01-01, 2100-01-01) UTC.
 MIN_EVENT_SECONDS = 946_684_800
 MAX_EVENT_SECONDS = 4_102_444_800
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
 class InvalidRecord(BeamPipelinesError, ValueError):
@@ -153,19 +152,16 @@ def event_time(obj: dict[str, Any], name: str, *, allow_epoch: bool = True) -> t
 
 def _parse_iso_with_offset(name: str, text: str) -> tuple[float, int]:
     try:
-        # Python 3.10's fromisoformat does not read a trailing "Z"; 3.11+ does.
-        iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
-        moment = _dt.datetime.fromisoformat(iso)
+        moment = times.parse_iso(text)
+    except times.NoOffset:
+        raise InvalidRecord(f"field '{name}' has no timezone offset: {text!r}", "invalid_time") from None
     except ValueError:
         raise InvalidRecord(
             f"field '{name}' is not epoch seconds or an ISO-8601 time with offset: {text!r}",
             "invalid_time",
         ) from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise InvalidRecord(f"field '{name}' has no timezone offset: {text!r}", "invalid_time")
     try:
-        delta = moment - _EPOCH
+        whole, micros = times.whole_and_micros(moment)
     except OverflowError:
         raise InvalidRecord(f"field '{name}' is out of range: {text!r}", "out_of_range") from None
-    whole = delta.days * 86_400 + delta.seconds  # floor: microseconds are never negative
-    return whole + delta.microseconds / 1_000_000, whole
+    return whole + micros / 1_000_000, whole

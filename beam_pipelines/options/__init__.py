@@ -6,15 +6,15 @@ traceback-like message for bad values. Our users get one line instead:
 checks every flag (ours and Beam's runner flags) before Beam sees them.
 
 Connector flags live in their own modules (``options/kafka.py`` ...); importing this
-package registers them all, so ``--help`` and validation know every flag.
+package registers them all, so ``--help`` and validation know every flag. The value
+types are in ``options/values.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from typing import Callable, Iterable, Optional, Sequence, Type
+from typing import Iterable, Optional, Sequence, Type
 
 from apache_beam.options.pipeline_options import (
     PipelineOptions,
@@ -22,98 +22,24 @@ from apache_beam.options.pipeline_options import (
     _BeamArgumentParser,
 )
 
+# Every option module is imported here, so --help and strict parsing know every flag.
+from beam_pipelines.options import eventhubs, kafka, metrics, pubsub, quality  # noqa: F401
+from beam_pipelines.options.values import (  # noqa: F401  (the flag types, for pipelines)
+    choice,
+    fraction,
+    from_rule,
+    non_empty,
+    positive_float,
+    positive_int,
+    positive_seconds,
+    seconds,
+)
+from runners import options as runner_options  # noqa: F401  (RunnerPresetOptions)
+from runners.options import register_dask_options
 from transforms.base.errors import ConfigError
 
 SOURCES = ("synthetic", "file", "kafka", "pubsub", "eventhubs")
 SINKS = ("console", "jsonl", "parquet", "postgres", "kafka", "pubsub", "eventhubs")
-
-# Connector / runner option modules: imported for their PipelineOptions subclasses.
-_OPTION_MODULES = (
-    "beam_pipelines.options.kafka",
-    "beam_pipelines.options.pubsub",
-    "beam_pipelines.options.eventhubs",
-    "beam_pipelines.options.metrics",
-    "runners.options",
-    "transforms.quality.transform",
-)
-
-
-# ---- value types: each raises ArgumentTypeError with the expected form -------------
-
-def choice(*values: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in values:
-            raise argparse.ArgumentTypeError(f"expected one of {'|'.join(values)}, got {text!r}")
-        return text
-
-    parse.__name__ = "choice"
-    return parse
-
-
-def seconds(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"expected a whole number of seconds >= {minimum}, got {text!r}"
-            )
-        return value
-
-    parse.__name__ = "seconds"
-    return parse
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
-
-
-def non_empty(what: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if not text.strip():
-            raise argparse.ArgumentTypeError(f"expected {what}, got an empty value")
-        return text
-
-    parse.__name__ = "non_empty"
-    return parse
 
 
 # ---- the shared option groups -----------------------------------------------------
@@ -231,17 +157,7 @@ class _StrictParser(_BeamArgumentParser):
         raise ConfigError.from_message(message)
 
 
-def _register_option_modules() -> None:
-    for name in _OPTION_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # the module exists but a dependency of it is missing
-                raise
-
-
 def _all_option_classes() -> list[Type[PipelineOptions]]:
-    _register_option_modules()
     return list({cls.__name__ + cls.__module__: cls for cls in PipelineOptions.__subclasses__()}.values())
 
 
@@ -305,9 +221,6 @@ def parse(
     raise ConfigError naming the flag and the expected form.
     """
     flags = list(sys.argv[1:] if argv is None else argv)
-    _register_option_modules()
-    from runners.options import register_dask_options
-
     register_dask_options(["--help"] if "-h" in flags else flags)
     if "-h" in flags or "--help" in flags:
         print(_help(prog, classes, description))

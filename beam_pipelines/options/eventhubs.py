@@ -7,109 +7,19 @@ messages or ``--help`` output: every place that shows one goes through :func:`re
 
 from __future__ import annotations
 
-import argparse
-import datetime as _dt
-import re
-
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.options import positive_int, positive_seconds
+from beam_pipelines.options.values import from_rule, positive_int, positive_seconds
+from transforms.io.eventhubs import rules
+from transforms.io.eventhubs.rules import redact
 
-START_KEYWORDS = ("earliest", "latest")
-STOP_KEYWORDS = ("end", "never")
-CONNECTION_FORM = ("an Event Hubs connection string (Endpoint=sb://NAMESPACE/;SharedAccessKeyName="
-                   "...;SharedAccessKey=...; add UseDevelopmentEmulator=true for the emulator)")
-START_FORM = ("earliest, latest, seq:N (sequence number N onwards), offset:O (after offset O) "
-              "or an ISO-8601 enqueued time such as 2024-01-01T00:00:00Z")
-STORE_FORM = ("an Azure Storage connection string (DefaultEndpointsProtocol=...;AccountName=...;"
-              "AccountKey=...; or UseDevelopmentStorage=true) or file://DIRECTORY")
-# Any field whose name mentions a key, signature, password or secret (even misspelt, as
-# in a connection string a user got wrong), except the *name* of a key.
-_SECRET = re.compile(r"(?i)\b([A-Za-z_]*(?:key|sig|signature|password|secret|token)[A-Za-z_]*)=([^;&]*)")
-_HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,255}$")
-_CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9\-]{1,61}[a-z0-9]$")
-
-
-def redact(text: object) -> str:
-    """``text`` with every key / signature of a connection string replaced by ***."""
-    return _SECRET.sub(
-        lambda m: m.group(0) if m.group(1).lower().endswith("name") else f"{m.group(1)}=***",
-        str(text))
-
-
-def parse_time(text: str) -> _dt.datetime:
-    """ISO-8601 (a missing zone means UTC) -> aware datetime; ValueError otherwise."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    moment = _dt.datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)
-
-
-def connection_string(text: str) -> str:
-    fields = {k.strip().lower() for k, _, _ in (p.partition("=") for p in text.split(";")) if k}
-    if "endpoint" not in fields or not ({"sharedaccesskey", "sharedaccesssignature"} & fields):
-        raise argparse.ArgumentTypeError(f"expected {CONNECTION_FORM}, got {redact(text)!r}")
-    return text
-
-
-def hub_name(text: str) -> str:
-    if not _HUB_NAME.match(text):
-        raise argparse.ArgumentTypeError(
-            f"expected an event hub name (letters, digits, '.', '_', '-'), got {text!r}")
-    return text
-
-
-def start_at(text: str) -> str:
-    """earliest | latest | seq:N | offset:O | ISO time; returned unchanged once valid."""
-    value = text.strip()
-    if value in START_KEYWORDS:
-        return value
-    kind, sep, rest = value.partition(":")
-    if sep and kind in ("seq", "offset") and re.fullmatch(r"-?\d+", rest):
-        return value
-    try:
-        parse_time(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {START_FORM}, got {text!r}") from None
-    return value
-
-
-def stop_at(text: str) -> str:
-    if text not in STOP_KEYWORDS:
-        raise argparse.ArgumentTypeError(
-            f"expected end (the last events at launch: a bounded read) or never, got {text!r}")
-    return text
-
-
-def checkpoint_store(text: str) -> str:
-    if text.startswith("file://") and len(text) > len("file://"):
-        return text
-    fields = {k.strip().lower() for k, _, _ in (p.partition("=") for p in text.split(";")) if k}
-    if "accountname" in fields or "usedevelopmentstorage" in fields or "blobendpoint" in fields:
-        return text
-    raise argparse.ArgumentTypeError(f"expected {STORE_FORM}, got {redact(text)!r}")
-
-
-def container_name(text: str) -> str:
-    if not _CONTAINER.match(text):
-        raise argparse.ArgumentTypeError(
-            f"expected a blob container name (3-63 lowercase letters, digits, '-'), got {text!r}")
-    return text
-
-
-def owner_level(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
-
-
+connection_string = from_rule(rules.connection_string)
+hub_name = from_rule(rules.hub_name)
+start_at = from_rule(rules.start_at)
+stop_at = from_rule(rules.stop_at)
+checkpoint_store = from_rule(rules.checkpoint_store)
+container_name = from_rule(rules.container_name)
+owner_level = from_rule(rules.owner_level)
 
 
 class _Redacted(str):

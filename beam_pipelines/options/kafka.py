@@ -10,134 +10,27 @@ Anything else kafka-python accepts goes through ``--kafka_config KEY=VALUE`` (re
 
 ``--bootstrap_servers`` is not defined here: Beam 2.77 already defines it (for its Kafka
 Streams runner, default ``localhost:9092``, the Kafka convention), and argparse refuses a
-second definition. We read that same flag and validate it in :func:`servers_from_options`.
-``--sasl_password`` never appears in logs or error messages (see :func:`redact`).
+second definition. We read that same flag and validate it in
+``beam_pipelines.wiring.kafka.servers_from_options``.
+``--sasl_password`` never appears in logs or error messages (see
+``transforms.io.kafka.rules.redact``). The value rules are the connector's
+(``transforms.io.kafka.rules``); this module makes flags of them.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as _dt
-import re
-from typing import Any, Optional
+import functools
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.options import choice, positive_int, positive_seconds
+from beam_pipelines.options.values import choice, from_rule, positive_int, positive_seconds
+from transforms.io.kafka import rules
 
-START_KEYWORDS = ("earliest", "latest", "committed")
-STOP_KEYWORDS = ("end", "never")
-TIMESTAMP_POLICIES = ("log_time", "processing_time", "event_time")
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
-SECRET_KEYS = ("sasl_plain_password", "sasl_password", "ssl_password", "password")
-_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.\-]+):\d{1,5}$")
-_TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
-ISO_FORM = "an ISO-8601 time such as 2024-01-01T00:00:00Z"
-
-
-def parse_time(text: str) -> float:
-    """ISO-8601 (a missing zone means UTC) -> epoch seconds; ValueError otherwise."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    moment = _dt.datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_dt.timezone.utc)
-    return moment.timestamp()
-
-
-def _position(keywords: tuple[str, ...]):
-    def parse(text: str) -> str:
-        if text in keywords:
-            return text
-        try:
-            parse_time(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'|'.join(keywords)} or {ISO_FORM}, got {text!r}"
-            ) from None
-        return text
-
-    parse.__name__ = "position"
-    return parse
-
-
-start_at = _position(START_KEYWORDS)
-stop_at = _position(STOP_KEYWORDS)
-
-
-def bootstrap_servers(text: str) -> str:
-    servers = [s.strip() for s in text.split(",") if s.strip()]
-    if not servers or not all(_HOST_PORT.match(s) for s in servers):
-        raise argparse.ArgumentTypeError(
-            f"expected HOST:PORT[,HOST:PORT...], got {text!r}"
-        )
-    return ",".join(servers)
-
-
-def topic_names(text: str) -> str:
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in names if not _TOPIC.match(t)]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(
-            "expected a topic name (letters, digits, '.', '_', '-'; comma-separated for "
-            f"several), got {text!r}"
-        )
-    return ",".join(names)
-
-
-def key_value(text: str) -> str:
-    key, sep, _ = text.partition("=")
-    if not sep or not key.strip() or not re.match(r"^[A-Za-z0-9_.]+$", key.strip()):
-        raise argparse.ArgumentTypeError(
-            f"expected KEY=VALUE with a kafka-python setting as KEY (e.g. "
-            f"request_timeout_ms=30000), got {redact_pair(text)!r}"
-        )
-    return text
-
-
-
-
-
-
-
-
-def redact_pair(text: str) -> str:
-    key, sep, value = text.partition("=")
-    if sep and any(secret in key.lower() for secret in SECRET_KEYS):
-        return f"{key}=***"
-    return text
-
-
-def redact(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a kafka-python config with every secret replaced by ***, for logs/errors."""
-    return {
-        k: ("***" if any(secret in k.lower() for secret in SECRET_KEYS) and v is not None else v)
-        for k, v in config.items()
-    }
-
-
-def servers_from_options(options: PipelineOptions) -> str:
-    """``--bootstrap_servers`` (Beam's flag, default localhost:9092), validated."""
-    from transforms.base.errors import ConfigError
-
-    text = options.get_all_options().get("bootstrap_servers") or "localhost:9092"
-    try:
-        return bootstrap_servers(text)
-    except argparse.ArgumentTypeError:
-        raise ConfigError("--bootstrap_servers", "HOST:PORT[,HOST:PORT...]", text) from None
-
-
-def split_topics(values: Optional[list[str]]) -> list[str]:
-    """Repeatable and comma-separated ``--topic`` values -> unique names, in order."""
-    names: list[str] = []
-    for value in values or []:
-        for name in value.split(","):
-            name = name.strip()
-            if name and name not in names:
-                names.append(name)
-    return names
+start_at = from_rule(functools.partial(rules.position, rules.START_KEYWORDS), "position")
+stop_at = from_rule(functools.partial(rules.position, rules.STOP_KEYWORDS), "position")
+bootstrap_servers = from_rule(rules.bootstrap_servers)
+topic_names = from_rule(rules.topic_names)
+key_value = from_rule(rules.key_value)
 
 
 class KafkaOptions(PipelineOptions):
@@ -177,7 +70,7 @@ class KafkaOptions(PipelineOptions):
             help="Bounded read: stop reading after this many seconds of wall-clock time.",
         )
         parser.add_argument(
-            "--timestamp_policy", type=choice(*TIMESTAMP_POLICIES), default="log_time",
+            "--timestamp_policy", type=choice(*rules.TIMESTAMP_POLICIES), default="log_time",
             help="Element timestamps of raw Kafka records: log_time (the record's Kafka "
             "timestamp, default), processing_time, or event_time (the pipelines re-stamp "
             "parsed events with their own event time anyway).",
@@ -194,11 +87,11 @@ class KafkaOptions(PipelineOptions):
             "this many seconds and read them from their beginning. Default 60.",
         )
         parser.add_argument(
-            "--security_protocol", type=choice(*SECURITY_PROTOCOLS), default=None,
+            "--security_protocol", type=choice(*rules.SECURITY_PROTOCOLS), default=None,
             help="PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL (Event Hubs: SASL_SSL).",
         )
         parser.add_argument(
-            "--sasl_mechanism", type=choice(*SASL_MECHANISMS), default=None,
+            "--sasl_mechanism", type=choice(*rules.SASL_MECHANISMS), default=None,
             help="SASL mechanism: PLAIN (Event Hubs), SCRAM-SHA-256, SCRAM-SHA-512, ...",
         )
         parser.add_argument(

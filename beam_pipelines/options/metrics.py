@@ -1,4 +1,4 @@
-"""Flags of the Prometheus metrics bridge (:mod:`beam_pipelines.metrics.exporter`).
+"""Flags of the Prometheus metrics bridge (:mod:`beam_pipelines.metrics`).
 
 Kept in their own module (registered by ``beam_pipelines.options``) so every pipeline
 accepts them without listing a class, and so they cannot collide with Beam's flags.
@@ -11,7 +11,7 @@ import re
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.options import positive_float, seconds
+from beam_pipelines.options.values import positive_float, seconds
 from transforms.base.extras import require
 
 _GATEWAY = re.compile(r"^(https?://)?[A-Za-z0-9_.\-\[\]:]+(:\d+)?(/.*)?$")

@@ -13,71 +13,18 @@ A read is unbounded (the pipeline streams) unless ``--pubsub_max_messages`` or
 
 from __future__ import annotations
 
-import argparse
-import re
-
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.options import positive_int, positive_seconds
+from beam_pipelines.options.values import from_rule, positive_int, positive_seconds
+from transforms.io.pubsub import rules
+from transforms.io.pubsub.rules import SUBSCRIPTION_FORM, TOPIC_FORM
 
-SUBSCRIPTION_FORM = "projects/P/subscriptions/S"
-TOPIC_FORM = "projects/P/topics/T"
-# The service's rules: a name starts with a letter, 3-255 of letters, digits and -_.~+%
-_NAME = r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}"
-_PROJECT = r"[A-Za-z0-9\-.:]+"
-SUBSCRIPTION_RE = re.compile(rf"^projects/{_PROJECT}/subscriptions/{_NAME}$")
-TOPIC_RE = re.compile(rf"^projects/{_PROJECT}/topics/{_NAME}$")
-_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.\-]+):\d{1,5}$")
-_ATTRIBUTE = re.compile(r"^[^\s]{1,256}$")
-
-
-def subscription_name(text: str) -> str:
-    if not SUBSCRIPTION_RE.match(text):
-        raise argparse.ArgumentTypeError(f"expected {SUBSCRIPTION_FORM}, got {text!r}")
-    return text
-
-
-def topic_name(text: str) -> str:
-    if not TOPIC_RE.match(text):
-        raise argparse.ArgumentTypeError(f"expected {TOPIC_FORM}, got {text!r}")
-    return text
-
-
-def host_port(text: str) -> str:
-    if not _HOST_PORT.match(text):
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return text
-
-
-def attribute_name(text: str) -> str:
-    if not _ATTRIBUTE.match(text):
-        raise argparse.ArgumentTypeError(
-            f"expected an attribute name (1-256 characters, no spaces), got {text!r}"
-        )
-    return text
-
-
-def field_names(text: str) -> str:
-    names = [n.strip() for n in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"expected FIELD[,FIELD...], got {text!r}")
-    return ",".join(names)
-
-
-
-
-
-
-def _ack_deadline(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 10 <= value <= 600:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number of seconds from 10 to 600, got {text!r}"
-        )
-    return value
+subscription_name = from_rule(rules.subscription_name)
+topic_name = from_rule(rules.topic_name)
+host_port = from_rule(rules.host_port)
+attribute_name = from_rule(rules.attribute_name)
+field_names = from_rule(rules.field_names)
+_ack_deadline = from_rule(rules.ack_deadline, "_ack_deadline")
 
 
 class PubSubOptions(PipelineOptions):

@@ -1,15 +1,25 @@
-"""What every pipeline's ``run`` and ``main`` share: options, runner, end-of-run report."""
+"""What every pipeline's ``run`` and ``main`` share: the runner, metrics, the end-of-run
+report, and one-line errors."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.runners.runner import PipelineResult
 
+from beam_pipelines import metrics
+from beam_pipelines.metrics import counter_total
+from beam_pipelines.options import IOOptions, is_streaming
+from beam_pipelines.wiring.source_spec import SourceSpec
+from runners import prepare
+from runners.introspection import remember_dofn_introspection
 from transforms.base.errors import BeamPipelinesError
+
+__all__ = ["Launched", "execute", "launch", "main", "prepare_runner", "report", "set_streaming"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -18,37 +28,49 @@ def set_streaming(options: PipelineOptions, streaming: bool) -> None:
     options.view_as(StandardOptions).streaming = streaming
 
 
-def execute(
-    options: PipelineOptions,
-    source,
-    *,
-    pipeline_name: str,
-    build: Callable[[beam.Pipeline, PipelineOptions, Any, bool], object],
-):
-    """Run a pipeline the same way for every pipeline module.
+Build = Callable[[beam.Pipeline, PipelineOptions, SourceSpec, bool], object]
 
-    Streaming follows ``--streaming`` or an unbounded source; the runner preset checks
-    and fills the options; metrics are exported while the job runs (``--metrics_port``,
-    ``--pushgateway``); the end-of-run report says what was counted and rejected.
+
+class Launched(NamedTuple):
+    """A run started by :func:`launch`: its graph, final options and result."""
+
+    pipeline: beam.Pipeline
+    options: PipelineOptions
+    result: PipelineResult
+    streaming: bool
+
+
+def launch(options: PipelineOptions, source: SourceSpec, *, build: Build) -> Launched:
+    """Start a run without waiting for it: the runner preset checks and fills the options,
+    ``build`` puts the graph on a new pipeline, the pipeline runs.
+
+    Streaming follows ``--streaming`` or an unbounded source. :func:`execute` is this
+    plus metrics and the end-of-run report; tests call it to run a pipeline on a source
+    of their own (a TestStream, a source that fails) or to watch a run while it runs.
     """
-    from beam_pipelines.metrics import exporter as metrics
-    from beam_pipelines.options import IOOptions, is_streaming
-
     skip_ipython_probe()
-    _remember_dofn_introspection()
+    remember_dofn_introspection()  # about a second of every start-up (runners/introspection.py)
     streaming = is_streaming(options) or not source.bounded
     set_streaming(options, streaming)
     options = prepare_runner(options)
     pipeline = beam.Pipeline(options=options)
     build(pipeline, options, source, streaming)
-    result = pipeline.run()
-    with metrics.serve(result, options, pipeline=pipeline_name) as exporter:
-        result.wait_until_finish()
+    return Launched(pipeline, options, pipeline.run(), streaming)
+
+
+def execute(options: PipelineOptions, source: SourceSpec, *, pipeline_name: str,
+            build: Build) -> PipelineResult:
+    """Run a pipeline the same way for every pipeline module: :func:`launch`, metrics
+    exported while the job runs (``--metrics_port``, ``--pushgateway``), and the
+    end-of-run report of what was counted and rejected."""
+    run = launch(options, source, build=build)
+    with metrics.serve(run.result, run.options, pipeline=pipeline_name) as exporter:
+        run.result.wait_until_finish()
     # The exporter's final snapshot, not a new read: Beam's portable job service stops
     # reporting the counters of stages fused with a splittable read once the job is done.
-    report(result, pipeline=pipeline_name, dead_letter=options.view_as(IOOptions).dead_letter,
-           snapshot=exporter.snapshot)
-    return result
+    report(run.result, pipeline=pipeline_name,
+           dead_letter=run.options.view_as(IOOptions).dead_letter, snapshot=exporter.snapshot)
+    return run.result
 
 
 def skip_ipython_probe() -> None:
@@ -71,50 +93,10 @@ def skip_ipython_probe() -> None:
             module.is_in_ipython = not_in_ipython  # type: ignore[attr-defined]
 
 
-def _remember_dofn_introspection() -> None:
-    """Beam inspects every DoFn's methods (``inspect.signature``, state and timer specs)
-    many times while it builds, translates and runs a pipeline: about a second of a
-    backfill's start-up. The answers depend only on the functions and DoFn classes, so
-    they are computed once (runners/introspection.py)."""
-    try:
-        from runners.introspection import remember_dofn_introspection
-    except ImportError:  # the runners package is not installed: Beam's own way
-        return
-    remember_dofn_introspection()
-
-
 def prepare_runner(options: PipelineOptions) -> PipelineOptions:
     """Apply the runner preset (validation, defaults) for ``--runner``."""
     options.view_as(SetupOptions).save_main_session = False
-    try:
-        from runners import prepare
-    except ImportError:
-        return options
     return prepare(options)
-
-
-def fresh_metrics(result: Any):
-    """``result.metrics()`` read now. Beam's portable PipelineResult caches its first
-    answer, so a read while the job runs (the Prometheus bridge polls) would freeze the
-    metrics at that moment; dropping the cache makes every read current."""
-    if getattr(result, "_metrics", None) is not None and hasattr(result, "_job_service"):
-        result._metrics = None
-    return result.metrics()
-
-
-def counter_total(
-    result: beam.runners.runner.PipelineResult, namespace: str, name: str
-) -> Optional[int]:
-    """A counter's total over all steps, read the way the Prometheus bridge reads it;
-    None where the runner has no metrics API (Dask)."""
-    from beam_pipelines.metrics.exporter import read_snapshot
-
-    try:
-        fresh_metrics(result)
-    except Exception:  # the runner has no metrics API
-        return None
-    return read_snapshot(result).counters.get((namespace, name), 0)
-
 
 
 def report(

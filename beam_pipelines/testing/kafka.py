@@ -22,6 +22,9 @@ import time
 from typing import IO, Optional
 
 from beam_pipelines.testing.servers import ServerUnavailable, free_port, wait_for_port
+from transforms.io.kafka import client_config
+from transforms.io.kafka import discovery as kafka_discovery
+from transforms.io.kafka.client import close_pooled_consumers
 
 NOIDA_DB = "noida-db"
 
@@ -125,6 +128,7 @@ class KafkaBroker:
         return name
 
     def stop(self) -> None:
+        close_pooled_consumers()  # idle readers' consumers would retry the stopped broker
         process, self._process = self._process, None
         if process is not None:
             # The noida-db command is a launcher with the broker as its child; both are in
@@ -159,16 +163,5 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
 def wait_for_partitions(bootstrap_servers: str, topic: str, partitions: int,
                         timeout: float = 30.0) -> None:
     """Poll metadata until ``topic`` shows ``partitions`` partitions (or fail)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, allow_auto_create_topics=False)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = consumer.partitions_for_topic(topic)
-            if found and len(found) >= partitions:
-                return
-            time.sleep(0.05)  # polling metadata until it converges
-        raise ServerUnavailable(f"topic {topic!r} did not get {partitions} partitions in {timeout}s")
-    finally:
-        consumer.close()
+    kafka_discovery.wait_for_partitions(client_config(bootstrap_servers), topic, partitions,
+                                        timeout, error=ServerUnavailable)

@@ -15,10 +15,11 @@ from beam_pipelines import pageviews
 from beam_pipelines.options import parse
 from beam_pipelines.options.eventhubs import EventHubsOptions, redact
 from beam_pipelines.testing import SyntheticEvents
-from beam_pipelines.testing.emulators.eventhubs.broker import send_events
+from beam_pipelines.testing.emulators.eventhubs import send_events
 from beam_pipelines.testing.files import read_jsonl_dir, window_counts
+from beam_pipelines.wiring.eventhubs import source_from_options
 from transforms.base.errors import ConfigError
-from transforms.io.eventhubs.read import ReadFromEventHubs, WriteToEventHubs, source_from_options
+from transforms.io.eventhubs import ReadFromEventHubs, WriteToEventHubs
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +35,9 @@ def test_bounded_read_checkpoint_resume_and_write_round_trip(eventhubs_emulator,
     send(conn, source, first, partitions=4)
 
     with beam.Pipeline() as pipeline:
-        records = pipeline | "Read" >> ReadFromEventHubs(
-            conn, source, stop_at="end", checkpoint_store=azurite, checkpoint_container=container)
+        records = (pipeline | "Read" >> ReadFromEventHubs(
+            conn, source, stop_at="end", checkpoint_store=azurite,
+            checkpoint_container=container)).records
         assert_that(records | beam.Map(lambda r: r.payload), equal_to(first), label="AllOnce")
         assert_that(
             records | beam.Map(lambda r: (r.origin["partition"], 1)) | beam.CombinePerKey(sum),
@@ -59,10 +61,11 @@ def test_bounded_read_checkpoint_resume_and_write_round_trip(eventhubs_emulator,
     second = [json.dumps({"n": n, "device": "late"}).encode() for n in range(40, 60)]
     send(conn, source, second, partitions=4)
     with beam.Pipeline() as pipeline:
-        again = pipeline | "Resume" >> ReadFromEventHubs(
-            conn, source, stop_at="end", checkpoint_store=azurite, checkpoint_container=container)
+        again = (pipeline | "Resume" >> ReadFromEventHubs(
+            conn, source, stop_at="end", checkpoint_store=azurite,
+            checkpoint_container=container)).records
         assert_that(again | beam.Map(lambda r: r.payload), equal_to(second), label="OnlyNew")
-        written = pipeline | "ReadBack" >> ReadFromEventHubs(conn, target, stop_at="end")
+        written = (pipeline | "ReadBack" >> ReadFromEventHubs(conn, target, stop_at="end")).records
         assert_that(written | beam.Map(lambda r: json.loads(r.payload)),
                     equal_to([json.loads(b) for b in first]), label="RoundTrip")
         # Batching by partition key: one device's events all land in one partition.
@@ -127,7 +130,7 @@ def test_unbounded_read_on_the_local_streaming_runner(eventhubs_emulator, eventh
 
     from beam_pipelines.testing.collect import collect
     from runners import prepare
-    from transforms.io.eventhubs.read import _FileCheckpoints
+    from transforms.io.eventhubs.checkpoints import FileCheckpoints
 
     conn = eventhubs_emulator.connection_string
     hub = eventhub(partitions=2, prefix="stream")
@@ -136,14 +139,14 @@ def test_unbounded_read_on_the_local_streaming_runner(eventhubs_emulator, eventh
     pipeline = beam.Pipeline(options=options)
     read = ReadFromEventHubs(conn, hub, checkpoint_store=f"file://{tmp_path}")
     assert not read.bounded
-    got = collect(pipeline | read | beam.Map(lambda r: r.payload))
+    got = collect((pipeline | read).records | beam.Map(lambda r: r.payload))
     result = pipeline.run()
     try:
         deadline = time.monotonic() + 60
         while len(got.items) < 10 and time.monotonic() < deadline:
             time.sleep(0.05)  # polling the collected output with a deadline
         send(conn, hub, [b"b%d" % i for i in range(6)], partitions=2)  # while it runs
-        store = _FileCheckpoints(str(tmp_path))
+        store = FileCheckpoints(str(tmp_path))
         namespace = conn.split("sb://")[1].split(";")[0]
 
         def checkpointed() -> list:
@@ -174,7 +177,7 @@ def test_start_positions_and_max_events(eventhubs_emulator, eventhub):
 
     with beam.Pipeline() as pipeline:
         def payloads(label, **kwargs):
-            return (pipeline | label >> ReadFromEventHubs(conn, hub, **kwargs)
+            return ((pipeline | label >> ReadFromEventHubs(conn, hub, **kwargs)).records
                     | f"{label}Payload" >> beam.Map(lambda r: r.payload))
 
         assert_that(payloads("Seq", start_at="seq:3", max_events=2), equal_to([b"e3", b"e4"]),
@@ -216,8 +219,8 @@ def test_owner_level_keeps_one_reader_per_partition(eventhubs_emulator, eventhub
             with beam.Pipeline() as pipeline:
                 pipeline | "Lower" >> ReadFromEventHubs(conn, hub, stop_at="end", owner_level=1)
         with beam.Pipeline() as pipeline:
-            higher = pipeline | "Higher" >> ReadFromEventHubs(conn, hub, stop_at="end",
-                                                              owner_level=9)
+            higher = (pipeline | "Higher" >> ReadFromEventHubs(conn, hub, stop_at="end",
+                                                               owner_level=9)).records
             assert_that(higher | beam.Map(lambda r: r.payload), equal_to([b"o0", b"o1", b"o2"]))
         assert any("higher epoch of '9'" in str(e) for e in owner_errors)
     finally:

@@ -10,7 +10,7 @@ import pytest
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
-from beam_pipelines.testing.emulators.eventhubs.broker import partition_for_key
+from beam_pipelines.testing.emulators.eventhubs import partition_for_key
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from beam_pipelines import iot_alerts
-from beam_pipelines.testing.emulators.eventhubs.broker import send_events
+from beam_pipelines.testing.emulators.eventhubs import send_events
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
 
 pytestmark = pytest.mark.integration

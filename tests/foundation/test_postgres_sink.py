@@ -44,7 +44,7 @@ def test_a_later_pane_replaces_the_count(postgres_dsn):
     def write(records):
         with beam.Pipeline() as pipeline:
             pipeline | beam.Create(records) | WriteToPostgres(
-                postgres_dsn, "views", pageviews.POSTGRES_COLUMNS, pageviews.POSTGRES_KEY
+                postgres_dsn, "views", pageviews.RESULTS.postgres_columns, pageviews.RESULTS.postgres_key
             )
 
     start, end = "2024-01-01T00:00:00Z", "2024-01-01T00:05:00Z"
@@ -73,7 +73,7 @@ def _write(dsn, records, **kwargs):
 
     pipeline = beam.Pipeline()
     refused = pipeline | beam.Create(records) | WriteToPostgres(
-        dsn, "views", pageviews.POSTGRES_COLUMNS, pageviews.POSTGRES_KEY, pipeline="pageviews",
+        dsn, "views", pageviews.RESULTS.postgres_columns, pageviews.RESULTS.postgres_key, pipeline="pageviews",
         **kwargs,
     )
     got = collect(refused)

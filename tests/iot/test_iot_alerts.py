@@ -19,7 +19,7 @@ from apache_beam.testing import test_stream
 
 from beam_pipelines import iot_alerts, schemas
 from beam_pipelines.options import parse as parse_flags
-from beam_pipelines.skeleton import sources as _io
+from beam_pipelines.skeleton import SourceSpec
 from beam_pipelines.testing.collect import collect
 from beam_pipelines.testing.iot import (
     DEFAULT_START,
@@ -189,7 +189,7 @@ def test_streaming_panes_late_updates_and_too_late_readings(tmp_path):
         [], prog="test",
     )
     pipeline = beam.Pipeline(options=options)
-    alerts, dead = iot_alerts.build(pipeline, options, _io.SourceSpec(stream, bounded=False),
+    alerts, dead = iot_alerts.build(pipeline, options, SourceSpec(stream, bounded=False),
                                     streaming=True)
     got_alerts, got_dead = collect(alerts), collect(dead)
     pipeline.run().wait_until_finish()

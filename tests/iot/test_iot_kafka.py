@@ -11,7 +11,7 @@ import pytest
 from beam_pipelines import iot_alerts
 from beam_pipelines.produce import send
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
-from transforms.io.kafka.read import client_config
+from transforms.io.kafka import client_config
 
 pytestmark = pytest.mark.integration
 

@@ -8,14 +8,18 @@ import time
 
 import apache_beam as beam
 import pytest
+from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipelines import pageviews
+from beam_pipelines.metrics import counter_total
 from beam_pipelines.produce import send
-from beam_pipelines.skeleton import run as _run
 from beam_pipelines.testing.servers import free_port
 from transforms.base.errors import SourceError
-from transforms.io.kafka.read import ReadFromKafka, WriteToKafka, client_config
+from transforms.io.kafka import PartitionRead, ReadFromKafka, WriteToKafka, client_config
+from transforms.io.kafka import read as read_module
+from transforms.io.kafka.records import NEVER
+from transforms.io.kafka.watermark import WatermarkProvider
 from transforms.io.synthetic.events import SyntheticEvents
 
 pytestmark = pytest.mark.integration
@@ -79,11 +83,11 @@ def test_bounded_reads_start_at_time_commits_and_write(kafka_broker, kafka_topic
         return value.upper()
 
     with beam.Pipeline() as p:
-        everything = p | "All" >> ReadFromKafka(
+        everything = (p | "All" >> ReadFromKafka(
             servers, topic, start_at="earliest", stop_at="end", consumer_group="g_all",
-            value_deserializer="utf-8")
-        from_b = p | "FromB" >> ReadFromKafka(servers, [topic], start_at=t_b / 1000,
-                                               stop_at="end")
+            value_deserializer="utf-8")).records
+        from_b = (p | "FromB" >> ReadFromKafka(servers, [topic], start_at=t_b / 1000,
+                                                stop_at="end")).records
         assert_that(everything | "Values" >> beam.Map(lambda r: (r.key, r.value, r.headers)),
                     equal_to([(k, v.decode(), (("n", k),)) for k, v, _ in batch_a + batch_b]),
                     label="ExactlyEveryRecordOnce")
@@ -96,15 +100,15 @@ def test_bounded_reads_start_at_time_commits_and_write(kafka_broker, kafka_topic
         assert_that(too_big.dead_letters | "BigCodes" >> beam.Map(lambda d: d.reason_code),
                     equal_to(["rejected"]), label="RejectedDeadLettered")
         assert_that(too_big.written, equal_to([b"small"]), label="SmallWritten")
-        first_50 = p | "First50" >> ReadFromKafka(servers, topic, start_at="earliest",
-                                                   max_records=50, validate=False)
+        first_50 = (p | "First50" >> ReadFromKafka(servers, topic, start_at="earliest",
+                                                    max_records=50, validate=False)).records
         assert_that(first_50 | "Count50" >> beam.combiners.Count.Globally(), equal_to([50]),
                     label="MaxRecords")
         as_json = ReadFromKafka(servers, topic, start_at=t_b / 1000, stop_at="end",
                                 value_deserializer="json", validate=False)
         parsed = p | "AsJson" >> as_json  # "b0", "b1"... are not JSON: all dead letters
-        assert_that(parsed, equal_to([]), label="NoJsonParsed")
-        assert_that(as_json.dead_letters
+        assert_that(parsed.records, equal_to([]), label="NoJsonParsed")
+        assert_that(parsed.dead_letters
                     | beam.Map(lambda d: (d.reason_code, d.origin["topic"], d.payload[0])),
                     equal_to([("deserialize", topic, "b")] * 200), label="BadJsonDeadLettered")
         written = (from_b | "Raw" >> beam.Map(lambda r: r.value)
@@ -176,7 +180,7 @@ def test_pageviews_from_kafka_equals_from_file_and_writes_back(kafka_broker, kaf
     assert len(origins) == len(kafka_dl) and {o[0] for o in origins} == {topic}
     assert len({o[1] for o in origins}) == 3  # dead letters from every partition
     for result in (from_file, from_kafka):
-        assert _run.counter_total(result, "pageviews", "events_dead_lettered") == len(file_dl)
+        assert counter_total(result, "pageviews", "events_dead_lettered") == len(file_dl)
 
     # Results and dead letters back to topics: --sink=kafka, --dead_letter kafka://TOPIC.
     results, dlq = kafka_topic(2, "results"), kafka_topic(1, "dlq")
@@ -212,9 +216,9 @@ def test_resume_from_committed_offsets_into_postgres(kafka_broker, kafka_topic, 
              f"--topic={topic}", "--consumer_group=resume_group", "--start_at=committed",
              "--sink=postgres", f"--output={postgres_dsn}", "--output_table=page_views"]
     first = pageviews.run(flags + ["--stop_at=2027-01-15T08:00:00Z"])  # == t_mid
-    assert _run.counter_total(first, "pageviews", "events_parsed") == len(early)
+    assert counter_total(first, "pageviews", "events_parsed") == len(early)
     second = pageviews.run(flags + ["--stop_at=end"])
-    assert _run.counter_total(second, "pageviews", "events_parsed") == len(late)
+    assert counter_total(second, "pageviews", "events_parsed") == len(late)
     assert sum(v or 0 for v in _committed(servers, topic, "resume_group").values()) == len(messages)
 
     expected: dict[tuple[int, str], int] = {}
@@ -287,8 +291,8 @@ def test_streaming_read_picks_up_new_partitions(kafka_broker, kafka_topic, tmp_p
         "--idle_timeout=2", "--window_size=5", "--sink=jsonl", f"--output={out}"])
     helper.join(timeout=30)
     assert not failures, failures
-    parsed = _run.counter_total(result, "pageviews", "events_parsed")
-    late = _run.counter_total(result, "pageviews", "late_events_dropped")
+    parsed = counter_total(result, "pageviews", "events_parsed")
+    late = counter_total(result, "pageviews", "late_events_dropped")
     rows = [json.loads(line) for path in glob.glob(f"{out}/*.jsonl") for line in open(path)]
     final = sum(r["count"] for r in rows if r["is_final"])
     assert parsed == 500, parsed  # the 100 events of the new partition were read too
@@ -310,19 +314,17 @@ def test_sdf_splits_checkpoints_and_commits_only_after_finalization(kafka_broker
     offset exactly once, and the group's offset moves only when the bundle is finalized."""
     from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
 
-    from transforms.io.kafka import read as k
-
     servers = kafka_broker.bootstrap_servers
     topic = kafka_topic(1, "split")
     _produce_timed(servers, topic, [(b"k", b"v%d" % i, 1_700_000_000_000 + i) for i in range(1000)])
     config = client_config(servers, extra={"max_poll_records": 150})
-    reader = k._ReadPartitionFn(config, "split_group", True, "log_time", 200, 0.0)
+    reader = read_module._ReadPartitionFn(config, "split_group", True, "log_time", 200, 0.0)
     reader.setup()
     try:
         def invoke(read, restriction, split_after=None):
-            tracker = ThreadsafeRestrictionTracker(k._KafkaOffsetTracker(restriction))
-            watermark = k._WatermarkProvider().create_watermark_estimator(
-                k._WatermarkProvider().initial_estimator_state(read, restriction))
+            tracker = ThreadsafeRestrictionTracker(read_module._KafkaOffsetTracker(restriction))
+            watermark = WatermarkProvider().create_watermark_estimator(
+                WatermarkProvider().initial_estimator_state(read, restriction))
             finalizer, offsets, split = _Finalizer(), [], None
             for value in reader.process(read, finalizer, RestrictionTrackerView(tracker), watermark):
                 offsets.append(value.value.offset)
@@ -333,16 +335,16 @@ def test_sdf_splits_checkpoints_and_commits_only_after_finalization(kafka_broker
             return offsets, split, deferred, finalizer
 
         # bounded: split the range while reading it, then read the residual (and split it too)
-        read = k.PartitionRead(topic, 0, 0, 1000)
-        first, (primary, residual), _, _ = invoke(read, k.OffsetRange(0, 1000), split_after=100)
+        read = PartitionRead(topic, 0, 0, 1000)
+        first, (primary, residual), _, _ = invoke(read, OffsetRange(0, 1000), split_after=100)
         assert primary.stop == residual.start and first == list(range(primary.stop))
         second, (_, rest), _, _ = invoke(read, residual, split_after=10)
         third, _, _, _ = invoke(read, rest)
         assert first + second + third == list(range(1000))
 
         # unbounded: every invocation checkpoints (max_invocation_seconds=0) and resumes
-        read = k.PartitionRead(topic, 0, 0, k.NEVER)
-        restriction, offsets, invocations = k.OffsetRange(0, k.NEVER), [], 0
+        read = PartitionRead(topic, 0, 0, NEVER)
+        restriction, offsets, invocations = OffsetRange(0, NEVER), [], 0
         while len(offsets) < 1000:
             invocations += 1
             assert invocations < 200, "the reader makes no progress"
@@ -422,8 +424,8 @@ def test_bounded_read_in_batches_reads_the_same_records_as_one_by_one(kafka_brok
                                      value_deserializer=deserializer, batches=batches,
                                      validate=False)
                 out = p | name >> read
-                shown = out | f"Show{name}" >> beam.Map(unbatched if batches else stamped)
-                reads[name] = (collect(shown), collect(read.dead_letters | f"Letter{name}"
+                shown = out.records | f"Show{name}" >> beam.Map(unbatched if batches else stamped)
+                reads[name] = (collect(shown), collect(out.dead_letters | f"Letter{name}"
                                                        >> beam.Map(letter)))
 
     records, _ = reads["Records"]
@@ -520,7 +522,7 @@ def test_streaming_pageviews_from_kafka_in_batches_equals_one_by_one(kafka_broke
             "--window_size=10", "--allowed_lateness=3600",  # nothing is ever too late
             "--sink=jsonl", f"--output={out}", f"--dead_letter={dead}",
             f"--batch_engine={engine}"])
-        assert _run.counter_total(result, "pageviews", "events_parsed") == sum(expected.values())
+        assert counter_total(result, "pageviews", "events_parsed") == sum(expected.values())
         results[engine] = (_final_counts(out), _all_dead_letters(dead))
 
     assert batched == ["arrow"]

@@ -6,8 +6,12 @@ import pytest
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from beam_pipelines import options as opts
+from beam_pipelines.wiring import kafka as wiring
 from transforms.base.errors import ConfigError
-from transforms.io.kafka import read as k
+from transforms.io import kafka as k
+from transforms.io.kafka import offsets, rules
+from transforms.io.kafka.records import NEVER
+from transforms.io.kafka.watermark import WatermarkProvider
 
 pytestmark = pytest.mark.unit
 
@@ -22,13 +26,13 @@ def test_flags_parse_and_bad_values_name_the_flag():
                     "--stop_at=end", "--kafka_config", "request_timeout_ms=1234",
                     "--security_protocol=SASL_SSL", "--sasl_mechanism=PLAIN",
                     "--sasl_username=$ConnectionString", "--sasl_password=s3cret")
-    read = k.read_from_options(options)
+    read = wiring.read_from_options(options)
     assert read._topics == ["a", "b", "c"]
     assert read.bounded and read._start_at == 1704067200.0 and read._stop_at == "end"
-    config = k.config_from_options(options)
+    config = wiring.config_from_options(options)
     assert config["request_timeout_ms"] == 1234 and config["sasl_plain_password"] == "s3cret"
     assert config["bootstrap_servers"] == ["h1:9092", "h2:9093"]
-    assert "s3cret" not in str(k.kafka_opts.redact(config))
+    assert "s3cret" not in str(rules.redact(config))
 
     bad = [
         (["--start_at=yesterday"], "--start_at: expected earliest|latest|committed or an ISO"),
@@ -43,13 +47,13 @@ def test_flags_parse_and_bad_values_name_the_flag():
             parse(*flags)
         assert str(info.value).startswith(message), str(info.value)
     with pytest.raises(ConfigError, match="--bootstrap_servers: expected HOST:PORT"):
-        k.read_from_options(parse("--bootstrap_servers=nohost", "--topic=t"))
+        wiring.read_from_options(parse("--bootstrap_servers=nohost", "--topic=t"))
     with pytest.raises(ConfigError, match="--topic: expected one or more topic names"):
-        k.read_from_options(parse("--bootstrap_servers=h:1"))
+        wiring.read_from_options(parse("--bootstrap_servers=h:1"))
     with pytest.raises(ConfigError, match="--start_at: committed needs --consumer_group"):
-        k.read_from_options(parse("--topic=t", "--start_at=committed"))
+        wiring.read_from_options(parse("--topic=t", "--start_at=committed"))
     with pytest.raises(ConfigError, match="--output: expected the topic"):
-        k.sink_from_options(parse("--sink=kafka"), pipeline="p", streaming=False)
+        wiring.sink_from_options(parse("--sink=kafka"), pipeline="p", streaming=False)
     with pytest.raises(ConfigError) as info:  # a bad pair with a secret: the secret is redacted
         parse("--kafka_config=ssl password=hunter2")
     assert "hunter2" not in str(info.value) and "ssl password=***" in str(info.value)
@@ -68,10 +72,10 @@ def test_constructor_validation():
 
 
 def test_shares_and_event_time():
-    assert k.shares(10, 3) == [4, 3, 3] and sum(k.shares(7, 7)) == 7
-    assert k.allot(50, [100, 100, 100, 0]) == [17, 17, 16, 0]  # never waits on an empty one
-    assert k.allot(10, [2, 100, 0]) == [2, 8, 0]
-    assert k.allot(10, [1, 1, 1]) == [4, 3, 3]  # fewer than asked: the rest is waited for
+    assert offsets.shares(10, 3) == [4, 3, 3] and sum(offsets.shares(7, 7)) == 7
+    assert offsets.allot(50, [100, 100, 100, 0]) == [17, 17, 16, 0]  # never waits on an empty one
+    assert offsets.allot(10, [2, 100, 0]) == [2, 8, 0]
+    assert offsets.allot(10, [1, 1, 1]) == [4, 3, 3]  # fewer than asked: the rest is waited for
     record = k.KafkaRecord("t", 0, 5, 99.0, 0, None, b'{"timestamp": 12.5}', ())
     assert k.json_event_time()(record) == 12.5
     assert k.json_event_time()(record._replace(value=b"garbage")) == 99.0
@@ -80,9 +84,9 @@ def test_shares_and_event_time():
 
 
 def test_partition_watermark_advances_and_idles():
-    read = k.PartitionRead("t", 0, 0, k.NEVER, None, max_delay=2.0, idle_timeout=10.0)
-    estimator = k._WatermarkProvider().create_watermark_estimator(
-        k._WatermarkProvider().initial_estimator_state(read, None))
+    read = k.PartitionRead("t", 0, 0, NEVER, None, max_delay=2.0, idle_timeout=10.0)
+    estimator = WatermarkProvider().create_watermark_estimator(
+        WatermarkProvider().initial_estimator_state(read, None))
     assert estimator.current_watermark() == Timestamp(micros=MIN_TIMESTAMP.micros)
     estimator.record(Timestamp.of(100), now=1000.0)
     estimator.record(Timestamp.of(90), now=1000.5)  # out of order: never moves back
@@ -92,5 +96,5 @@ def test_partition_watermark_advances_and_idles():
     estimator.idle(now=1030.5)  # idle 30 s: event time assumed to have kept pace
     assert estimator.current_watermark() == Timestamp.of(128)
     # the state alone rebuilds the estimator (a runner resuming a checkpoint)
-    again = k._WatermarkProvider().create_watermark_estimator(estimator.get_estimator_state())
+    again = WatermarkProvider().create_watermark_estimator(estimator.get_estimator_state())
     assert again.current_watermark() == Timestamp.of(128)

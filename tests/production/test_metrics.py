@@ -14,9 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import apache_beam as beam
 import pytest
 
+from beam_pipelines import metrics, pageviews
 from beam_pipelines import options as opts
-from beam_pipelines import pageviews
-from beam_pipelines.metrics import exporter as metrics
 from beam_pipelines.options.metrics import MetricsOptions
 from transforms.base.errors import ConfigError
 from transforms.io.files import ReadLinesWithOrigin
@@ -241,8 +240,6 @@ def test_port_in_use_is_a_config_error():
 
 def test_streaming_run_is_scraped_live_while_it_runs(capsys):
     """The local streaming runner runs asynchronously: counters grow between scrapes."""
-    from beam_pipelines.skeleton import run as _run
-
     options = opts.parse(
         ["--streaming", "--synthetic_events=60", "--synthetic_rate=20", "--window_size=1",
          "--synthetic_malformed=0", "--metrics_port=0", "--metrics_address=127.0.0.1",
@@ -250,11 +247,9 @@ def test_streaming_run_is_scraped_live_while_it_runs(capsys):
         [opts.IOOptions, opts.WindowOptions, MetricsOptions, pageviews.PageviewsOptions],
         prog="test",
     )
-    _run.set_streaming(options, True)
-    options = _run.prepare_runner(options)
-    pipeline = beam.Pipeline(options=options)
-    pageviews.build(pipeline, options, pageviews.synthetic_source(options), True)
-    result = pipeline.run()
+    run = pageviews.PAGEVIEWS.launch(options)
+    assert run.streaming
+    result, options = run.result, run.options
     seen: list[float] = []
     out = io.StringIO()
     with metrics.serve(result, options, pipeline=pageviews.PIPELINE, out=out) as exporter:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from beam_pipelines.metrics import exporter as metrics
+from beam_pipelines import metrics
 
 pytestmark = pytest.mark.unit
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from beam_pipelines import metrics
 from beam_pipelines import options as opts
-from beam_pipelines.metrics import exporter as metrics
 from beam_pipelines.options.metrics import MetricsOptions
 from transforms.records import utc_iso
 

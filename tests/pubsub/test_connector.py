@@ -14,13 +14,9 @@ from google.cloud import pubsub_v1
 from beam_pipelines import pageviews
 from beam_pipelines.testing import SyntheticEvents
 from beam_pipelines.testing.files import read_jsonl_dir, window_counts
+from beam_pipelines.wiring.pubsub import dead_letter_writer
 from transforms.base.errors import ConfigError, SinkError, SourceError
-from transforms.io.pubsub.read import (
-    PubSubMessage,
-    ReadFromPubSub,
-    WriteToPubSub,
-    dead_letter_writer,
-)
+from transforms.io.pubsub import PubSubMessage, ReadFromPubSub, WriteToPubSub
 from transforms.records import DeadLetter
 
 pytestmark = pytest.mark.integration
@@ -58,7 +54,7 @@ def publish(topic, messages):
 def read(subscription, **kwargs):
     token = uuid.uuid4().hex
     with beam.Pipeline() as pipeline:
-        (pipeline | ReadFromPubSub(subscription, **kwargs) | beam.ParDo(Collect(token)))
+        ((pipeline | ReadFromPubSub(subscription, **kwargs)).records | beam.ParDo(Collect(token)))
     return _COLLECTED.pop(token, [])
 
 
@@ -119,7 +115,7 @@ def test_unacked_messages_are_redelivered_when_the_pipeline_fails(pubsub_env):
 
     with pytest.raises(Exception, match="boom"):
         with beam.Pipeline() as pipeline:
-            (pipeline | ReadFromPubSub(pubsub_env.subscription, max_messages=10)
+            ((pipeline | ReadFromPubSub(pubsub_env.subscription, max_messages=10)).records
              | beam.Map(explode))
     # Not acknowledged: handed back (or expired) and delivered again to a new reader.
     wait_for(lambda: pubsub_env.emulator.backlog(pubsub_env.subscription) == (10, 0),
@@ -296,7 +292,7 @@ def test_command_line_errors_are_one_line(pubsub_env, capsys, monkeypatch):
 
 
 def test_leases_extend_deadlines_until_acked_or_released(pubsub_env, monkeypatch):
-    from transforms.io.pubsub import read as connector
+    from transforms.io.pubsub import leases as connector
 
     monkeypatch.setattr(connector, "_LEASE_TICK", 0.05)
     monkeypatch.setattr(connector, "_FIRST_DEADLINE", 1.0)
@@ -309,7 +305,7 @@ def test_leases_extend_deadlines_until_acked_or_released(pubsub_env, monkeypatch
     # Deadlines of 1 s: without the lease thread both would be redelivered within 1 s.
     subscriber.modify_ack_deadline(subscription=pubsub_env.subscription, ack_ids=ack_ids,
                                    ack_deadline_seconds=1)
-    leases = connector._Leases(subscriber, pubsub_env.subscription, extension=1)
+    leases = connector.Leases(subscriber, pubsub_env.subscription, extension=1)
     leases.add(ack_ids)
     until = time.monotonic() + 3.0
     while time.monotonic() < until:  # an assertion over time, not a synchronisation

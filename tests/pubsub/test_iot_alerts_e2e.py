@@ -18,10 +18,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from google.cloud import pubsub_v1
 
 from beam_pipelines import iot_alerts
-from beam_pipelines.skeleton import run as _run
-from beam_pipelines.skeleton import sources as _io
+from beam_pipelines.skeleton import SourceSpec
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
-from transforms.io.pubsub.read import ReadFromPubSub
+from transforms.io.pubsub import ReadFromPubSub
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -111,14 +110,13 @@ def test_iot_alerts_through_pubsub_direct_then_portable_after_a_failure(
                     raise RuntimeError("worker lost")
                 return record
 
-            return (pbegin
-                    | ReadFromPubSub(second, max_messages=len(lines), batch_size=1000)
-                    | beam.Map(explode))
+            read = pbegin | ReadFromPubSub(second, max_messages=len(lines), batch_size=1000)
+            return read.records | beam.Map(explode)
 
-    options = _run.prepare_runner(PipelineOptions(["--sink=pubsub", f"--output={alerts_topic}"]))
+    options = PipelineOptions(["--sink=pubsub", f"--output={alerts_topic}"])
     with pytest.raises(Exception, match="worker lost"):
-        with beam.Pipeline(options=options) as pipeline:
-            iot_alerts.build(pipeline, options, _io.SourceSpec(FailingRead(), True), False)
+        iot_alerts.IOT_ALERTS.launch(options, source=SourceSpec(FailingRead(), True)) \
+            .result.wait_until_finish()
     wait_for(lambda: emulator.backlog(second) == (len(lines), 0),
              what="every unacknowledged reading to be pending again")
 
@@ -147,12 +145,9 @@ def test_iot_alerts_streams_from_pubsub_until_cancelled(pubsub_env, tmp_path):
              f"--dead_letter={tmp_path / 'dead'}"]
     options = opts.parse(flags, [opts.IOOptions, opts.WindowOptions,
                                  iot_alerts.IotAlertsOptions], prog="test")
-    source = _io.source_spec(options, default="synthetic", synthetic=iot_alerts.synthetic_source)
+    source = iot_alerts.IOT_ALERTS.source(options)
     assert not source.bounded
-    options = _run.prepare_runner(options)
-    pipeline = beam.Pipeline(options=options)
-    iot_alerts.build(pipeline, options, source, True)
-    result = pipeline.run()
+    result = iot_alerts.IOT_ALERTS.launch(options, source=source).result
     try:
         def reading(device, temperature, humidity, offset):
             seconds = DEFAULT_START + offset

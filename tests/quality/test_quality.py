@@ -12,10 +12,11 @@ from apache_beam.testing import test_stream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines import iot_alerts
+from beam_pipelines.schemas import SCHEMAS
 from beam_pipelines.testing.collect import collect
 from beam_pipelines.testing.iot import DEFAULT_START, edge_case_lines
 from transforms.base.errors import ConfigError
-from transforms.quality.transform import (
+from transforms.quality import (
     CheckQuality,
     Matches,
     MaxClockSkew,
@@ -122,12 +123,12 @@ def test_declarative_rules_from_json_and_yaml(tmp_path):
         ([{"rule": "range", "min": 1}], "rule range: missing ['field']"),
         ([{"rule": "range", "field": "Temperature", "minimum": 1}], "unknown keys ['minimum']"),
         ([{"rule": "required", "field": "Temprature"}], "'Temprature' is not a field of the records"),
-        ({"IoTReadings": []}, "'IoTReadings' is not a schema"),
+        ({"IoTReadings": []}, "'IoTReadings' is not a schema"),  # with schemas= below
         ([{"rule": "matches", "field": "DeviceId", "pattern": "["}], "expected a valid regular"),
         (42, "expected a list of rules"),
     ]:
         with pytest.raises(ConfigError) as info:
-            load_rules(bad, schema="IoTReading", fields=fields)
+            load_rules(bad, schema="IoTReading", fields=fields, schemas=list(SCHEMAS))
         assert str(info.value).startswith("--quality_rules: ") and words in str(info.value), info.value
     with pytest.raises(ConfigError, match="--quality_rules: cannot read"):
         load_rules(str(tmp_path / "missing.json"))
@@ -261,8 +262,8 @@ def test_iot_alerts_applies_quality_rules_from_the_flag(tmp_path, capfd):
 def test_apply_quality_for_pageviews_user_events_and_without_the_flag(tmp_path):
     """What the proposed two-line change in pageviews.build does, on parsed user events."""
     from beam_pipelines.options import parse as parse_flags
+    from beam_pipelines.wiring.quality import apply_quality
     from transforms.parse import ParseUserEvents
-    from transforms.quality.transform import apply_quality
     from transforms.records import RawRecord
 
     rules = tmp_path / "rules.yaml"

@@ -11,7 +11,6 @@ without a trace.
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any, Optional
 
@@ -22,11 +21,13 @@ from transforms.base.errors import ConfigError
 from transforms.records import DeadLetter, DeadLetterBatch
 from transforms.sinks.files import WriteJsonLines
 
-# scheme -> "module:function"; the function takes (target, options) and returns a PTransform.
-_SCHEME_WRITERS = {
-    "kafka": "transforms.io.kafka.read:dead_letter_writer",
-    "pubsub": "transforms.io.pubsub.read:dead_letter_writer",
-}
+__all__ = ["WriteDeadLetters", "dead_letter_lines", "dead_letter_to_json", "each_dead_letter",
+           "late_record_to_dead_letter", "message_scheme"]
+
+# Targets written by a message writer the caller passes (``writer``); any other scheme is
+# a Beam filesystem directory.
+MESSAGE_SCHEMES = ("kafka", "pubsub")
+_FILESYSTEMS = ("gs", "s3", "file", "hdfs", "azfs")
 
 
 # json.dumps with keyword arguments builds an encoder per call; a backfill writes many letters.
@@ -85,9 +86,34 @@ class _CountDeadLetters(beam.DoFn):
         yield element
 
 
+def message_scheme(target: Optional[str]) -> Optional[str]:
+    """``kafka`` or ``pubsub`` for a message target, None for a directory; ConfigError for
+    anything else."""
+    if not target or "://" not in target:
+        return None
+    scheme = target.split("://", 1)[0]
+    if scheme in MESSAGE_SCHEMES:
+        return scheme
+    if scheme not in _FILESYSTEMS:
+        raise ConfigError(
+            "--dead_letter",
+            "a directory (local or gs://, s3://...), kafka://TOPIC or pubsub://projects/P/topics/T",
+            target,
+        )
+    return None
+
+
 class WriteDeadLetters(beam.PTransform):
     """DeadLetter records (or DeadLetterBatches) -> the ``--dead_letter`` target (or
-    counted only, when None)."""
+    counted only, when None).
+
+    :param target: a directory (any Beam filesystem) for JSON lines, ``kafka://TOPIC`` or
+        ``pubsub://projects/P/topics/T`` (then ``writer`` writes them), or None.
+    :param pipeline: the metrics namespace of the counts per reason code.
+    :param streaming: one file per bundle instead of a batch write's shards.
+    :param writer: the transform writing DeadLetters to a message target (e.g.
+        ``WriteToKafka``); ``beam_pipelines.wiring.dead_letters`` builds it from the flags.
+    """
 
     def __init__(
         self,
@@ -95,24 +121,16 @@ class WriteDeadLetters(beam.PTransform):
         *,
         pipeline: str,
         streaming: bool,
-        options: Any = None,
+        writer: Optional[beam.PTransform] = None,
     ) -> None:
         super().__init__()
         self._target = target
         self._pipeline = pipeline
         self._streaming = streaming
-        self._options = options
-        self._scheme: Optional[str] = None  # None: a Beam filesystem directory
-        if target and "://" in target:
-            scheme = target.split("://", 1)[0]
-            if scheme in _SCHEME_WRITERS:
-                self._scheme = scheme
-            elif scheme not in ("gs", "s3", "file", "hdfs", "azfs"):
-                raise ConfigError(
-                    "--dead_letter",
-                    "a directory (local or gs://, s3://...), kafka://TOPIC or pubsub://projects/P/topics/T",
-                    target,
-                )
+        self._scheme = message_scheme(target)  # None: a Beam filesystem directory
+        if self._scheme and writer is None:
+            raise ConfigError("--dead_letter", f"a writer for {self._scheme}:// targets", target)
+        self._writer = writer
 
     def expand(self, letters):
         counted = letters | "Count" >> beam.ParDo(_CountDeadLetters(self._pipeline))
@@ -126,9 +144,7 @@ class WriteDeadLetters(beam.PTransform):
             )
         one_by_one = counted | "OneByOne" >> beam.FlatMap(each_dead_letter)
         if self._scheme:
-            module_name, func = _SCHEME_WRITERS[self._scheme].split(":")
-            writer = getattr(importlib.import_module(module_name), func)
-            return one_by_one | "Write" >> writer(self._target, self._options)
+            return one_by_one | "Write" >> self._writer
         return one_by_one | "Write" >> WriteJsonLines(
             self._target, "dead_letters", streaming=True, flag="--dead_letter"
         )

@@ -1,3 +1,3 @@
-from beam_pipelines.testing.emulators.eventhubs.broker import main
+from beam_pipelines.testing.emulators.eventhubs.cli import main
 
 raise SystemExit(main())

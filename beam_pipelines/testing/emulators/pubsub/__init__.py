@@ -1,3 +1,8 @@
-"""A local Pub/Sub emulator (gRPC), for tests."""
+"""A local Pub/Sub emulator (gRPC) for tests and notebooks: ``state`` (topics,
+subscriptions, messages), ``servicer`` (the RPCs), ``server`` (the gRPC server and CLI)."""
 
-from beam_pipelines.testing.emulators.pubsub.server import *  # noqa: F401,F403
+from beam_pipelines.testing.emulators.pubsub.server import PubSubEmulator, main
+from beam_pipelines.testing.emulators.pubsub.servicer import PubSubServicer
+from beam_pipelines.testing.emulators.pubsub.state import PubSubState
+
+__all__ = ["PubSubEmulator", "PubSubServicer", "PubSubState", "main"]

@@ -1,0 +1,96 @@
+"""The Prometheus view of Beam metrics: the naming convention of the package docstring."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple
+
+from beam_pipelines.metrics.snapshot import Snapshot
+from transforms.measure import LATENCY_BUCKETS
+
+__all__ = ["EXPORTED", "Families", "Series", "to_families"]
+
+_INF = "inf"
+
+# Every metric family the bridge can export; the alert rules and the dashboard use only these.
+EXPORTED = (
+    "events_processed_total",
+    "events_dead_lettered_total",
+    "late_events_dropped_total",
+    "late_events_accepted_total",
+    "processing_time_seconds",
+    "source_lag_records",
+    "watermark_lag_seconds",
+    "beam_counter_total",
+    "beam_gauge",
+    "pipeline_running",
+    "metrics_last_poll_timestamp_seconds",
+)
+
+
+class Series(NamedTuple):
+    name: str  # family name, e.g. events_processed_total
+    labels: dict[str, str]
+    value: float
+
+
+class Families(NamedTuple):
+    """The Prometheus view of a snapshot: plain series plus the histogram's parts."""
+
+    series: list[Series]
+    histogram_buckets: list[tuple[str, float]]  # (le, cumulative count), ascending, +Inf last
+    histogram_sum: float
+    histogram_count: float
+
+
+def to_families(snapshot: Snapshot, pipeline: str, *, now: float | None = None) -> Families:
+    """Apply the naming convention of the module docstring."""
+    now = time.time() if now is None else now
+    series: list[Series] = []
+    buckets: dict[float, float] = {}
+    base = {"pipeline": pipeline}
+
+    def add(family: str, value: float, /, **labels: str) -> None:
+        series.append(Series(family, {**base, **labels}, float(value)))
+
+    for (namespace, name), value in sorted(snapshot.counters.items()):
+        head, _, rest = name.partition(".")
+        if name == "events_parsed":
+            add("events_processed_total", value, step="parse")
+        elif head == "events_processed" and rest:
+            add("events_processed_total", value, step=rest)
+        elif head == "dead_letters_written" and rest:
+            add("events_dead_lettered_total", value, reason=rest)
+        elif name in ("late_events_dropped", "late_events_accepted"):
+            add(f"{name}_total", value)
+        elif head == "processing_time_seconds" and rest.startswith("le."):
+            bound = rest[3:]
+            upper = math.inf if bound == _INF else float(bound)
+            buckets[upper] = buckets.get(upper, 0) + value
+        else:
+            add("beam_counter_total", value, namespace=namespace, name=name)
+    probed = {source for source, _partition in snapshot.external_lag}
+    for (source, partition), lag in sorted(snapshot.external_lag.items()):
+        add("source_lag_records", lag, source=source, partition=partition)
+    for (namespace, name), (value, _stamp) in sorted(snapshot.gauges.items()):
+        head, _, rest = name.partition(".")
+        source, _, partition = rest.partition(".")
+        if head == "source_lag" and source:
+            if source not in probed:  # the broker's view wins over the workers' own
+                add("source_lag_records", value, source=source, partition=partition or "all")
+        elif name == "watermark_ms":
+            add("watermark_lag_seconds", max(0.0, now - value / 1000.0))
+        else:
+            add("beam_gauge", value, namespace=namespace, name=name)
+    cumulative: list[tuple[str, float]] = []
+    running = 0.0
+    if buckets:
+        for limit in (*LATENCY_BUCKETS, math.inf):
+            running += buckets.pop(limit, 0)
+            cumulative.append(("+Inf" if math.isinf(limit) else format(limit, "g"), running))
+    hist_sum = sum(
+        total for (_ns, name), (total, _count) in snapshot.distributions.items()
+        if name == "processing_time_ms"
+    ) / 1000.0
+    return Families(series, cumulative, hist_sum, running)

@@ -1,0 +1,44 @@
+"""Event Hubs from the flags: ``--source=eventhubs``, ``--sink=eventhubs``."""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines.options.eventhubs import EventHubsOptions
+from beam_pipelines.wiring.source_spec import SourceSpec
+from transforms.base.errors import ConfigError
+from transforms.io.eventhubs import ReadFromEventHubs, WriteToEventHubs
+from transforms.io.eventhubs.client import client_module
+from transforms.io.eventhubs.rules import CONNECTION_FORM
+
+__all__ = ["sink_from_options", "source_from_options"]
+
+
+def source_from_options(options: PipelineOptions) -> SourceSpec:
+    """``--source=eventhubs``: bounded with ``--eventhubs_stop_at end`` or ``--eventhubs_max_events``."""
+    client_module()
+    eh = options.view_as(EventHubsOptions)
+    if not eh.eventhubs_connection_string:
+        raise ConfigError("--eventhubs_connection_string",
+                          f"{CONNECTION_FORM} when --source=eventhubs")
+    read = ReadFromEventHubs(
+        eh.eventhubs_connection_string, eh.eventhub,
+        consumer_group=eh.eventhubs_consumer_group, start_at=eh.eventhubs_start_at,
+        stop_at=eh.eventhubs_stop_at, max_events=eh.eventhubs_max_events,
+        owner_level=eh.eventhubs_owner_level, checkpoint_store=eh.eventhubs_checkpoint_store,
+        checkpoint_container=eh.eventhubs_checkpoint_container,
+        event_time_field=eh.eventhubs_event_time_field, idle_timeout=eh.eventhubs_idle_timeout,
+    )
+    return SourceSpec(read, bounded=read.bounded)
+
+
+def sink_from_options(options: PipelineOptions, *, pipeline: str,
+                      streaming: bool) -> WriteToEventHubs:
+    """``--sink=eventhubs``: JSON of each record to ``--eventhub``."""
+    client_module()
+    eh = options.view_as(EventHubsOptions)
+    if not eh.eventhubs_connection_string:
+        raise ConfigError("--eventhubs_connection_string",
+                          f"{CONNECTION_FORM} when --sink=eventhubs")
+    return WriteToEventHubs(eh.eventhubs_connection_string, eh.eventhub,
+                            partition_key_field=eh.eventhubs_partition_key_field)

@@ -1,0 +1,141 @@
+"""Kafka from the flags: ``--source=kafka``, ``--sink=kafka``, ``--dead_letter kafka://TOPIC``.
+
+The connector (``transforms.io.kafka``) takes plain arguments; this module reads them
+from the flags of ``beam_pipelines.options.kafka``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Optional, Union
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines.options import IOOptions
+from beam_pipelines.options.kafka import KafkaOptions, bootstrap_servers
+from beam_pipelines.wiring.source_spec import SourceSpec
+from transforms.base.errors import ConfigError
+from transforms.io.kafka import (
+    ReadFromKafka,
+    WriteToKafka,
+    client_config,
+    json_event_time,
+    to_raw_batch,
+    to_raw_record,
+)
+from transforms.io.kafka.records import TimestampFn
+from transforms.io.kafka.rules import coerce, split_topics
+from transforms.io.results import ReadResult
+
+__all__ = ["config_from_options", "dead_letter_writer", "read_from_options",
+           "servers_from_options", "sink_from_options", "source_from_options"]
+
+
+def servers_from_options(options: PipelineOptions) -> str:
+    """``--bootstrap_servers`` (Beam's flag, default localhost:9092), validated."""
+    text = options.get_all_options().get("bootstrap_servers") or "localhost:9092"
+    try:
+        return bootstrap_servers(text)
+    except argparse.ArgumentTypeError:
+        raise ConfigError("--bootstrap_servers", "HOST:PORT[,HOST:PORT...]", text) from None
+
+
+def config_from_options(options: PipelineOptions) -> dict[str, Any]:
+    """The client config from ``--bootstrap_servers``, security flags and ``--kafka_config``."""
+    k = options.view_as(KafkaOptions)
+    extra: dict[str, Any] = {}
+    for pair in k.kafka_config or []:
+        key, _, value = pair.partition("=")
+        extra[key.strip()] = coerce(value)
+    return client_config(
+        servers_from_options(options),
+        security_protocol=k.security_protocol,
+        sasl_mechanism=k.sasl_mechanism,
+        sasl_username=k.sasl_username,
+        sasl_password=k.sasl_password,
+        ssl_cafile=k.ssl_cafile,
+        extra=extra,
+    )
+
+
+def _timestamp_policy(options: PipelineOptions) -> Union[str, TimestampFn]:
+    policy = options.view_as(KafkaOptions).timestamp_policy or "log_time"
+    return json_event_time("timestamp") if policy == "event_time" else policy
+
+
+def read_from_options(options: PipelineOptions, *, pipeline: str = "kafka",
+                      batches: bool = False) -> ReadFromKafka:
+    k = options.view_as(KafkaOptions)
+    topics = split_topics(k.topic)
+    if not topics:
+        raise ConfigError("--topic", "one or more topic names when --source=kafka")
+    config = config_from_options(options)
+    return ReadFromKafka(
+        ",".join(config.pop("bootstrap_servers")),
+        topics,
+        consumer_group=k.consumer_group,
+        start_at=k.start_at or "latest",
+        stop_at=k.stop_at or "never",
+        max_records=k.max_records,
+        max_read_time=k.max_read_time,
+        timestamp_policy=_timestamp_policy(options),
+        idle_timeout=k.idle_timeout or 10.0,
+        discovery_interval=k.kafka_discovery_interval or 60.0,
+        config=config,
+        pipeline=pipeline,
+        batches=batches,
+    )
+
+
+class _ReadAs(beam.PTransform):
+    """``read``, each record converted by ``convert`` in a step labelled ``label``."""
+
+    def __init__(self, read: ReadFromKafka, label: str, convert) -> None:
+        super().__init__()
+        self._read = read
+        self._label = label
+        self._convert = convert
+
+    def expand(self, pbegin):
+        read = pbegin | "ReadFromKafka" >> self._read
+        return ReadResult(read.records | self._label >> beam.Map(self._convert),
+                          read.dead_letters)
+
+
+def source_from_options(options: PipelineOptions) -> SourceSpec:
+    """``--source=kafka``: RawRecords with their topic/partition/offset; bounded unless
+    never. The same read as RawBatches (one per poll) for pipelines that take batches."""
+    read = read_from_options(options)
+    return SourceSpec(
+        _ReadAs(read, "ToRawRecord", to_raw_record), bounded=read.bounded,
+        batches=_ReadAs(read_from_options(options, batches=True), "ToRawBatch", to_raw_batch),
+    )
+
+
+def _writer_config(options: PipelineOptions) -> tuple[str, dict[str, Any]]:
+    config = config_from_options(options)
+    return ",".join(config.pop("bootstrap_servers")), config
+
+
+def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool) -> WriteToKafka:
+    """``--sink=kafka``: every result as a JSON object to the ``--output`` topic."""
+    topic = options.view_as(IOOptions).output
+    if not topic:
+        raise ConfigError("--output", "the topic to write results to when --sink=kafka")
+    servers, config = _writer_config(options)
+    return WriteToKafka(servers, topic, config=config, pipeline=pipeline, step="write_results",
+                        flag="--output")
+
+
+def dead_letter_writer(target: str, options: Optional[PipelineOptions]) -> WriteToKafka:
+    """``--dead_letter kafka://TOPIC``: DeadLetter records as JSON, keyed by pipeline."""
+    topic = target.split("://", 1)[1].strip("/") if "://" in target else target
+    if options is None:
+        raise ConfigError("--dead_letter", "kafka://TOPIC together with --bootstrap_servers", target)
+    servers, config = _writer_config(options)
+    return WriteToKafka(
+        servers, topic, config=config, key_fn=lambda letter: letter.pipeline,
+        headers_fn=lambda letter: [("reason_code", letter.reason_code)],
+        step="write_dead_letters", on_reject="raise", flag="--dead_letter",
+    )

@@ -1,0 +1,66 @@
+"""``--sink``: where a pipeline's results go, from the flags and the pipeline's ResultSpec."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.window import GlobalWindows
+
+from beam_pipelines.options import IOOptions
+from beam_pipelines.skeleton.results import ResultSpec
+from beam_pipelines.wiring import eventhubs, kafka, pubsub
+from transforms.sinks.console import WriteToConsole
+from transforms.sinks.files import WriteJsonLines, WriteParquet
+from transforms.sinks.postgres import WriteToPostgres
+
+__all__ = ["CONNECTORS", "connector_sink", "write_results"]
+
+# --sink value -> the function making the message sink from the flags.
+CONNECTORS: dict[str, Callable[..., beam.PTransform]] = {
+    "kafka": kafka.sink_from_options,
+    "pubsub": pubsub.sink_from_options,
+    "eventhubs": eventhubs.sink_from_options,
+}
+
+
+def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool) -> beam.PTransform:
+    sink = options.view_as(IOOptions).sink
+    return CONNECTORS[sink](options, pipeline=pipeline, streaming=streaming)
+
+
+def write_results(
+    records: beam.PCollection, options: PipelineOptions, spec: ResultSpec, *, streaming: bool
+) -> Optional[beam.PCollection]:
+    """Write results to ``--sink``; returns the sink's dead letters where it has any (in
+    the global window, where the dead letters of every step are flattened together)."""
+    io = options.view_as(IOOptions)
+    if io.sink == "console":
+        columns = spec.columns + (spec.pane_columns if streaming else [])
+        records | "WriteConsole" >> WriteToConsole(
+            columns, streaming=streaming, sort_by=spec.sort_by, title=spec.title
+        )
+    elif io.sink == "jsonl":
+        records | "WriteJsonLines" >> WriteJsonLines(io.output, spec.name, streaming=streaming)
+    elif io.sink == "parquet":
+        records | "WriteParquet" >> WriteParquet(
+            io.output, spec.name, spec.parquet_schema(streaming), streaming=streaming
+        )
+    elif io.sink == "postgres":
+        refused = records | "WritePostgres" >> WriteToPostgres(
+            io.output,
+            io.output_table or spec.postgres_table,
+            spec.postgres_columns,
+            spec.postgres_key,
+            pipeline=spec.name,
+            never_decrease=spec.never_decrease if streaming else None,
+        )
+        return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
+    else:
+        written: Any = records | "WriteSink" >> connector_sink(
+            options, pipeline=spec.name, streaming=streaming)
+        refused = getattr(written, "dead_letters", None)  # a WriteResult (Kafka)
+        if refused is not None:
+            return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
+    return None

@@ -1,0 +1,207 @@
+"""``WriteToKafka``: one producer per DoFn instance (``acks=all``), flushed at the end of each
+bundle; records that cannot be serialized or that the broker rejects go to the
+``dead_letters`` output, transient errors fail the bundle so the runner retries it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
+
+from transforms.base.errors import ConfigError, SinkError
+from transforms.base.extras import require
+from transforms.io.kafka import client, rules
+from transforms.io.kafka.client import NoClientsPickled, first_line, servers
+from transforms.io.kafka.discovery import check_topics
+from transforms.io.kafka.records import DEAD_LETTERS, NAMESPACE, WRITTEN
+from transforms.io.kafka.serde import as_bytes, to_json_bytes
+from transforms.io.results import WriteResult
+from transforms.records import DeadLetter
+from transforms.sinks import as_dict
+
+__all__ = ["KafkaWriteResult", "WriteToKafka"]
+
+
+PRODUCER_DEFAULTS = {"acks": "all", "linger_ms": 5, "max_block_ms": 30000,
+                     "bootstrap_timeout_ms": 10000}
+
+
+class _Pending(NamedTuple):
+    future: Any
+    element: Any
+    payload: bytes
+    timestamp: Any
+    window: Any
+
+
+class _WriteFn(NoClientsPickled, beam.DoFn):
+    _CLIENTS = ("_producer", "_errors")
+
+    def __init__(self, config, topic, value_fn, key_fn, headers_fn, pipeline, step, on_reject):
+        self._config = config
+        self._topic = topic
+        self._value_fn = value_fn
+        self._key_fn = key_fn
+        self._headers_fn = headers_fn
+        self._pipeline = pipeline
+        self._step = step
+        self._on_reject = on_reject
+        self._written = Metrics.counter(NAMESPACE, "records_written")
+        self._rejected = Metrics.counter(NAMESPACE, "records_rejected")
+
+    def setup(self):
+        kafka = require("kafka", "kafka")
+        self._errors = kafka.errors
+        # acks=all last: the delivery guarantee is not configurable.
+        settings = client.settings("producer", self._config, defaults=PRODUCER_DEFAULTS,
+                                   acks="all")
+        try:
+            self._producer = client.build("producer", settings)
+        except Exception as exc:
+            raise SinkError(f"cannot reach Kafka at {servers(settings)} to write to topic "
+                            f"{self._topic!r}: {first_line(exc)}") from None
+
+    def start_bundle(self):
+        self._pending: list[_Pending] = []
+
+    def _reject(self, element, payload, reason, code, timestamp, window):
+        self._rejected.inc()
+        if self._on_reject == "raise":
+            raise SinkError(f"Kafka topic {self._topic!r} rejected a record: {reason}")
+        origin = {"sink": "kafka", "topic": self._topic}
+        if payload is None and isinstance(element, (bytes, str)):
+            payload = element
+        elif payload is None:
+            try:
+                payload = json.dumps(as_dict(element), default=str)
+            except TypeError:
+                payload = repr(element)
+        letter = DeadLetter.of(self._pipeline, self._step, reason, payload, origin, code)
+        return beam.pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(letter, timestamp, [window]))
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        payload = None
+        try:
+            payload = self._value_fn(element)
+            if not isinstance(payload, bytes):
+                raise TypeError(f"the value function returned {type(payload).__name__}, not bytes")
+            key = as_bytes(self._key_fn(element)) if self._key_fn else None
+            headers = [(str(k), as_bytes(v)) for k, v in (self._headers_fn(element) or [])] \
+                if self._headers_fn else None
+        except Exception as exc:
+            yield _unwrap(self._reject(element, payload, f"cannot serialize: {first_line(exc)}",
+                                       "serialization", timestamp, window))
+            return
+        try:
+            future = self._producer.send(self._topic, value=payload, key=key, headers=headers)
+        except Exception as exc:
+            if getattr(exc, "retriable", False) or isinstance(exc, self._errors.KafkaTimeoutError):
+                raise SinkError(f"writing to Kafka topic {self._topic!r} at "
+                                f"{servers(self._config)} failed: {first_line(exc)}") from None
+            yield _unwrap(self._reject(element, payload, f"rejected: {first_line(exc)}",
+                                       "rejected", timestamp, window))
+            return
+        self._pending.append(_Pending(future, element, payload, timestamp, window))
+        if len(self._pending) >= 10_000:
+            for out in self._drain():
+                yield _unwrap(out)
+
+    def _drain(self):
+        self._producer.flush()
+        pending, self._pending = self._pending, []
+        written = 0
+        for item in pending:
+            exc = item.future.exception if item.future.failed() else None
+            if exc is None:
+                written += 1
+                yield beam.pvalue.TaggedOutput(
+                    WRITTEN, WindowedValue(item.element, item.timestamp, [item.window]))
+                continue
+            if getattr(exc, "retriable", False):
+                raise SinkError(f"writing to Kafka topic {self._topic!r} at "
+                                f"{servers(self._config)} failed: {first_line(exc)}")
+            yield self._reject(item.element, item.payload, f"rejected: {first_line(exc)}",
+                               "rejected", item.timestamp, item.window)
+        self._written.inc(written)
+
+    def finish_bundle(self):
+        yield from self._drain()
+
+    def teardown(self):
+        producer = getattr(self, "_producer", None)
+        if producer is not None:
+            producer.close(timeout=10)
+            self._producer = None
+
+
+def _unwrap(tagged: beam.pvalue.TaggedOutput) -> beam.pvalue.TaggedOutput:
+    """In process(), outputs are plain values (the runner adds timestamp and window)."""
+    value = tagged.value
+    if isinstance(value, WindowedValue):
+        value = value.value
+    return beam.pvalue.TaggedOutput(tagged.tag, value)
+
+
+# What WriteToKafka returns: the records written and the dead letters of those refused.
+KafkaWriteResult = WriteResult
+
+
+class WriteToKafka(beam.PTransform):
+    """Records -> ``topic``; returns ``KafkaWriteResult(written, dead_letters)``.
+
+    ``value_fn`` turns a record into bytes (default: JSON of a NamedTuple/dict, bytes and
+    str as they are); ``key_fn`` / ``headers_fn`` give the key (bytes/str/None) and headers
+    ([(name, bytes|str)]). ``on_reject="raise"`` fails the bundle instead of
+    dead-lettering (used for the dead-letter topic itself: nothing is dropped silently).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        *,
+        value_fn: Callable[[Any], bytes] = to_json_bytes,
+        key_fn: Optional[Callable[[Any], Any]] = None,
+        headers_fn: Optional[Callable[[Any], Iterable[tuple[str, Any]]]] = None,
+        config: Optional[Mapping[str, Any]] = None,
+        pipeline: str = "kafka",
+        step: str = "write_kafka",
+        on_reject: str = "dead_letter",
+        validate: bool = True,
+        flag: str = "--output",
+    ) -> None:
+        super().__init__()
+        try:
+            servers = rules.bootstrap_servers(bootstrap_servers or "")
+        except Exception:
+            raise ConfigError("--bootstrap_servers", "HOST:PORT[,HOST:PORT...]", bootstrap_servers) from None
+        if not isinstance(topic, str) or not rules.is_topic_name(topic):
+            raise ConfigError(flag, "a Kafka topic name (letters, digits, '.', '_', '-')", topic)
+        for name, fn in (("value_fn", value_fn), ("key_fn", key_fn), ("headers_fn", headers_fn)):
+            if fn is not None and not callable(fn):
+                raise ConfigError(name, "a function of the record", fn)
+        if on_reject not in ("dead_letter", "raise"):
+            raise ConfigError("on_reject", "dead_letter|raise", on_reject)
+        self._config = dict(config or {})
+        self._config["bootstrap_servers"] = servers.split(",")
+        self._topic = topic
+        self._value_fn = value_fn
+        self._key_fn = key_fn
+        self._headers_fn = headers_fn
+        self._pipeline = pipeline
+        self._step = step
+        self._on_reject = on_reject
+        self._validate = validate
+        self._flag = flag
+
+    def expand(self, pcoll):
+        if self._validate:
+            check_topics(self._config, [self._topic], error=SinkError, flag=self._flag)
+        outputs = pcoll | "Produce" >> beam.ParDo(_WriteFn(
+            self._config, self._topic, self._value_fn, self._key_fn, self._headers_fn,
+            self._pipeline, self._step, self._on_reject,
+        )).with_outputs(DEAD_LETTERS, WRITTEN)
+        return KafkaWriteResult(outputs[WRITTEN], outputs[DEAD_LETTERS])
