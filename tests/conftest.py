@@ -1,6 +1,11 @@
-"""Load every fixture module of beam_pipelines.testing.fixtures (one per kind of server)."""
+"""Load every fixture module of beam_pipelines.testing.fixtures (one per kind of server), and
+keep the ``unit`` marker honest: a unit test starts no subprocess and no server."""
 
 import pkgutil
+import socket
+import subprocess
+
+import pytest
 
 import beam_pipelines.testing.fixtures as _fixtures
 
@@ -8,3 +13,38 @@ pytest_plugins = [
     f"beam_pipelines.testing.fixtures.{module.name}"
     for module in pkgutil.iter_modules(_fixtures.__path__)
 ]
+
+
+def _refuse(what: str):
+    def refused(*args, **kwargs):
+        raise AssertionError(f"a unit test must not {what}; mark the test integration")
+
+    return refused
+
+
+def _guards() -> list:
+    """(object, attribute, replacement): what a unit test may not call."""
+    guards = [(subprocess.Popen, "__init__", _refuse("start a subprocess")),
+              (socket.socket, "listen", _refuse("listen on a socket (a server)"))]
+    try:
+        import grpc
+    except ImportError:
+        return guards
+    return guards + [(grpc, "server", _refuse("start a gRPC server"))]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """From the setup of a ``unit`` test (its module fixtures included) to its teardown,
+    starting a subprocess or a server fails: mark such a test ``integration``."""
+    if item.get_closest_marker("unit") is None:
+        yield
+        return
+    saved = [(target, name, getattr(target, name)) for target, name, _ in _guards()]
+    for target, name, replacement in _guards():
+        setattr(target, name, replacement)
+    try:
+        yield
+    finally:
+        for target, name, original in saved:
+            setattr(target, name, original)

@@ -39,15 +39,19 @@ class Collected:
 
 
 class _Append(beam.DoFn):
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, timestamps: bool) -> None:
         self._key = key
+        self._timestamps = timestamps
 
-    def process(self, element):
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
+        item = (element, float(timestamp)) if self._timestamps else element
         with _LOCK:
-            _STORE[self._key].append(element)
+            _STORE[self._key].append(item)
 
 
-def collect(pcoll: beam.PCollection, label: str | None = None) -> Collected:
+def collect(pcoll: beam.PCollection, label: str | None = None, *,
+            timestamps: bool = False) -> Collected:
+    """Collect ``pcoll``'s elements (with ``timestamps``: ``(element, epoch seconds)`` pairs)."""
     handle = Collected()
-    pcoll | (label or f"Collect_{handle.key[:8]}") >> beam.ParDo(_Append(handle.key))
+    pcoll | (label or f"Collect_{handle.key[:8]}") >> beam.ParDo(_Append(handle.key, timestamps))
     return handle

@@ -1,4 +1,5 @@
-"""Read what the file sinks wrote, for assertions in tests (yours and ours)."""
+"""Read what the file sinks wrote, for assertions in tests (yours and ours): the one
+JSON-lines reader."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import os
 from typing import Any
 
 
-def read_jsonl_dir(directory: str, name: str = "*") -> list[dict[str, Any]]:
-    """Every JSON object in ``directory/NAME*.jsonl`` (all shards), in file order."""
+def read_jsonl(pattern: str) -> list[dict[str, Any]]:
+    """Every JSON object in the files matching ``pattern`` (``**`` reaches subdirectories),
+    in file (then line) order."""
     rows: list[dict[str, Any]] = []
-    for path in sorted(glob.glob(os.path.join(directory, f"{name}*.jsonl"))):
+    for path in sorted(glob.glob(pattern, recursive=True)):
         with open(path, encoding="utf-8") as handle:
             rows.extend(json.loads(line) for line in handle if line.strip())
     return rows
+
+
+def read_jsonl_dir(directory: str, name: str = "*") -> list[dict[str, Any]]:
+    """Every JSON object in ``directory/NAME*.jsonl`` (all shards), in file order."""
+    return read_jsonl(os.path.join(directory, f"{name}*.jsonl"))
 
 
 def read_parquet_dir(directory: str, name: str = "*") -> list[dict[str, Any]]:

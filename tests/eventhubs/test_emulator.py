@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 
 import pytest
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
 from beam_pipelines.testing.emulators.eventhubs import partition_for_key
+from beam_pipelines.testing.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def wait_for(condition, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)  # polling a condition with a deadline
 
 
 class Receiver:

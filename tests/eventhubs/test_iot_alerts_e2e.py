@@ -3,24 +3,16 @@ PortableRunner (LOOPBACK), the second run resuming from the first one's checkpoi
 
 from __future__ import annotations
 
-import glob
-import json
-
 import pytest
 
 from beam_pipelines import iot_alerts
 from beam_pipelines.testing.emulators.eventhubs import send_events
+from beam_pipelines.testing.files import read_jsonl
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
 
 pytestmark = pytest.mark.integration
 
 
-def read_jsonl(pattern: str) -> list[dict]:
-    rows = []
-    for path in glob.glob(pattern):
-        with open(path, encoding="utf-8") as handle:
-            rows += [json.loads(line) for line in handle if line.strip()]
-    return rows
 
 
 def alerts(directory) -> list[dict]:

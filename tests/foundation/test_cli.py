@@ -7,9 +7,8 @@ import pytest
 
 from beam_pipelines import pageviews
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.integration
 def test_default_run_needs_no_flags_and_prints_a_table():
     done = subprocess.run(
         [sys.executable, "-m", "beam_pipelines.pageviews"], capture_output=True, text=True, timeout=120
@@ -21,6 +20,7 @@ def test_default_run_needs_no_flags_and_prints_a_table():
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.integration
 def test_bad_flag_from_the_shell_is_one_line_and_exit_code_2():
     done = subprocess.run(
         [sys.executable, "-m", "beam_pipelines.pageviews", "--window_size=five"],
@@ -50,6 +50,7 @@ def test_bad_flag_from_the_shell_is_one_line_and_exit_code_2():
         (["--dead_letter=ftp://host/dir"], "--dead_letter"),
     ],
 )
+@pytest.mark.unit
 def test_bad_flags_name_the_flag_and_the_expected_form(argv, flag, capsys):
     assert pageviews.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -57,6 +58,7 @@ def test_bad_flags_name_the_flag_and_the_expected_form(argv, flag, capsys):
     assert err[0].startswith(f"error: {flag}"), err[0]
 
 
+@pytest.mark.unit
 def test_help_lists_the_pipeline_flags(capsys):
     with pytest.raises(SystemExit) as exited:
         pageviews.run(["--help"])
@@ -66,6 +68,7 @@ def test_help_lists_the_pipeline_flags(capsys):
         assert flag in out
 
 
+@pytest.mark.unit
 def test_run_options_make_each_view_once_and_share_its_values():
     import pickle
 

@@ -7,7 +7,6 @@ behaviour, one PostgreSQL run.
 
 from __future__ import annotations
 
-import glob
 import json
 import time
 from fractions import Fraction
@@ -21,6 +20,7 @@ from beam_pipelines import iot_alerts, schemas
 from beam_pipelines.options import parse as parse_flags
 from beam_pipelines.skeleton import SourceSpec
 from beam_pipelines.testing.collect import collect
+from beam_pipelines.testing.files import read_jsonl
 from beam_pipelines.testing.iot import (
     DEFAULT_START,
     SyntheticReadings,
@@ -34,12 +34,6 @@ from transforms.validation import InvalidRecord
 T0 = DEFAULT_START
 
 
-def read_jsonl(pattern: str) -> list[dict]:
-    rows = []
-    for path in sorted(glob.glob(pattern)):
-        with open(path, encoding="utf-8") as handle:
-            rows += [json.loads(line) for line in handle if line.strip()]
-    return rows
 
 
 def reading(device, temperature, humidity, seconds) -> bytes:

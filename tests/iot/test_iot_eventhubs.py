@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import glob
-import json
-
 import pytest
 from azure.eventhub import EventData, EventHubProducerClient
 
 from beam_pipelines import iot_alerts
+from beam_pipelines.testing.files import read_jsonl
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
 
 pytestmark = pytest.mark.integration
@@ -27,12 +25,6 @@ def send(connection_string: str, hub: str, bodies: list[bytes]) -> None:
         producer.send_batch(batch)
 
 
-def read_jsonl(pattern: str) -> list[dict]:
-    rows = []
-    for path in glob.glob(pattern):
-        with open(path, encoding="utf-8") as handle:
-            rows += [json.loads(line) for line in handle if line.strip()]
-    return rows
 
 
 def test_eventhubs_readings_give_the_reference_alerts(eventhubs_emulator, eventhub, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import time
 
@@ -10,6 +9,7 @@ import pytest
 
 from beam_pipelines import iot_alerts
 from beam_pipelines.produce import send
+from beam_pipelines.testing.files import read_jsonl
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
 from transforms.io.kafka import client_config
 
@@ -56,9 +56,6 @@ def test_kafka_readings_to_kafka_alerts_match_the_reference(kafka_broker, kafka_
         assert alert.pop("pane_timing") is None and alert.pop("is_final") is None
         alert.pop("pane_index")
     assert sorted(got, key=lambda a: (a["WindowStart"], a["DeviceId"])) == expected.alerts
-    dead = []
-    for path in glob.glob(str(tmp_path / "dead" / "dead_letters-*.jsonl")):
-        with open(path, encoding="utf-8") as handle:
-            dead += [json.loads(line) for line in handle]
+    dead = read_jsonl(str(tmp_path / "dead" / "dead_letters-*.jsonl"))
     assert len(dead) == len(expected.invalid_lines)
     assert {d["origin"]["topic"] for d in dead} == {readings}

@@ -22,8 +22,6 @@ import pytest
 from beam_pipelines import options as opts
 from beam_pipelines import pageviews
 
-pytestmark = pytest.mark.unit
-
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "deploy" / "airflow" / "pageviews_backfill.py"
 STUB = Path(__file__).resolve().parent / "airflow_stub"
@@ -52,6 +50,7 @@ def render(dag_module, **params) -> str:
     )
 
 
+@pytest.mark.unit
 def test_dag_shape(dag_module):
     dag = dag_module.dag
     assert dag.dag_id == "pageviews_backfill"
@@ -62,6 +61,7 @@ def test_dag_shape(dag_module):
 
 @pytest.mark.parametrize("extra", [{}, {"pushgateway": "http://pushgateway:9091",
                                        "runner_flags": "--runner=DirectRunner"}])
+@pytest.mark.unit
 def test_rendered_command_parses_with_the_pipelines_parser(dag_module, extra):
     argv = shlex.split(render(dag_module, **extra))
     assert argv[:3] == [dag_module.PARAMS["python"], "-m", "beam_pipelines.pageviews"]
@@ -77,6 +77,7 @@ def test_rendered_command_parses_with_the_pipelines_parser(dag_module, extra):
         assert options.view_as(MetricsOptions).pushgateway == "http://pushgateway:9091"
 
 
+@pytest.mark.integration
 def test_rendered_command_runs_a_day_and_fails_in_one_line_without_input(dag_module, tmp_path):
     day = tmp_path / "events with space" / f"dt={DS}"
     day.mkdir(parents=True)

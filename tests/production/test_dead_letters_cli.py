@@ -12,11 +12,10 @@ import pytest
 
 from beam_pipelines import dead_letters as cli
 from beam_pipelines import pageviews
+from beam_pipelines.testing.files import read_jsonl
 from transforms.base.errors import ConfigError, SourceError
 from transforms.records import DeadLetter
 from transforms.sinks.dead_letter_sink import dead_letter_to_json
-
-pytestmark = pytest.mark.unit
 
 T0 = 1_700_000_000
 FIX = '''
@@ -28,8 +27,7 @@ def add_action(payload, letter):
 
 
 def read_output(directory) -> list[dict]:
-    return [json.loads(line) for path in sorted(directory.glob("pageviews-*.jsonl"))
-            for line in path.read_text().splitlines() if line]
+    return read_jsonl(str(directory / "pageviews-*.jsonl"))
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +51,7 @@ def cli_run(*argv: str) -> str:
     return out.getvalue()
 
 
+@pytest.mark.unit
 def test_inspect_counts_reasons_and_shows_samples(rejected):
     text = cli_run("inspect", str(rejected / "dl"), "--samples", "1")
     assert f"{rejected / 'dl'}: 6 dead letters in 1 file(s)" in text
@@ -66,6 +65,7 @@ def test_inspect_counts_reasons_and_shows_samples(rejected):
     assert as_json == {"invalid_json": 2}
 
 
+@pytest.mark.unit
 def test_replay_with_a_fix_feeds_the_pipeline_again(rejected):
     (rejected / "fixes.py").write_text(FIX)
     replayed = rejected / "replay" / "fixed.jsonl"
@@ -82,6 +82,7 @@ def test_replay_with_a_fix_feeds_the_pipeline_again(rejected):
         p.stat().st_size == 0 for p in (rejected / "dl2").glob("*.jsonl"))
 
 
+@pytest.mark.unit
 def test_replay_without_fix_warns_about_records_that_still_fail(rejected):
     replayed = rejected / "raw.jsonl"
     text = cli_run("replay", str(rejected / "dl"), "--output", str(replayed))
@@ -94,6 +95,7 @@ def test_replay_without_fix_warns_about_records_that_still_fail(rejected):
     assert "replayed 0 record(s)" in text and "left out" in text
 
 
+@pytest.mark.unit
 def test_reads_compressed_files_and_reports_lines_that_are_not_dead_letters(tmp_path):
     letter = DeadLetter.of("pageviews", "window", "late: ...", json.dumps(
         {"user_id": "1", "action": "a", "page": "/p", "timestamp": T0}), {"source": "window"},
@@ -107,6 +109,7 @@ def test_reads_compressed_files_and_reports_lines_that_are_not_dead_letters(tmp_
     assert "replayed 1 record(s)" in text and "still fail" not in text
 
 
+@pytest.mark.integration
 def test_user_mistakes_are_one_line_errors(tmp_path):
     with pytest.raises(SourceError, match="LOCATION: no dead-letter files at"):
         cli.run(["inspect", str(tmp_path / "nothing")])
@@ -129,11 +132,11 @@ def test_user_mistakes_are_one_line_errors(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("streaming", [False, True], ids=["batch", "streaming"])
 def test_dead_letter_batches_are_written_and_counted_one_letter_each(tmp_path, streaming):
     """The vectorized steps send a block's dead letters as one DeadLetterBatch; the
     sink writes one JSON line and counts one metric per letter, as for single letters."""
-    import glob
 
     import apache_beam as beam
     from apache_beam.metrics import MetricsFilter
@@ -160,8 +163,7 @@ def test_dead_letter_batches_are_written_and_counted_one_letter_each(tmp_path, s
     source | WriteDeadLetters(str(out), pipeline="pv", streaming=streaming)
     result = pipeline.run()
     result.wait_until_finish()
-    lines = [json.loads(line) for path in glob.glob(str(out / "dead_letters-*.jsonl"))
-             for line in open(path, encoding="utf-8")]
+    lines = read_jsonl(str(out / "dead_letters-*.jsonl"))
     assert sorted(row["origin"]["line"] for row in lines) == [1, 2, 3, 4]
     assert all(row["reason"] == f"bad {row['origin']['line']}" for row in lines)
     counters = result.metrics().query(MetricsFilter().with_namespace("pv"))["counters"]

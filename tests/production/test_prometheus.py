@@ -13,7 +13,7 @@ import yaml
 
 from beam_pipelines import metrics
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"

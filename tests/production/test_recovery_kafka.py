@@ -27,6 +27,7 @@ import pytest
 from beam_pipelines import metrics
 from beam_pipelines import options as opts
 from beam_pipelines.options.metrics import MetricsOptions
+from beam_pipelines.testing.polling import wait_for
 from transforms.records import utc_iso
 
 pytestmark = pytest.mark.integration
@@ -93,17 +94,16 @@ def start_job(servers: str, topic: str, dsn: str, start_at: str, log: Path):
                             start_new_session=True), handle
 
 
-def wait_for(condition, what: str, job, log: Path, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if job.poll() is not None:
-            pytest.fail(f"the job exited ({job.returncode}) before {what}:\n"
-                        f"{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.2)  # polling a condition with a deadline
-    pytest.fail(f"timed out waiting for {what}:\n{log.read_text(errors='replace')[-3000:]}")
+def wait_for_job(condition, what: str, job, log: Path, timeout: float = 90.0):
+    """wait_for, failing at once when the job exits, with the job's log in the message."""
+
+    def exited():
+        return f"the job exited ({job.returncode})" if job.poll() is not None else None
+
+    try:
+        return wait_for(condition, timeout=timeout, what=what, interval=0.2, abort=exited)
+    except AssertionError as exc:
+        pytest.fail(f"{exc}:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def kill(job, handle) -> None:
@@ -135,9 +135,9 @@ def test_kill_and_restart_counts_every_event_once(kafka_broker, kafka_topic, pos
     job, handle = start_job(servers, topic, postgres_dsn, "committed", tmp_path / "run1.log")
     try:
         want_a = {k: v for k, v in expected_counts(sent).items() if k[0] == T0}
-        wait_for(lambda: all(table(postgres_dsn).get(k) == v for k, v in want_a.items()),
+        wait_for_job(lambda: all(table(postgres_dsn).get(k) == v for k, v in want_a.items()),
                  "window A in PostgreSQL", job, tmp_path / "run1.log")
-        wait_for(lambda: committed(servers, topic) == len(sent),
+        wait_for_job(lambda: committed(servers, topic) == len(sent),
                  "the group's offsets to reach the end", job, tmp_path / "run1.log")
     finally:
         kill(job, handle)
@@ -152,7 +152,7 @@ def test_kill_and_restart_counts_every_event_once(kafka_broker, kafka_topic, pos
     job, handle = start_job(servers, topic, postgres_dsn, restart_at, tmp_path / "run2.log")
     try:
         want = {k: v for k, v in expected_counts(sent).items() if k[0] < T0 + 3000}
-        wait_for(lambda: table(postgres_dsn) == want, "every closed window, counted once",
+        wait_for_job(lambda: table(postgres_dsn) == want, "every closed window, counted once",
                  job, tmp_path / "run2.log")
     finally:
         kill(job, handle)

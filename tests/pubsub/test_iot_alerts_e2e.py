@@ -8,9 +8,7 @@ again, so nothing was lost to the failure.
 
 from __future__ import annotations
 
-import glob
 import json
-import time
 
 import apache_beam as beam
 import pytest
@@ -19,20 +17,14 @@ from google.cloud import pubsub_v1
 
 from beam_pipelines import iot_alerts
 from beam_pipelines.skeleton import SourceSpec
+from beam_pipelines.testing.files import read_jsonl
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
+from beam_pipelines.testing.polling import wait_for
 from transforms.io.pubsub import ReadFromPubSub
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def wait_for(condition, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)  # polling a condition with a deadline, not synchronising
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def drain(subscription, expected, timeout=20.0):
@@ -48,7 +40,7 @@ def drain(subscription, expected, timeout=20.0):
                                    ack_ids=[m.ack_id for m in response.received_messages])
         return len(rows) >= expected
 
-    wait_for(more, timeout, f"{expected} alerts")
+    wait_for(more, timeout=timeout, what=f"{expected} alerts")
     extra = subscriber.pull(request={"subscription": subscription, "max_messages": 500,
                                      "return_immediately": True}).received_messages
     assert not extra, "more alerts than the query defines"
@@ -92,10 +84,7 @@ def test_iot_alerts_through_pubsub_direct_then_portable_after_a_failure(
     assert iot_alerts.main(["--source=pubsub", f"--subscription={pubsub_env.subscription}",
                             f"--dead_letter={tmp_path / 'dead'}", *common]) == 0
     assert normalized(drain(alerts_sub, len(expected.alerts))) == expected.alerts
-    dead = []
-    for path in glob.glob(str(tmp_path / "dead" / "dead_letters-*.jsonl")):
-        with open(path, encoding="utf-8") as handle:
-            dead += [json.loads(line) for line in handle if line.strip()]
+    dead = read_jsonl(str(tmp_path / "dead" / "dead_letters-*.jsonl"))
     assert sorted(int(d["origin"]["attributes"]["n"]) + 1 for d in dead) == expected.invalid_lines
     assert {d["origin"]["source"] for d in dead} == {"pubsub"}
     err = capfd.readouterr().err
@@ -168,14 +157,8 @@ def test_iot_alerts_streams_from_pubsub_until_cancelled(pubsub_env, tmp_path):
             ("humid", "2024-01-01T00:01:00Z", 10.0, 90.0, "ON_TIME"),
         ]
 
-        def dead_letters():
-            rows = []
-            for path in glob.glob(str(tmp_path / "dead" / "**" / "*.jsonl"), recursive=True):
-                with open(path, encoding="utf-8") as handle:
-                    rows += [json.loads(line) for line in handle if line.strip()]
-            return rows
-
-        dead = wait_for(dead_letters, what="the bad reading's dead letter")
+        dead = wait_for(lambda: read_jsonl(str(tmp_path / "dead" / "**" / "*.jsonl")),
+                        what="the bad reading's dead letter")
         assert [d["payload"] for d in dead] == ["not json"]
         assert dead[0]["origin"]["source"] == "pubsub"
         wait_for(lambda: emulator.backlog(pubsub_env.subscription) == (0, 0),

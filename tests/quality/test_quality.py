@@ -14,6 +14,7 @@ from apache_beam.transforms.window import TimestampedValue
 from beam_pipelines import iot_alerts
 from beam_pipelines.schemas import SCHEMAS
 from beam_pipelines.testing.collect import collect
+from beam_pipelines.testing.files import read_jsonl
 from beam_pipelines.testing.iot import DEFAULT_START, edge_case_lines
 from transforms.base.errors import ConfigError
 from transforms.quality import (
@@ -243,14 +244,12 @@ def test_iot_alerts_applies_quality_rules_from_the_flag(tmp_path, capfd):
         "--source=file", f"--input={source}", "--sink=jsonl", f"--output={tmp_path / 'out'}",
         f"--dead_letter={tmp_path / 'dead'}", f"--quality_rules={rules}",
     ]) == 0
-    dead = [json.loads(line) for path in (tmp_path / "dead").glob("dead_letters-*.jsonl")
-            for line in path.read_text().splitlines()]
+    dead = read_jsonl(str(tmp_path / "dead" / "dead_letters-*.jsonl"))
     failed = [d for d in dead if d["step"] == "quality"]
     # edge-boundary's 40 degrees is implausible: dropped, so its first window no longer alerts.
     assert sorted((d["reason_code"], json.loads(d["payload"])["Temperature"]) for d in failed) == [
         ("plausible_temperature", 40.0), ("plausible_temperature", 59.7)]
-    alerts = [json.loads(line) for path in (tmp_path / "out").glob("iot_alerts-*.jsonl")
-              for line in path.read_text().splitlines()]
+    alerts = read_jsonl(str(tmp_path / "out" / "iot_alerts-*.jsonl"))
     assert "edge-boundary" not in {a["DeviceId"] for a in alerts}
     assert "2 failed data-quality rules" in capfd.readouterr().err
 

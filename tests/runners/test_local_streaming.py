@@ -58,17 +58,15 @@ def test_unbounded_source_fires_windows_while_it_is_still_producing():
     )
     counted.results | "SeenPanes" >> beam.ParDo(_Record("panes"))
     counted.late | "SeenLate" >> beam.ParDo(_Record("late"))
-    started = time.time()
+    started = time.time()  # for the failure message only
     result = pipeline.run()
     result.wait_until_finish()  # the source stops after `count` events
-    took = time.time() - started
 
     raw_seen = sorted(t for t, _ in _SEEN["raw"])
     panes = _SEEN["panes"]
     assert len(raw_seen) == count
     # The source paced itself at `rate` events per wall-clock second...
     assert raw_seen[-1] - raw_seen[0] >= (count - 1) / rate - 0.5
-    assert took < 20
     # ...and windows closed (ON_TIME panes) while it was still producing.
     on_time_before_end = [t for t, p in panes if p.pane_timing == "ON_TIME" and t < raw_seen[-1]]
     assert len(on_time_before_end) >= 3, (

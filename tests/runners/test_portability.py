@@ -6,12 +6,12 @@ streaming runner (``--streaming``: the final pane of each window is the batch co
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from beam_pipelines import pageviews
+from beam_pipelines.testing.files import read_jsonl
 from transforms.io.synthetic.events import SyntheticEvents
 
 pytestmark = pytest.mark.integration
@@ -35,9 +35,8 @@ def _run(tmp_path: Path, events_file: Path, name: str, *flags: str):
     ])
     leftovers = list(out.glob("beam-temp-*")) + list(dead.glob("beam-temp-*"))
     assert not leftovers, f"{name}: temporary files left behind: {leftovers}"
-    rows = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
-    letters = [json.loads(line) for f in sorted(dead.glob("*.jsonl"))
-               for line in f.read_text().splitlines()]
+    rows = read_jsonl(str(out / "*.jsonl"))
+    letters = read_jsonl(str(dead / "*.jsonl"))
     return rows, sorted((d["origin"]["line"], d["reason_code"]) for d in letters)
 
 
