@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from beam_pipelines.pageviews import CountPageViews, CountPageViewTables
 from beam_pipelines.testing.collect import collect
 from runners.local_streaming.runner import LocalStreamingRunner
+from tests.transforms.test_batches import json_line, reference
 from transforms.batches import events_table, parse_json_block, parse_payloads, user_events
 from transforms.io.synthetic.events import SyntheticEvents
 from transforms.parse import (
@@ -41,8 +42,6 @@ from transforms.records import DeadLetter, DeadLetterBatch, RawBatch, RawRecord,
 from transforms.sinks.dead_letter_sink import each_dead_letter, late_record_to_dead_letter
 from transforms.validation import InvalidRecord, decode_json_object
 from transforms.windowing import WindowConfig
-
-from .test_vectorized_batch import json_line, reference
 
 pytestmark = pytest.mark.unit
 

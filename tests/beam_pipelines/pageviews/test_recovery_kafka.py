@@ -32,7 +32,7 @@ from transforms.records import utc_iso
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 T0 = 1_700_000_100  # window-aligned: T0 % 300 == 0 (2023-11-14T22:15:00Z)
 WINDOW = 300
 PARTITIONS = 2
