@@ -13,31 +13,44 @@ from __future__ import annotations
 
 import types
 import weakref
+from typing import Callable
 
 from apache_beam.runners.direct import transform_evaluator
 from apache_beam.transforms import core, userstate
 
 
-def remember_dofn_introspection() -> None:
-    """Install both caches below. Idempotent."""
-    _install_dofn_specs_cache()
-    _install_signature_cache()
+def remember_dofn_introspection() -> Callable[[], None]:
+    """Install both caches below; returns what uninstalls what this call installed (a
+    cache installed already stays: whoever installed it keeps it)."""
+    undo = [_install_dofn_specs_cache(), _install_signature_cache()]
+
+    def uninstall() -> None:
+        for step in reversed(undo):
+            step()
+
+    return uninstall
+
+
+def _nothing() -> None:
+    pass
 
 
 _SPECS_CACHE: dict[tuple, tuple[frozenset, frozenset]] = {}
 
 
-def _install_dofn_specs_cache() -> None:
+def _install_dofn_specs_cache() -> Callable[[], None]:
     """Compute ``userstate.get_dofn_specs`` once per DoFn class. Idempotent.
 
     Beam inspects every *bound method* of the instance (``dir`` + ``MethodType``); so the
     answer depends on the class and on which class attributes the instance shadows with
     something else (``beam.Map`` sets ``self.process`` to the user's function). An
-    instance holding bound methods of its own is computed every time, as before.
+    instance holding bound methods of its own is computed every time, as before. Returns
+    what uninstalls it (nothing when it was installed already).
     """
     if getattr(userstate.get_dofn_specs, "_beam_pipelines_cache", False):
-        return
+        return _nothing
     original = userstate.get_dofn_specs
+    original_evaluator = transform_evaluator.get_dofn_specs
 
     def get_dofn_specs(dofn):
         attributes = getattr(dofn, "__dict__", {})
@@ -55,18 +68,25 @@ def _install_dofn_specs_cache() -> None:
     userstate.get_dofn_specs = get_dofn_specs  # type: ignore[assignment]
     transform_evaluator.get_dofn_specs = get_dofn_specs  # type: ignore[assignment]  # imported by name
 
+    def uninstall() -> None:
+        userstate.get_dofn_specs = original
+        transform_evaluator.get_dofn_specs = original_evaluator
+
+    return uninstall
+
 
 # Function -> {bound: (argument names, defaults)}; weak, so roundtripped copies' functions go.
 _ARGUMENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _install_signature_cache() -> None:
+def _install_signature_cache() -> Callable[[], None]:
     """``core.get_function_args_defaults`` (``inspect.signature``,
     tens of microseconds, called for every method of a DoFn and of its wrapped function
     each time a DoFnRunner is made, that is every bundle) computed once per function.
-    The answer depends only on the function and on whether it is bound. Idempotent."""
+    The answer depends only on the function and on whether it is bound. Returns what
+    uninstalls it (nothing when it was installed already)."""
     if getattr(core.get_function_args_defaults, "_beam_pipelines_cache", False):
-        return
+        return _nothing
     original = core.get_function_args_defaults
 
     def get_function_args_defaults(f):
@@ -84,3 +104,8 @@ def _install_signature_cache() -> None:
 
     get_function_args_defaults._beam_pipelines_cache = True  # type: ignore[attr-defined]
     core.get_function_args_defaults = get_function_args_defaults  # type: ignore[assignment]
+
+    def uninstall() -> None:
+        core.get_function_args_defaults = original
+
+    return uninstall

@@ -4,6 +4,7 @@ fire while it does, TestStream and state/timers still working, counters that add
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -132,9 +133,9 @@ def test_test_stream_state_and_timers_still_work():
 def test_serial_steps_take_their_oldest_bundle_first():
     from apache_beam.runners.direct import executor
 
-    from runners.local_streaming.runner import _install_fifo_fix
+    from runners.local_streaming.patches import patch_serial_fifo
 
-    _install_fifo_fix()
+    undo = patch_serial_fifo()
     submitted = []
 
     class _Service:
@@ -147,6 +148,7 @@ def test_serial_steps_take_their_oldest_bundle_first():
     assert submitted == ["first"]  # one at a time
     state.complete("first")
     state.complete("second")
+    undo()
     assert submitted == ["first", "second", "third"]  # Beam's own order was first, third, second
 
 
@@ -239,8 +241,9 @@ def test_function_arguments_are_inspected_once_per_function_and_stay_right():
 
 @pytest.mark.unit
 def test_the_executor_takes_the_most_downstream_work_first():
-    """Fix 7: deepest step first, first in first out among equals, the monitor last."""
-    from runners.local_streaming.runner import _DownstreamFirstQueue
+    """Patch downstream_first: deepest step first, first in first out among equals, the
+    monitor last."""
+    from runners.local_streaming.patches import DownstreamFirstQueue
 
     pipeline = beam.Pipeline()  # only to build applied transforms; it never runs
     source = pipeline | "Source" >> beam.Create([1])
@@ -256,7 +259,7 @@ def test_the_executor_takes_the_most_downstream_work_first():
             if step is not None:
                 self._applied_ptransform = step
 
-    tasks = _DownstreamFirstQueue()
+    tasks = DownstreamFirstQueue()
     for work in (_Work("monitor"), _Work("source", steps["Source"]),
                  _Work("parse-1", steps["Parse"]), _Work("count", steps["Count"]),
                  _Work("side", steps["Side"]), _Work("parse-2", steps["Parse"])):
@@ -267,9 +270,9 @@ def test_the_executor_takes_the_most_downstream_work_first():
 
 @pytest.mark.unit
 def test_the_checkpoint_watchdog_calls_what_is_due_and_not_what_was_cancelled():
-    from runners.local_streaming.runner import _Watchdog
+    from runners.local_streaming.sdf import Watchdog
 
-    watchdog = _Watchdog()
+    watchdog = Watchdog()
     called: list[str] = []
     release, done = threading.Event(), threading.Event()
     watchdog.arm(0.0, lambda: release.wait(10))  # holds the watchdog's thread meanwhile
@@ -279,3 +282,39 @@ def test_the_checkpoint_watchdog_calls_what_is_due_and_not_what_was_cancelled():
     release.set()
     assert done.wait(10)
     assert called == ["due"]  # the cancelled one was due first, and never ran
+
+
+@pytest.mark.unit
+def test_the_patch_list_of_the_docstring_is_the_registry():
+    """patches.py's docstring names every patch of PATCHES, in order, and nothing else."""
+    from runners.local_streaming import patches
+
+    documented = re.findall(r"^\* ``(\w+)``:", patches.__doc__ or "", re.M)
+    assert documented == [patch.name for patch in patches.PATCHES]
+    assert all(callable(patch.install) for patch in patches.PATCHES)
+    assert len({patch.install for patch in patches.PATCHES}) == len(patches.PATCHES)
+
+
+@pytest.mark.unit
+def test_patches_are_installed_for_a_run_and_undone_after_it():
+    from apache_beam.runners.direct import executor, transform_evaluator, watermark_manager
+
+    from runners.local_streaming import patches
+
+    def beam_state():
+        return (executor.TransformExecutor.call,
+                executor._SerialEvaluationState._update_currently_evaluating,
+                watermark_manager._TransformWatermarks.refresh,
+                transform_evaluator._ParDoEvaluator.start_bundle,
+                transform_evaluator._ParDoEvaluator.finish_bundle,
+                executor._ExecutorService.__init__)
+
+    before = beam_state()
+    pipeline = beam.Pipeline(runner=LocalStreamingRunner(), options=_streaming_options())
+    pipeline | beam.Create([1]) | beam.Map(lambda _: beam_state()) | beam.ParDo(_Record("patched"))
+    with patches.installed():  # overlapping runs share one installation
+        pipeline.run().wait_until_finish()
+        assert beam_state() != before  # still installed: this block's run is not over
+    (_, during), = _SEEN["patched"]
+    assert all(a != b for a, b in zip(during, before, strict=True))
+    assert beam_state() == before  # the last run to end put Beam back
