@@ -1,0 +1,3 @@
+from beam_pipelines.dead_letters.cli import main
+
+raise SystemExit(main())
