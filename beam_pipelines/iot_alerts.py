@@ -266,14 +266,8 @@ class IotAlerts(Pipeline):
 
 
 IOT_ALERTS = IotAlerts()
-synthetic_source = IOT_ALERTS.synthetic_source
-build = IOT_ALERTS.build
 run = IOT_ALERTS.run
 main = IOT_ALERTS.main
-
-
-def window_config(options: PipelineOptions) -> WindowConfig:
-    return IOT_ALERTS.window_config(options)
 
 
 if __name__ == "__main__":

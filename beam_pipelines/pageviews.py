@@ -246,14 +246,8 @@ class Pageviews(Pipeline):
 
 
 PAGEVIEWS = Pageviews()
-synthetic_source = PAGEVIEWS.synthetic_source
-build = PAGEVIEWS.build
 run = PAGEVIEWS.run
 main = PAGEVIEWS.main
-
-
-def window_config(options: PipelineOptions) -> WindowConfig:
-    return PAGEVIEWS.window_config(options)
 
 
 if __name__ == "__main__":

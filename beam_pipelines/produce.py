@@ -21,7 +21,8 @@ import time
 from typing import Iterable, Iterator, Optional, Sequence
 
 from beam_pipelines.options import kafka as kafka_opts
-from transforms.base.errors import BeamPipelinesError, ConfigError, SinkError
+from beam_pipelines.skeleton import run as runs
+from transforms.base.errors import ConfigError, SinkError
 from transforms.io.files import iter_lines
 from transforms.io.kafka import check_topics, client, client_config, rules, wait_for_partitions
 from transforms.io.synthetic.events import SyntheticEvents
@@ -190,15 +191,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        run(argv)
-    except BeamPipelinesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    """The command line: our errors become one line and exit code 2 (as the pipelines')."""
+    return runs.main(run, argv)
 
 
 if __name__ == "__main__":

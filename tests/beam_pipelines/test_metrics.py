@@ -78,7 +78,7 @@ def run_with_metrics(tmp_path_factory):
     parsed = (pipeline | "Read" >> ReadLinesWithOrigin(str(tmp / "events.jsonl"))
               | "Parse" >> ParseUserEvents(pageviews.PIPELINE))
     counted = parsed.valid | "Count" >> pageviews.CountPageViews(
-        pageviews.window_config(options), streaming=False)
+        pageviews.PAGEVIEWS.window_config(options), streaming=False)
     (counted.counts | "Measure" >> metrics.MeasureOutput(pageviews.PIPELINE)
      | "Write" >> WriteJsonLines(str(tmp / "out"), "pageviews", streaming=False))
     parsed.dead_letters | "DL" >> WriteDeadLetters(

@@ -183,7 +183,7 @@ def test_streaming_panes_late_updates_and_too_late_readings(tmp_path):
         [], prog="test",
     )
     pipeline = beam.Pipeline(options=options)
-    alerts, dead = iot_alerts.build(pipeline, options, SourceSpec(stream, bounded=False),
+    alerts, dead = iot_alerts.IOT_ALERTS.build(pipeline, options, SourceSpec(stream, bounded=False),
                                     streaming=True)
     got_alerts, got_dead = collect(alerts), collect(dead)
     pipeline.run().wait_until_finish()
