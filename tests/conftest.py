@@ -33,10 +33,8 @@ def _guards() -> list:
     return guards + [(grpc, "server", _refuse("start a gRPC server"))]
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    """From the setup of a ``unit`` test (its module fixtures included) to its teardown,
-    starting a subprocess or a server fails: mark such a test ``integration``."""
+def _guarded(item):
+    """Patch the guards in for a ``unit`` test; yields (pytest hookwrapper style)."""
     if item.get_closest_marker("unit") is None:
         yield
         return
@@ -48,3 +46,15 @@ def pytest_runtest_protocol(item, nextitem):
     finally:
         for target, name, original in saved:
             setattr(target, name, original)
+
+
+# The setup (module fixtures a unit test brings up included) and the test itself start no
+# subprocess and no server; the teardown may stop servers of integration tests before it.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    yield from _guarded(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    yield from _guarded(item)

@@ -74,22 +74,32 @@ class LocalStreamingRunner(direct_runner.BundleBasedDirectRunner):
 
 
 def _finish_with(result) -> None:
-    """Once the run has ended: tear down its pooled DoFn copies (patch ``dofn_reuse``)
-    and undo the patches (when no other run still uses them)."""
+    """Once the run has ended (waited for, or cancelled): tear down its pooled DoFn copies
+    (patch ``dofn_reuse``) and undo the patches (when no other run still uses them)."""
     pool = patches.DoFnPool.of(result._evaluation_context)
-    wait = result.wait_until_finish
+    wait, cancel = result.wait_until_finish, result.cancel
     finished: list[bool] = []
+
+    def finish() -> None:
+        # A wait with a duration may return while the run goes on: finish only an ended run.
+        if not finished and PipelineState.is_terminal(result.state):
+            finished.append(True)
+            try:
+                pool.teardown()
+            finally:
+                patches.uninstall()
 
     def wait_until_finish(duration=None):
         try:
             return wait(duration)
         finally:
-            # A wait with a duration may return while the run goes on: finish only an ended run.
-            if not finished and PipelineState.is_terminal(result.state):
-                finished.append(True)
-                try:
-                    pool.teardown()
-                finally:
-                    patches.uninstall()
+            finish()
+
+    def cancel_run():
+        try:
+            return cancel()
+        finally:
+            finish()
 
     result.wait_until_finish = wait_until_finish
+    result.cancel = cancel_run

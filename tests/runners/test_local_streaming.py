@@ -309,6 +309,7 @@ def test_patches_are_installed_for_a_run_and_undone_after_it():
                 transform_evaluator._ParDoEvaluator.finish_bundle,
                 executor._ExecutorService.__init__)
 
+    assert patches._RUNS == 0, "an earlier run was neither waited for nor cancelled"
     before = beam_state()
     pipeline = beam.Pipeline(runner=LocalStreamingRunner(), options=_streaming_options())
     pipeline | beam.Create([1]) | beam.Map(lambda _: beam_state()) | beam.ParDo(_Record("patched"))
