@@ -47,6 +47,12 @@ from transforms.windowing import (
     WindowedResult,
 )
 
+__all__ = [
+    "BATCH_ENGINES", "CountPageViewBatches", "CountPageViews", "CountPageViewTables",
+    "DEFAULT_WINDOW", "DESCRIPTION", "PAGEVIEWS", "Pageviews", "PageviewsOptions", "PIPELINE",
+    "RESULTS", "main", "run", "to_page_view_count", "vectorized"
+]
+
 PIPELINE = "pageviews"
 DESCRIPTION = (__doc__ or "").splitlines()[0]
 DEFAULT_WINDOW = 300

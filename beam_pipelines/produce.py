@@ -27,6 +27,8 @@ from transforms.io.files import iter_lines
 from transforms.io.kafka import check_topics, client, client_config, rules, wait_for_partitions
 from transforms.io.synthetic.events import SyntheticEvents
 
+__all__ = ["ensure_topic", "file_payloads", "main", "run", "send"]
+
 
 def _key_of(payload: bytes) -> Optional[bytes]:
     try:

@@ -26,6 +26,12 @@ from typing import Any, NamedTuple, Sequence
 from transforms.base.errors import ConfigError
 from transforms.records import DeadLetter, IoTAlert, IoTReading, PageViewCount, UserEvent, UtcTime
 
+__all__ = [
+    "avro_schema", "beam_schema", "CONSTRAINTS", "description", "export", "Field", "FIELD_DOCS",
+    "field_names", "fields", "FORMATS", "json_schema", "main", "markdown", "register", "row_coder",
+    "row_type", "schema_names", "SCHEMAS"
+]
+
 SCHEMAS: dict[str, type] = {
     "UserEvent": UserEvent,
     "PageViewCount": PageViewCount,

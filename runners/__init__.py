@@ -16,6 +16,8 @@ from runners.offline import install_download_guard
 from runners.presets import PRESETS
 from transforms.base.errors import ConfigError
 
+__all__ = ["KNOWN", "prepare", "runner_key"]
+
 KNOWN = (
     "DirectRunner", "LocalStreamingRunner", "PrismRunner", "PortableRunner", "FlinkRunner",
     "DataflowRunner", "DaskRunner",

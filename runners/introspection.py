@@ -18,6 +18,8 @@ from typing import Callable
 from apache_beam.runners.direct import transform_evaluator
 from apache_beam.transforms import core, userstate
 
+__all__ = ["remember_dofn_introspection"]
+
 
 def remember_dofn_introspection() -> Callable[[], None]:
     """Install both caches below; returns what uninstalls what this call installed (a

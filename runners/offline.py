@@ -15,6 +15,8 @@ import os
 
 from transforms.base.errors import NotAvailableError
 
+__all__ = ["install_download_guard"]
+
 
 def _refuse_download(cls, download_url, cached_jar_path, user_agent=None):
     jar = os.path.basename(download_url)

@@ -33,6 +33,12 @@ from runners.options import RunnerPresetOptions
 from transforms.base.errors import ConfigError, NotAvailableError
 from transforms.base.extras import require
 
+__all__ = [
+    "DASK", "dask", "dataflow", "DEFAULT_CHECKPOINTING_MS", "direct", "DRY_RUN", "DryRunRunner",
+    "FLEX_TEMPLATE", "flink", "local_dask_cluster", "local_job_endpoint", "LOCAL_STREAMING",
+    "local_streaming", "OFFLINE_DIRECT", "portable", "PRESETS", "prism"
+]
+
 _LOG = logging.getLogger(__name__)
 
 LOCAL_STREAMING = "runners.local_streaming.LocalStreamingRunner"

@@ -13,6 +13,11 @@ import datetime as _dt
 import time
 from typing import Any, NamedTuple, NewType, Optional
 
+__all__ = [
+    "DeadLetter", "DeadLetterBatch", "encode_payload", "EPOCH", "IoTAlert", "IoTReading",
+    "PageViewCount", "RawBatch", "RawRecord", "UserEvent", "utc_iso", "utc_now_iso"
+]
+
 EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 # A UTC time as an ISO-8601 string, ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (what utc_iso gives).

@@ -38,6 +38,10 @@ from runners import options as runner_options  # noqa: F401  (RunnerPresetOption
 from runners.options import register_dask_options
 from transforms.base.errors import ConfigError
 
+__all__ = ["IOOptions", "RunOptions", "SINKS", "SOURCES", "WindowOptions", "choice", "fraction",
+           "from_rule", "is_streaming", "non_empty", "parse", "positive_float", "positive_int",
+           "positive_seconds", "seconds"]
+
 SOURCES = ("synthetic", "file", "kafka", "pubsub", "eventhubs")
 SINKS = ("console", "jsonl", "parquet", "postgres", "kafka", "pubsub", "eventhubs")
 

@@ -13,6 +13,8 @@ from beam_pipelines.options.values import from_rule, positive_int, positive_seco
 from transforms.io.eventhubs import rules
 from transforms.io.eventhubs.rules import redact
 
+__all__ = ["EventHubsOptions"]
+
 connection_string = from_rule(rules.connection_string)
 hub_name = from_rule(rules.hub_name)
 start_at = from_rule(rules.start_at)

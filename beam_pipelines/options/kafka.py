@@ -26,6 +26,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines.options.values import choice, from_rule, positive_int, positive_seconds
 from transforms.io.kafka import rules
 
+__all__ = ["KafkaOptions"]
+
 start_at = from_rule(functools.partial(rules.position, rules.START_KEYWORDS), "position")
 stop_at = from_rule(functools.partial(rules.position, rules.STOP_KEYWORDS), "position")
 bootstrap_servers = from_rule(rules.bootstrap_servers)

@@ -14,6 +14,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines.options.values import positive_float, seconds
 from transforms.base.extras import require
 
+__all__ = ["gateway_url", "MetricsOptions", "port"]
+
 _GATEWAY = re.compile(r"^(https?://)?[A-Za-z0-9_.\-\[\]:]+(:\d+)?(/.*)?$")
 
 

@@ -19,6 +19,8 @@ from beam_pipelines.options.values import from_rule, positive_int, positive_seco
 from transforms.io.pubsub import rules
 from transforms.io.pubsub.rules import SUBSCRIPTION_FORM, TOPIC_FORM
 
+__all__ = ["PubSubOptions"]
+
 subscription_name = from_rule(rules.subscription_name)
 topic_name = from_rule(rules.topic_name)
 host_port = from_rule(rules.host_port)

@@ -20,6 +20,8 @@ from typing import Any
 
 import apache_beam as beam
 
+__all__ = ["collect", "Collected"]
+
 _STORE: dict[str, list[Any]] = {}
 _LOCK = threading.Lock()
 

@@ -8,6 +8,8 @@ import json
 import os
 from typing import Any
 
+__all__ = ["read_jsonl", "read_jsonl_dir", "read_parquet_dir", "window_counts"]
+
 
 def read_jsonl(pattern: str) -> list[dict[str, Any]]:
     """Every JSON object in the files matching ``pattern`` (``**`` reaches subdirectories),

@@ -38,6 +38,8 @@ from transforms.io.synthetic.readings import (  # noqa: F401  (re-exported for t
     malformed_payload,
 )
 
+__all__ = ["edge_case_lines", "reference_alerts", "ReferenceResult"]
+
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 

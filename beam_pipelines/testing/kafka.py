@@ -26,6 +26,8 @@ from transforms.io.kafka import client_config
 from transforms.io.kafka import discovery as kafka_discovery
 from transforms.io.kafka.client import close_pooled_consumers
 
+__all__ = ["KafkaBroker", "NOIDA_DB", "wait_for_partitions"]
+
 NOIDA_DB = "noida-db"
 
 

@@ -23,6 +23,8 @@ from typing import Optional
 
 from transforms.base.errors import BeamPipelinesError
 
+__all__ = ["free_port", "PostgresServer", "ServerUnavailable", "wait_for_port"]
+
 
 class ServerUnavailable(BeamPipelinesError, RuntimeError):
     """A test server could not be started; the message says why and what to install."""

@@ -7,6 +7,11 @@ nothing else. Command-line entry points turn these into a one-line message.
 
 from __future__ import annotations
 
+__all__ = [
+    "BeamPipelinesError", "ConfigError", "MissingExtraError", "NotAvailableError", "SinkError",
+    "SourceError"
+]
+
 
 class BeamPipelinesError(Exception):
     """Base class of every error this project raises on purpose."""

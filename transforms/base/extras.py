@@ -12,6 +12,8 @@ from types import ModuleType
 
 from transforms.base.errors import MissingExtraError
 
+__all__ = ["require"]
+
 
 def require(extra: str, module: str) -> ModuleType:
     """Import ``module`` or raise MissingExtraError naming ``extra``."""

@@ -20,6 +20,10 @@ import json
 import random
 from typing import Iterator, Optional
 
+__all__ = [
+    "ACTIONS", "DEFAULT_START", "MALFORMED_KINDS", "malformed_payload", "PAGES", "SyntheticEvents"
+]
+
 PAGES = (
     "/",
     "/home",

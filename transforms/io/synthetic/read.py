@@ -26,6 +26,10 @@ from transforms.base.errors import ConfigError
 from transforms.io.synthetic.events import SyntheticEvents
 from transforms.records import RawRecord
 
+__all__ = [
+    "ENDLESS", "ReadSynthetic", "STREAMING_MAX_DELAY", "unbounded_synthetic", "UnboundedSynthetic"
+]
+
 _RANGE = 10_000
 
 
