@@ -88,7 +88,13 @@ class _WriteEvents(beam.DoFn):
 
 class WriteToEventHubs(beam.PTransform):
     """Records (NamedTuple, dict, str or bytes) -> one event each, JSON for records,
-    batched per partition key (the ``partition_key_field`` of each record)."""
+    batched per partition key (the ``partition_key_field`` of each record). Nothing is
+    dead-lettered: a failed send fails the bundle, which the runner retries.
+
+    :param connection_string: a namespace or hub connection string (never logged).
+    :param eventhub: the hub (default: the connection string's EntityPath).
+    :param partition_key_field: the record field whose value is the partition key.
+    """
 
     def __init__(self, connection_string: str, eventhub: Optional[str] = None, *,
                  partition_key_field: Optional[str] = None) -> None:

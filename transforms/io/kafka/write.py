@@ -156,6 +156,18 @@ class WriteToKafka(beam.PTransform):
     str as they are); ``key_fn`` / ``headers_fn`` give the key (bytes/str/None) and headers
     ([(name, bytes|str)]). ``on_reject="raise"`` fails the bundle instead of
     dead-lettering (used for the dead-letter topic itself: nothing is dropped silently).
+
+    :param bootstrap_servers: ``HOST:PORT[,HOST:PORT...]``.
+    :param topic: the topic to write to (checked at construction when ``validate``).
+    :param value_fn: record -> the message value (bytes).
+    :param key_fn: record -> the key (bytes, str or None); None: no key.
+    :param headers_fn: record -> ``[(name, bytes|str)]``; None: no headers.
+    :param config: any other kafka-python setting (``acks`` is always ``all``).
+    :param pipeline: the pipeline name dead letters carry.
+    :param step: the step name dead letters carry.
+    :param on_reject: ``dead_letter`` (refused records to ``dead_letters``) or ``raise``.
+    :param validate: check at construction that the topic exists.
+    :param flag: the flag errors name (``--output``, ``--dead_letter``).
     """
 
     def __init__(

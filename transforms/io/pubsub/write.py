@@ -117,7 +117,17 @@ class WriteToPubSub(beam.PTransform):
 
     Messages are batched by the client library (``max_batch_messages``,
     ``max_batch_bytes``, ``max_latency`` seconds); a bundle completes only when all of
-    its messages are published. ``ordering=True`` enables ordering keys.
+    its messages are published. ``ordering=True`` enables ordering keys. Nothing is
+    dead-lettered: a failed publish fails the bundle, which the runner retries.
+
+    :param topic: ``projects/P/topics/T``.
+    :param ordering: enable ordering keys (messages with one key arrive in order).
+    :param emulator_host: HOST:PORT of an emulator (default ``$PUBSUB_EMULATOR_HOST``).
+    :param max_batch_messages: messages per publish request (1-1000).
+    :param max_batch_bytes: bytes per publish request.
+    :param max_latency: seconds a message may wait for its batch to fill.
+    :param validate: check at construction that the topic exists.
+    :param flag: the flag errors name (``--output``, ``--dead_letter``).
     """
 
     def __init__(
