@@ -47,6 +47,8 @@ setup(
     install_requires=[
         "apache-beam>=2.60",
         "pyarrow>=14",
+        # The vectorized path decodes JSON lines with it (transforms/batches.py).
+        "msgspec>=0.18",
     ],
     extras_require={
         "kafka": KAFKA,
