@@ -363,7 +363,7 @@ def parse_parquet_batch(batch: pa.RecordBatch) -> ParsedBlock:
     """Validate a Parquet record batch of user events; rows that are not plainly valid
     (and every row when a column is missing or of another type) are handed over as the
     JSON payload the per-row path builds (:func:`transforms.io.files.parquet_row_payload`)."""
-    from transforms.io.files import parquet_row_payload
+    from transforms.io.files import parquet_row_payload, parquet_rows
 
     n = batch.num_rows
     names = batch.schema.names
@@ -372,7 +372,7 @@ def parse_parquet_batch(batch: pa.RecordBatch) -> ParsedBlock:
     else:
         events, keep = EVENT_SCHEMA.empty_table(), np.zeros(n, bool)
     handed = np.flatnonzero(~keep)
-    rows = batch.take(pa.array(handed)).to_pylist() if len(handed) else []
+    rows = parquet_rows(batch.take(pa.array(handed))) if len(handed) else []
     handed_over = [(i, parquet_row_payload(row)) for i, row in zip(handed.tolist(), rows, strict=True)]
     return ParsedBlock(events, np.flatnonzero(keep), handed_over, 0, n)
 
