@@ -158,7 +158,7 @@ def parquet_rows(batch: Any) -> list[dict[str, Any]]:
     except (OverflowError, ValueError):
         pass
     columns = {name: _python_values(batch.column(i)) for i, name in enumerate(batch.schema.names)}
-    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 def _python_values(column: Any) -> list[Any]:
