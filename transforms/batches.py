@@ -76,8 +76,8 @@ _ISO = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-# Text that a float64 may round across a whole second: 7+ fractional digits or an exponent.
-_ROUNDING_RISK = re.compile(rb"\.[0-9]{7}|[0-9][eE]")
+# A timestamp a float64 may round across a whole second: 7+ fractional digits or an exponent.
+_ROUNDING_RISK = re.compile(rb"\.[0-9]{7}|[eE]")
 
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 # Integers beyond 64 bits (valid user ids for the contract) take the per-record path.
@@ -97,6 +97,13 @@ class _Shape(msgspec.Struct, gc=False):
 
 
 _DECODE = msgspec.json.Decoder(_Shape).decode
+
+
+class _TimestampText(msgspec.Struct, gc=False):
+    timestamp: msgspec.Raw
+
+
+_DECODE_TIMESTAMP_TEXT = msgspec.json.Decoder(_TimestampText).decode
 # What msgspec raises for a line that does not fit (DecodeError includes ValidationError).
 _DOES_NOT_FIT = (msgspec.DecodeError, RecursionError)
 _INT, _FLOAT, _STR = 0, 1, 2
@@ -184,26 +191,32 @@ def parse_lines(lines: list[bytes]) -> ParsedBlock:
 
 
 def _parse_lines(lines: list[bytes]) -> ParsedBlock:
-    events: list[_Shape] = []
-    rows: list[int] = []
-    keep, mark = events.append, rows.append
+    n = len(lines)
+    decoded: list[Optional[_Shape]] = []
+    failed: list[int] = []
+    keep, fail = decoded.append, failed.append
     decode = _DECODE
-    for i, line in enumerate(lines):
+    for line in lines:  # the hot loop: one call and one append per line
         try:
             keep(decode(line))
         except _DOES_NOT_FIT:
-            continue
-        mark(i)
-    row_index = np.fromiter(rows, np.int64, len(rows))
-    accepted = np.ones(len(rows), bool)
-    suspects = _suspect_lines(lines, row_index)
+            fail(len(decoded))
+            keep(None)
+    if failed:
+        events: list[_Shape] = list(filter(None, decoded))
+        row_index = np.delete(np.arange(n, dtype=np.int64), failed)
+    else:
+        events = decoded  # type: ignore[assignment]  # no None in it
+        row_index = np.arange(n, dtype=np.int64)
+    accepted = np.ones(len(row_index), bool)
+    suspects = _suspect_lines(lines)
     if len(suspects):
         accepted &= ~np.isin(row_index, suspects)
     table, valid = _events_of(events, lines, row_index)
     accepted &= valid
     if not accepted.all():
         table = table.filter(pa.array(accepted[valid]))
-    decided = np.zeros(len(lines), bool)
+    decided = np.zeros(n, bool)
     decided[row_index[accepted]] = True
     blank = 0
     handed_over = []
@@ -213,22 +226,24 @@ def _parse_lines(lines: list[bytes]) -> ParsedBlock:
             handed_over.append((i, line))
         else:  # blank (as transforms.parse.is_blank says): skipped, never decided
             blank += 1
-    return ParsedBlock(table, row_index[accepted], handed_over, blank, len(lines))
+    return ParsedBlock(table, row_index[accepted], handed_over, blank, n)
 
 
-def _suspect_lines(lines: list[bytes], rows: np.ndarray) -> np.ndarray:
-    """Decoded lines where msgspec and Python's json could disagree (see the module's
+def _suspect_lines(lines: list[bytes]) -> np.ndarray:
+    """Lines where msgspec and Python's json could disagree (see the module's
     docstring): invalid UTF-8, and long lines nested deep or holding huge integers."""
     suspects = []
-    if not b"".join(lines).isascii():  # at memory speed; most blocks are ASCII or nearly
-        for i in rows.tolist():
-            line = lines[i]
-            if not line.isascii():
-                try:
-                    line.decode("utf-8")
-                except UnicodeDecodeError:
-                    suspects.append(i)
+    data = b"\n".join(lines)
     lengths = np.fromiter(map(len, lines), np.int64, len(lines))
+    if not data.isascii():  # at memory speed; then only the lines with high bytes
+        starts = np.zeros(len(lines), np.int64)
+        np.cumsum(lengths[:-1] + 1, out=starts[1:])
+        high = np.flatnonzero(np.frombuffer(data, np.uint8) >= 0x80)
+        for i in np.unique(np.searchsorted(starts, high, side="right") - 1).tolist():
+            try:
+                lines[i].decode("utf-8")
+            except UnicodeDecodeError:
+                suspects.append(i)
     for i in np.flatnonzero(lengths > LONG_LINE).tolist():
         line = lines[i]
         if (line.count(b"[") + line.count(b"{") > MAX_BRACKETS_OF_LONG_LINE
@@ -309,7 +324,8 @@ def _float_times(values: list[float], line_of: Callable[[int], bytes]
     valid = np.ones(len(values), bool)
     fraction = seconds - whole
     for j in np.flatnonzero((fraction < 1e-6) | (fraction > 1 - 1e-6)).tolist():
-        if _ROUNDING_RISK.search(line_of(j)):
+        written = bytes(_DECODE_TIMESTAMP_TEXT(line_of(j)).timestamp)  # as written in the line
+        if _ROUNDING_RISK.search(written):
             valid[j] = False
     return seconds, whole, valid
 
@@ -321,15 +337,26 @@ def _iso_times(text: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                         .to_numpy(zero_copy_only=False), bool)
     if not strict.any():
         return np.zeros(n), np.zeros(n, np.int64), strict
-    chosen = pc.if_else(pa.array(strict), text, "2000-01-01T00:00:00Z")
     try:
-        moment = pc.cast(pc.replace_substring_regex(chosen, "Z$", "+00:00"),
-                         pa.timestamp("us", tz="UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. February 30th
-        return np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool)
+        moment = _iso_cast(text, strict)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a day that does not exist
+        # strptime rolls February 30th over to March 1st: a real day prints back the same.
+        written = pc.utf8_slice_codeunits(text, 0, 19)
+        read = pc.strptime(written, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
+        same = pc.equal(pc.strftime(read, format="%Y-%m-%dT%H:%M:%S"), written)
+        strict &= np.asarray(pc.fill_null(same, False).to_numpy(zero_copy_only=False), bool)
+        try:
+            moment = _iso_cast(text, strict)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool)
     micros = np.asarray(pc.cast(moment, pa.int64()).to_numpy(zero_copy_only=False), np.int64)
     seconds, whole = _seconds_of_micros(micros)
     return seconds, whole, strict & _in_range(whole)
+
+
+def _iso_cast(text: Any, strict: np.ndarray) -> Any:
+    chosen = pc.if_else(pa.array(strict), text, "2000-01-01T00:00:00Z")
+    return pc.cast(pc.replace_substring_regex(chosen, "Z$", "+00:00"), pa.timestamp("us", tz="UTC"))
 
 
 def _seconds_of_micros(micros: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,6 @@ import datetime as dt
 import gzip
 import json
 import math
-import re
 
 import numpy as np
 import pyarrow as pa
@@ -374,18 +373,16 @@ def realistic_line(draw) -> bytes:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(realistic_line(), realistic_line(), realistic_line(), json_line()),
-                min_size=1, max_size=60), st.sampled_from([b"\n", b"\r\n"]))
-def test_realistic_mixes_are_decided_as_the_record_contract_decides(lines, end):
+@given(st.lists(realistic_line(), min_size=1, max_size=50), st.lists(json_line(), max_size=20),
+       st.randoms(use_true_random=False), st.sampled_from([b"\n", b"\r\n"]))
+def test_realistic_mixes_are_decided_as_the_record_contract_decides(realistic, dirty, rnd, end):
+    lines = realistic + dirty
+    rnd.shuffle(lines)
     block = end.join(lines) + end
     assert_same(block)
-    # What the per-record contract accepts in the forms above is read vectorized: only
-    # invalid lines (and floats a float64 may round across a second) are handed over.
-    for _, parsed in BlockParser().parse(block):
-        for _, line in parsed.handed_over:
-            if reference(line) is None:
-                continue
-            assert re.search(rb"\.[0-9]{7}|[0-9][eE]", line), line
+    # Every form the realistic lines use is read vectorized: none of them is handed over.
+    handed = {line for _, parsed in BlockParser().parse(block) for _, line in parsed.handed_over}
+    assert not handed & set(realistic)
 
 
 def test_the_realistic_benchmark_profile_hands_over_only_invalid_lines(tmp_path):
@@ -426,6 +423,10 @@ def test_the_realistic_benchmark_profile_hands_over_only_invalid_lines(tmp_path)
     b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000299.99999999999999999999}',
     b'{"user_id":"a","action":"x","page":"/p","timestamp":946684799.9999999999}',
     b'{"user_id":"a","action":"x","page":"/p","timestamp":17330003e2}',
+    b'{"user_id":"a","action":"x","page":"/\\u00e0","timestamp":1733000300.0}',
+    b'{"user_id":"a","action":"x","page":"/p","times\\u0074amp":1733000299.99999999,"c":{"timestamp":5}}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":5,"timestamp":1733000299.99999999}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":"2024-02-30T00:00:00Z","t":"2024-02-29T00:00:00Z"}',
     b'{"user_id":18446744073709551616,"action":"x","page":"/p","timestamp":1733000000}',
     b'{"user_id":-9223372036854775808,"action":"x","page":"/p","timestamp":1733000000}',
     b'{"user_id":-0,"action":"x","page":"/p","timestamp":1733000000}',
