@@ -165,7 +165,8 @@ def parse_json_block(data: bytes) -> ParsedBlock:
         lines.pop()  # the empty piece after the block's last newline
     if b"\r" in data:
         lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-    return parse_lines(lines)
+        return parse_lines(lines)
+    return parse_lines(lines, data)
 
 
 def parse_payloads(payloads: list[bytes]) -> ParsedBlock:
@@ -174,14 +175,15 @@ def parse_payloads(payloads: list[bytes]) -> ParsedBlock:
     return parse_lines(payloads)
 
 
-def parse_lines(lines: list[bytes]) -> ParsedBlock:
+def parse_lines(lines: list[bytes], joined: Optional[bytes] = None) -> ParsedBlock:
     """Decide every line (a file's line without its newline, or a message): a row of the
-    events table, handed over, or empty (skipped).
+    events table, handed over, or empty (skipped). ``joined``, when given, is
+    ``b"\\n".join(lines)`` (with or without a final newline), which spares a copy.
 
     Fails safe: should the vectorized checks themselves raise (a bug, or an input nobody
     imagined), every line is handed over, and the per-record contract decides each."""
     try:
-        return _parse_lines(lines)
+        return _parse_lines(lines, joined)
     except Exception:  # noqa: BLE001 - see the docstring
         _LOG.exception("the vectorized parser failed on a piece of %d lines; the per-record "
                        "contract decides each of them", len(lines))
@@ -190,7 +192,7 @@ def parse_lines(lines: list[bytes]) -> ParsedBlock:
                            sum(1 for line in lines if not line.strip()), len(lines))
 
 
-def _parse_lines(lines: list[bytes]) -> ParsedBlock:
+def _parse_lines(lines: list[bytes], joined: Optional[bytes] = None) -> ParsedBlock:
     n = len(lines)
     decoded: list[Optional[_Shape]] = []
     failed: list[int] = []
@@ -209,7 +211,7 @@ def _parse_lines(lines: list[bytes]) -> ParsedBlock:
         events = decoded  # type: ignore[assignment]  # no None in it
         row_index = np.arange(n, dtype=np.int64)
     accepted = np.ones(len(row_index), bool)
-    suspects = _suspect_lines(lines)
+    suspects = _suspect_lines(lines, joined)
     if len(suspects):
         accepted &= ~np.isin(row_index, suspects)
     table, valid = _events_of(events, lines, row_index)
@@ -229,16 +231,22 @@ def _parse_lines(lines: list[bytes]) -> ParsedBlock:
     return ParsedBlock(table, row_index[accepted], handed_over, blank, n)
 
 
-def _suspect_lines(lines: list[bytes]) -> np.ndarray:
+def _suspect_lines(lines: list[bytes], joined: Optional[bytes] = None) -> np.ndarray:
     """Lines where msgspec and Python's json could disagree (see the module's
     docstring): invalid UTF-8, and long lines nested deep or holding huge integers."""
     suspects = []
-    data = b"\n".join(lines)
-    lengths = np.fromiter(map(len, lines), np.int64, len(lines))
-    if not data.isascii():  # at memory speed; then only the lines with high bytes
+    data = b"\n".join(lines) if joined is None else joined
+    array = np.frombuffer(data, np.uint8)
+    if joined is None:
+        lengths = np.fromiter(map(len, lines), np.int64, len(lines))
         starts = np.zeros(len(lines), np.int64)
         np.cumsum(lengths[:-1] + 1, out=starts[1:])
-        high = np.flatnonzero(np.frombuffer(data, np.uint8) >= 0x80)
+    else:  # the lines of a block: they start after its newlines
+        starts = np.zeros(len(lines), np.int64)
+        starts[1:] = np.flatnonzero(array == _NL)[: len(lines) - 1] + 1
+        lengths = np.diff(np.append(starts, len(data) + 1)) - 1
+    if not data.isascii():  # at memory speed; then only the lines with high bytes
+        high = np.flatnonzero(array >= 0x80)
         for i in np.unique(np.searchsorted(starts, high, side="right") - 1).tolist():
             try:
                 lines[i].decode("utf-8")
@@ -275,19 +283,10 @@ def _kinds(values: list[Any]) -> np.ndarray:
 
 def _id_strings(values: list[Any]) -> pa.Array:
     """User ids as strings: integers as their digits (as ``str(int)`` per record)."""
-    kinds = _kinds(values)
-    integers = kinds == _INT
-    if not integers.any():
-        return pa.array(values, pa.string())
-    digits = pc.cast(pa.array(list(itertools.compress(values, integers)), pa.int64()), pa.string())
-    if integers.all():
-        return digits
-    texts = pa.array(list(itertools.compress(values, ~integers)), pa.string())
-    # Put each back in its place: position i takes the next digits or the next text.
-    order = np.empty(len(values), np.int64)
-    order[integers] = np.arange(len(digits))
-    order[~integers] = np.arange(len(texts)) + len(digits)
-    return pa.concat_arrays([digits, texts]).take(pa.array(order))
+    try:
+        return pa.array(values, pa.string())  # all strings: no Python-level loop
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([v if v.__class__ is str else str(v) for v in values], pa.string())
 
 
 def _event_times(values: list[Any], lines: list[bytes], rows: np.ndarray
