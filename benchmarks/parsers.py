@@ -129,8 +129,12 @@ def measure(rounds: int, events: int, seed: int) -> list[dict[str, Any]]:
                 notes[(profile, name)] = f"not installed ({exc.name})"
             except Exception as exc:  # noqa: BLE001 - the point: it cannot take the block
                 notes[(profile, name)] = f"fails on the block: {str(exc).splitlines()[0][:70]}"
-                work = make(_valid_lines(data))
-                work()
+                try:
+                    work = make(_valid_lines(data))
+                    work()
+                except Exception:  # noqa: BLE001
+                    notes[(profile, name)] += "; and on its valid lines alone"
+                    continue
                 jobs.append((profile, name, "valid lines only", work))
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(rounds):
@@ -139,6 +143,11 @@ def measure(rounds: int, events: int, seed: int) -> list[dict[str, Any]]:
             work()
             times.setdefault((profile, name), []).append(time.perf_counter() - started)
     rows = []
+    for (profile, name), note in notes.items():
+        if (profile, name) not in times:
+            rows.append({"profile": profile, "candidate": name, "scope": "-", "lines": 0,
+                         "median_ms": float("nan"), "fastest_ms": float("nan"),
+                         "us_per_line": float("nan"), "note": note})
     for profile, name, scope, _ in jobs:
         lines = blocks[profile].count(b"\n")
         median = statistics.median(times[(profile, name)])
