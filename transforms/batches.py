@@ -393,10 +393,13 @@ def parse_parquet_batch(batch: pa.RecordBatch) -> ParsedBlock:
 
     n = batch.num_rows
     names = batch.schema.names
+    events, keep = EVENT_SCHEMA.empty_table(), np.zeros(n, bool)
     if all(name in names and ok(batch.schema.field(name).type) for name, ok in _PARQUET_TYPES.items()):
-        events, keep = _check_columns(*(batch.column(name) for name in _PARQUET_TYPES))
-    else:
-        events, keep = EVENT_SCHEMA.empty_table(), np.zeros(n, bool)
+        try:
+            events, keep = _check_columns(*(batch.column(name) for name in _PARQUET_TYPES))
+        except Exception:  # noqa: BLE001 - fail safe, as parse_lines does
+            _LOG.exception("the vectorized checks failed on a Parquet batch of %d rows; the "
+                           "per-record contract decides each of them", n)
     handed = np.flatnonzero(~keep)
     rows = parquet_rows(batch.take(pa.array(handed))) if len(handed) else []
     handed_over = [(i, parquet_row_payload(row)) for i, row in zip(handed.tolist(), rows, strict=True)]

@@ -475,3 +475,17 @@ def test_a_vectorized_parser_failure_hands_every_line_over(monkeypatch, caplog):
     assert parsed.events.num_rows == 0 and parsed.blank == 1
     assert parsed.handed_over == [(0, lines[0]), (2, lines[2])]
     assert "the per-record contract decides each of them" in caplog.text
+
+
+def test_a_vectorized_parquet_failure_hands_every_row_over(monkeypatch):
+    import transforms.batches as batches
+
+    def broken(*columns):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(batches, "_check_columns", broken)
+    batch = pa.RecordBatch.from_pydict({"user_id": ["u", "v"], "action": ["a", "a"],
+                                        "page": ["/p", "/q"], "timestamp": [1733000000, 1]})
+    parsed = batches.parse_parquet_batch(batch)
+    assert parsed.events.num_rows == 0
+    assert [i for i, _ in parsed.handed_over] == [0, 1]
