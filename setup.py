@@ -20,6 +20,8 @@ POSTGRES = ["psycopg[binary]>=3.1"]
 DASK = ["apache-beam[dask]>=2.60", "dask[distributed]>=2022.6"]
 METRICS = ["prometheus-client>=0.17"]
 NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7"]
+# The benchmarks' peers (benchmarks/run.py): DuckDB and Spark local[2] (needs Java 17 or 21).
+BENCH = ["duckdb>=1.0", "pyspark>=4.0", "psutil>=5.9"]
 ALL = KAFKA + PUBSUB + EVENTHUBS + POSTGRES + DASK + METRICS + NOTEBOOKS + ["tqdm>=4.60"]
 DEV = ALL + [
     "pytest>=7.4",
@@ -47,6 +49,8 @@ setup(
     install_requires=[
         "apache-beam>=2.60",
         "pyarrow>=14",
+        # The vectorized path decodes JSON lines with it (transforms/batches.py).
+        "msgspec>=0.18",
     ],
     extras_require={
         "kafka": KAFKA,
@@ -56,6 +60,7 @@ setup(
         "dask": DASK,
         "metrics": METRICS,
         "notebooks": NOTEBOOKS,
+        "bench": BENCH,
         "all": ALL,
         "dev": DEV,
     },

@@ -35,7 +35,8 @@ def _key_of(payload: bytes) -> Optional[bytes]:
         user = json.loads(payload).get("user_id")
     except Exception:  # malformed on purpose: no key, round-robin
         return None
-    return None if user is None else str(user).encode("utf-8")
+    # surrogatepass: a user id holding a lone surrogate ("\\ud800") still gets a key.
+    return None if user is None else str(user).encode("utf-8", "surrogatepass")
 
 
 def file_payloads(path: str) -> Iterator[bytes]:

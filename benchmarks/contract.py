@@ -53,10 +53,10 @@ def whole_seconds(value: Any) -> Optional[int]:
     if isinstance(value, int):
         return value
     if isinstance(value, Decimal):
-        try:
-            return math.floor(value)
-        except (ArithmeticError, ValueError):
+        # The range first: floor(1e99999999) would build a number of 10**8 digits.
+        if not value.is_finite() or not MIN_SECONDS <= value < MAX_SECONDS:
             return None
+        return math.floor(value)
     if isinstance(value, str):
         return _iso_seconds(value)
     return None

@@ -11,7 +11,7 @@ times the whole process and reads those rows.
   WindowInto(FixedWindows(300)) | CombinePerKey(sum) | WriteToText, element at a time,
   on the DirectRunner, as a Beam tutorial writes it.
 * ``duckdb``: one SQL query; lines read with ``read_csv`` as one VARCHAR column, validated
-  with DuckDB's JSON functions.
+  with DuckDB's JSON functions; ISO-8601 timestamps cast to TIMESTAMPTZ.
 * ``spark``: PySpark ``local[2]``: ``spark.read.text`` + ``try_parse_json`` /
   ``variant_get`` + ``groupBy(window(...), page).count()``.
 
@@ -30,6 +30,11 @@ from typing import Any, Callable, Iterable, Iterator
 WINDOW = 300
 MIN_SECONDS = 946_684_800
 MAX_SECONDS = 4_102_444_800
+# ISO-8601 with a timezone (Z or +HH:MM), the form JSON producers write; the SQL peers
+# read it with their timestamp casts. Python's fromisoformat (the contract) reads more
+# forms (a space for the T, basic format): none of them is in the generated data.
+ISO = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,6})?"
+       r"(Z|[+-][0-9]{2}:[0-9]{2})")
 
 
 def write_rows(out_dir: str, rows: Iterable[tuple[int, str, int]]) -> None:
@@ -124,7 +129,11 @@ def duckdb_query(path: str) -> str:
                     THEN CASE WHEN t[3] IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(v[3] AS BIGINT)
                               -- NaN and Infinity (DuckDB reads them) fail the cast: rejected
                               WHEN t[3] = 'DOUBLE' THEN TRY_CAST(floor(TRY_CAST(v[3] AS DOUBLE)) AS BIGINT)
-                         END  -- a string timestamp is never valid here: see README
+                              -- ISO-8601 with Z or an offset (the strict form; a time without
+                              -- an offset is rejected), floored to the second
+                              WHEN t[3] = 'VARCHAR' AND regexp_full_match(v[3], '{ISO}')
+                              THEN epoch_us(TRY_CAST(v[3] AS TIMESTAMPTZ)) // 1000000
+                         END
                END AS whole,
                v[4] AS page
         FROM parsed
@@ -188,16 +197,23 @@ def spark_engine(path: str, out_dir: str) -> None:
             F.expr("schema_of_variant(variant_get(v, '$.timestamp'))").alias("ts_type"),
             # A variant keeps a JSON number as BIGINT, an exact DECIMAL or a DOUBLE; casting
             # it to bigint truncates, which is floor() for every time in range (> 0).
-            F.expr("try_variant_get(v, '$.timestamp', 'bigint')").alias("whole"),
+            F.expr("try_variant_get(v, '$.timestamp', 'bigint')").alias("number_whole"),
+            F.expr("try_variant_get(v, '$.timestamp', 'string')").alias("ts_text"),
         )
         .where(
             "(user_id_type = 'BIGINT' OR user_id_type RLIKE '^DECIMAL\\\\([0-9]+,0\\\\)$'"
             "  OR (user_id_type = 'STRING' AND user_id <> ''))"
             " AND action_type = 'STRING' AND action <> ''"
             " AND page_type = 'STRING' AND page <> ''"
-            " AND (ts_type = 'BIGINT' OR ts_type = 'DOUBLE' OR ts_type LIKE 'DECIMAL(%')"
-            f" AND whole >= {MIN_SECONDS} AND whole < {MAX_SECONDS}"
         )
+        # ISO-8601 strings with Z or an offset; a cast to seconds truncates, which is
+        # floor() for every time in range.
+        .withColumn("whole", F.expr(
+            "CASE WHEN ts_type = 'BIGINT' OR ts_type = 'DOUBLE' OR ts_type LIKE 'DECIMAL(%' "
+            "THEN number_whole "
+            f"WHEN ts_type = 'STRING' AND ts_text RLIKE '^{ISO}$' "
+            "THEN unix_seconds(try_cast(ts_text AS TIMESTAMP)) END"))
+        .where(f"whole >= {MIN_SECONDS} AND whole < {MAX_SECONDS}")
     )
     counts = events.groupBy(F.window(F.timestamp_seconds("whole"), "5 minutes"), "page").count()
     rows = counts.select(F.expr("unix_seconds(window.start)").alias("window_start"), "page", "count")

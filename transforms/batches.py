@@ -1,92 +1,115 @@
-"""The vectorized batch path: JSON lines and Parquet as Arrow record batches.
+"""The vectorized batch path: JSON lines, Kafka polls and Parquet as Arrow tables of events.
 
-A block of input lines is parsed and validated as a whole with pyarrow; only the lines
-it cannot *prove* valid go one by one through the per-record contract
+Every JSON line (or message) is decoded on its own by msgspec, a strict RFC 8259 parser
+in C, straight into a typed struct that states the user-event contract: ``user_id`` a
+non-empty string or an integer, ``action`` and ``page`` non-empty strings, ``timestamp``
+a number or a string; other fields are skipped. So every form the contract accepts, in
+any mix and proportion, is read natively, and a line that breaks the shape (bad JSON, a
+missing field, a wrong type, an empty string) fails alone, never its neighbours. The
+decoded values become Arrow columns and the rest of the contract is checked vectorized
+(times in range, ISO-8601 strings, exact floors). What is not proven valid is handed
+over, unchanged and with its line number, to the per-record contract
 (:func:`transforms.parse.parse_user_event`), which stays the single source of truth for
-what is valid and for every dead-letter reason. So the vectorized path can be fast
-without ever deciding differently from the reference path: a line is either accepted
-here under rules that match the contract exactly, or handed over unchanged, with its
-file and line number.
+what is valid and for every dead-letter reason.
 
-What keeps the two paths equal (each rule is tested against the per-record parser):
+msgspec decides as Python's ``json`` does (duplicate keys: the last wins; escaped keys;
+``NaN``, ``Infinity``, trailing commas, a byte-order mark, control characters and lone
+surrogates refused). Where it could decide differently, the line is handed over:
 
-* **Screens before parsing.** pyarrow's JSON reader accepts things Python's ``json``
-  rejects (``NaN``/``Infinity``/``Inf`` tokens, invalid UTF-8 in fields it ignores, a
-  byte-order mark) and splits a line at a lone ``\\r``. Lines that do not start with
-  ``{`` and end with ``}``, lines of a block that is not valid UTF-8, lines containing
-  ``NaN``, ``Inf`` or ``\\r``, and deeply nested long lines are handed over.
-* **Strict types.** Declared column types make pyarrow a type checker: a ``user_id``
-  that is a boolean, a ``page`` that is a number, or a ``timestamp`` string among
-  numbers is a parse error naming the column and the row. Such rows are handed over,
-  and the (column, kind) is remembered so later blocks screen it before parsing. When a
-  kind is the majority (a file of integer user ids or ISO timestamps), the declared type
-  follows it instead.
-* **Exact windows.** Integer timestamps are read as int64. Float timestamps are read as
-  float64, whose floor equals the decimal floor unless the value lies within 1e-6 of a
-  whole second and was written with 7+ fractional digits or an exponent; those lines
-  are handed over (the per-record path floors the decimal text exactly).
-* **ISO-8601 strings** in the strict form ``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM)``
-  are converted vectorized; any other string goes to the per-record path.
+* **invalid UTF-8** anywhere in a line (msgspec does not check the bytes of the fields it
+  skips; Python decodes the whole line first);
+* **long lines** (over 1 KiB) nested more than 200 deep or holding a run of 4,300 digits
+  (Python's ``json`` refuses such integers and hits its recursion limit on deep nesting;
+  msgspec skips them in fields it ignores);
+* **float timestamps within 1e-6 of a whole second written with 7+ decimals or an
+  exponent** (a float64 may round them across the second; the per-record path floors
+  the decimal text exactly);
+* **ISO-8601 strings** outside the strict form ``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM)``
+  (the per-record path reads every form ``datetime.fromisoformat`` reads).
 
 The result of a block is a :class:`ParsedBlock`: an Arrow table of valid events
-(``user_id``, ``action``, ``page``, ``timestamp`` seconds as float64, ``event_second``
-= floor(timestamp) as int64) and the lines to hand over.
+(:data:`EVENT_SCHEMA`: ``user_id``, ``action``, ``page``, ``timestamp`` seconds as
+float64, ``event_second`` = floor(timestamp) as int64) and the lines to hand over.
+docs/performance.md says why this design and what was measured against it.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import os
+import itertools
+import logging
 import re
-import threading
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+from typing import Annotated, Any, Callable, Iterator, NamedTuple, Optional, Union
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pa_json
 
-from transforms.io.files import parquet_row_payload
+from transforms.io.files import parquet_row_payload, parquet_rows
 from transforms.records import UserEvent
 from transforms.validation import MAX_EVENT_SECONDS, MIN_EVENT_SECONDS
 
-# Sub-blocks are parsed as one pyarrow chunk each, so a parse error's "row N" is exact.
+__all__ = [
+    "EVENT_SCHEMA",
+    "BlockParser",
+    "LineSplit",
+    "ParsedBlock",
+    "events_table",
+    "parse_json_block",
+    "parse_lines",
+    "parse_parquet_batch",
+    "parse_payloads",
+    "piece_bounds",
+    "split_lines",
+    "user_events",
+]
+
+# Pieces a block is handed on in (one table and one DeadLetterBatch each at most).
 SUB_BLOCK_BYTES = 1 << 20
-# A line longer than this is checked for nesting depth: Python's json gives up on deep
-# nesting (RecursionError, a dead letter) where pyarrow does not.
+# A line longer than this is checked for deep nesting and huge integers.
 LONG_LINE = 1024
 MAX_BRACKETS_OF_LONG_LINE = 200
-# Parse retries of one sub-block (each hands over at least one line) before the whole
-# sub-block goes to the per-record path.
-MAX_RETRIES = 32
+_HUGE_INTEGER = re.compile(rb"[0-9]{4300}")
 
-_LBRACE, _RBRACE, _NL, _CR = ord("{"), ord("}"), ord("\n"), ord("\r")
-# pyarrow reads NaN, Inf, -Inf, Infinity and splits a line at a lone \r; json rejects them.
-_REJECTED_TOKENS = re.compile(rb"NaN|Inf|\r")
-
-_KIND_START = {
-    "string": rb'"',
-    "number": rb"[-0-9]",
-    "boolean": rb"[tf]",
-    "object": rb"\{",
-    "array": rb"\[",
-    "null": rb"n",
-}
-_QUICK_SEPARATORS = frozenset({b":", b": "})  # screened with bytes.find; others by regex
-_KIND_FIRST_BYTE = {"string": b'"', "object": b"{", "array": b"[", "null": b"n"}
-_CONFLICT = re.compile(r"Column\(/([^)]*)\) changed from (\w+) to (\w+) in row (\d+)")
-_ROW_ERROR = re.compile(r"in row (\d+)\s*$")
-_INT_CONVERSION = "Failed to convert JSON to int64"
-_UNEXPECTED_FIELD = "unexpected field"
-
+_LOG = logging.getLogger(__name__)
+_NL, _CR = ord("\n"), ord("\r")
 # Strict ISO-8601 with an offset, a subset of what datetime.fromisoformat accepts.
 _ISO = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-# Text that a float64 may round across a whole second: 7+ fractional digits or an exponent.
-_ROUNDING_RISK = rb"\.[0-9]{7}|[0-9][eE]"
-_TWO_VALUES = rb"[}\]][ \t]*[{\[]"
+# A timestamp a float64 may round across a whole second: 7+ fractional digits or an exponent.
+_ROUNDING_RISK = re.compile(rb"\.[0-9]{7}|[eE]")
+
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# Integers beyond 64 bits (valid user ids for the contract) take the per-record path.
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+# In range: [2000-01-01, 2100-01-01). floor(t) is in range exactly when t is.
+_Seconds = Annotated[int, msgspec.Meta(ge=MIN_EVENT_SECONDS, lt=MAX_EVENT_SECONDS)]
+_FloatSeconds = Annotated[float, msgspec.Meta(ge=MIN_EVENT_SECONDS, lt=MAX_EVENT_SECONDS)]
+
+
+class _Shape(msgspec.Struct, gc=False):
+    """The user-event contract as far as msgspec checks it; other fields are skipped."""
+
+    user_id: Union[_NonEmpty, _Int64]
+    action: _NonEmpty
+    page: _NonEmpty
+    timestamp: Union[_Seconds, _FloatSeconds, str]
+
+
+_DECODE = msgspec.json.Decoder(_Shape).decode
+
+
+class _TimestampText(msgspec.Struct, gc=False):
+    timestamp: msgspec.Raw
+
+
+_DECODE_TIMESTAMP_TEXT = msgspec.json.Decoder(_TimestampText).decode
+# What msgspec raises for a line that does not fit (DecodeError includes ValidationError).
+_DOES_NOT_FIT = (msgspec.DecodeError, RecursionError)
+_INT, _FLOAT, _STR = 0, 1, 2
+_KIND_OF_TYPE = {int: _INT, float: _FLOAT, str: _STR}
 
 
 class ParsedBlock(NamedTuple):
@@ -95,7 +118,7 @@ class ParsedBlock(NamedTuple):
     events: pa.Table
     lines: np.ndarray  # the line index in the block of each row of ``events``
     handed_over: list[tuple[int, bytes]]  # (line index in the block, line bytes)
-    blank: int  # empty lines, skipped
+    blank: int  # blank lines (whitespace only), skipped
     line_count: int
 
 
@@ -108,60 +131,6 @@ EVENT_SCHEMA = pa.schema(
         ("event_second", pa.int64()),
     ]
 )
-
-
-class _Kinds:
-    """What the user-event columns are declared as; learned per reader, thread-safe."""
-
-    def __init__(self) -> None:
-        self.user_id = "string"  # or "number"
-        self.timestamp = "integer"  # or "float" or "string"
-        # Lines with fields beyond the four: pyarrow is told to ignore them, which makes it
-        # some 15% slower than refusing them, so that is only asked once one is met.
-        self.extra_fields = False
-        # (column, JSON kind) handed over before parsing -> the separators met between
-        # the key and such a value (b":" in '"k":"v"', b": " in '"k": "v"', ...)
-        self.screens: dict[tuple[str, str], set[bytes]] = {}
-        self._lock = threading.Lock()
-
-    def schema(self) -> pa.Schema:
-        ts = {"integer": pa.int64(), "float": pa.float64(), "string": pa.string()}
-        return pa.schema(
-            [
-                ("user_id", pa.string() if self.user_id == "string" else pa.int64()),
-                ("action", pa.string()),
-                ("page", pa.string()),
-                ("timestamp", ts[self.timestamp]),
-            ]
-        )
-
-    def current_screens(self) -> list[tuple[str, str, frozenset[bytes]]]:
-        """(column, kind, separators met) of each screen."""
-        with self._lock:
-            return [(column, kind, frozenset(separators))
-                    for (column, kind), separators in self.screens.items()]
-
-    def learn(self, **changes: Any) -> None:
-        with self._lock:
-            screen = changes.pop("screen", None)
-            separators = changes.pop("separators", ())
-            if screen:
-                self.screens.setdefault(screen, set()).update(separators)
-            if changes.pop("extra_fields", False):
-                self.extra_fields = True
-            for column, declared in changes.items():
-                setattr(self, column, declared)
-                read = "string" if declared == "string" else "number"
-                self.screens.pop((column, read), None)  # what is declared is not screened
-
-
-def _valid_kinds(column: str) -> dict[str, str]:
-    """JSON kinds a column may have -> the declared kind that reads them."""
-    if column == "user_id":
-        return {"string": "string", "number": "number"}
-    if column == "timestamp":
-        return {"number": "integer", "string": "string"}
-    return {"string": "string"}
 
 
 class LineSplit(NamedTuple):
@@ -189,351 +158,231 @@ def split_lines(data: bytes) -> LineSplit:
     return LineSplit(starts, ends)
 
 
-def _lines_at(starts: np.ndarray, positions) -> np.ndarray:
-    """Indices (sorted, distinct) of the lines holding the byte offsets ``positions``."""
-    if len(positions) == 0:
-        return np.empty(0, np.int64)
-    return np.unique(np.searchsorted(starts, np.asarray(positions), side="right") - 1)
+def parse_json_block(data: bytes) -> ParsedBlock:
+    """Parse and validate one block of JSON lines (complete lines; the last one may lack
+    its newline). Lines lose a trailing ``\\r``, as files' lines do
+    (:func:`transforms.io.files.iter_lines`)."""
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the empty piece after the block's last newline
+    if b"\r" in data:
+        lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        return parse_lines(lines)
+    return parse_lines(lines, data)
 
 
-def _lines_containing(data: bytes, pattern: bytes, starts: np.ndarray) -> np.ndarray:
-    """Indices of the lines whose bytes match the regex ``pattern``."""
-    return _lines_at(starts, [m.start() for m in re.finditer(pattern, data)])
+def parse_payloads(payloads: list[bytes]) -> ParsedBlock:
+    """:func:`parse_lines` for the messages of a poll: indexes in the result (``lines``,
+    ``handed_over``) are payload indexes, and a payload is handed over exactly as it is."""
+    return parse_lines(payloads)
 
 
-def _lines_with_rejected_tokens(data: bytes, arr: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Lines containing NaN, Inf or \\r. The rare bytes N, I and \\r are looked for first
-    (``bytes.find`` runs at memory speed); only lines holding one are searched for tokens."""
-    if data.find(b"N") < 0 and data.find(b"I") < 0 and data.find(b"\r") < 0:
-        return np.empty(0, np.int64)
-    rare = np.flatnonzero((arr == 78) | (arr == 73) | (arr == 13))
-    return _lines_at(starts, [
-        m.start() for p in _lines_at(starts, rare).tolist()
-        for m in _REJECTED_TOKENS.finditer(data, int(starts[p]), _line_end(data, starts, p))
-    ])
+def parse_lines(lines: list[bytes], joined: Optional[bytes] = None) -> ParsedBlock:
+    """Decide every line (a file's line without its newline, or a message): a row of the
+    events table, handed over, or empty (skipped). ``joined``, when given, is
+    ``b"\\n".join(lines)`` (with or without a final newline), which spares a copy.
+
+    Fails safe: should the vectorized checks themselves raise (a bug, or an input nobody
+    imagined), every line is handed over, and the per-record contract decides each."""
+    try:
+        return _parse_lines(lines, joined)
+    except Exception:  # noqa: BLE001 - see the docstring
+        _LOG.exception("the vectorized parser failed on a piece of %d lines; the per-record "
+                       "contract decides each of them", len(lines))
+        return ParsedBlock(EVENT_SCHEMA.empty_table(), np.zeros(0, np.int64),
+                           [(i, line) for i, line in enumerate(lines) if line.strip()],
+                           sum(1 for line in lines if not line.strip()), len(lines))
 
 
-def _line_end(data: bytes, starts: np.ndarray, line: int) -> int:
-    return int(starts[line + 1]) if line + 1 < len(starts) else len(data)
-
-
-def _kind_screen_pattern(column: str, kind: str) -> bytes:
-    """The key ``column`` followed by a value of JSON ``kind``; group 1 is the separator."""
-    return b'"' + re.escape(column.encode()) + rb'"([ \t]*:[ \t]*)' + _KIND_START[kind]
-
-
-def _screened_lines(
-    data: bytes, starts: np.ndarray, column: str, kind: str, separators: frozenset[bytes]
-) -> np.ndarray:
-    """Lines where ``column`` may hold a value of JSON ``kind``, screened before parsing.
-
-    A kind with one first byte, met with the separators writers use (``"k":v``,
-    ``"k": v``), is looked for with ``bytes.find`` in just the layouts met so far, several
-    times faster than the regex over every key. A line in a layout not met yet makes
-    pyarrow fail on it; :func:`_learn_from_error` hands it over and adds its separator.
-    Other separators (``"k" : v``) make the screen use the full regex. Screening only
-    spares those retries; it never decides what is valid."""
-    first = _KIND_FIRST_BYTE.get(kind)
-    if first is None or not separators or not separators <= _QUICK_SEPARATORS:
-        return _lines_containing(data, _kind_screen_pattern(column, kind), starts)
-    key = b'"' + column.encode() + b'"'
-    return _lines_at(starts, [at for separator in sorted(separators)
-                              for at in _find_all(data, key + separator + first)])
-
-
-def _find_all(data: bytes, literal: bytes) -> list[int]:
-    found, find = [], data.find
-    at = find(literal)
-    while at >= 0:
-        found.append(at)
-        at = find(literal, at + 1)
-    return found
-
-
-def _invalid_utf8_lines(data: bytes, arr: np.ndarray, split: LineSplit) -> np.ndarray:
-    """Lines that are not valid UTF-8. ASCII needs no check; a few lines with non-ASCII
-    bytes are decoded one by one, many (text in another script) by decoding the piece."""
-    if data.isascii():
-        return np.empty(0, np.int64)
-    non_ascii = _non_ascii_positions(arr)
-    suspects = _lines_at(split.starts, non_ascii)
-    if len(suspects) > len(split.starts) // 16:
+def _parse_lines(lines: list[bytes], joined: Optional[bytes] = None) -> ParsedBlock:
+    n = len(lines)
+    decoded: list[Optional[_Shape]] = []
+    failed: list[int] = []
+    keep, fail = decoded.append, failed.append
+    decode = _DECODE
+    for line in lines:  # the hot loop: one call and one append per line
         try:
-            data.decode("utf-8")
-            return np.empty(0, np.int64)
-        except UnicodeDecodeError:
-            pass
-    bad = []
-    for i in suspects.tolist():
+            keep(decode(line))
+        except _DOES_NOT_FIT:
+            fail(len(decoded))
+            keep(None)
+    if failed:
+        events: list[_Shape] = list(filter(None, decoded))
+        row_index = np.delete(np.arange(n, dtype=np.int64), failed)
+    else:
+        events = decoded  # type: ignore[assignment]  # no None in it
+        row_index = np.arange(n, dtype=np.int64)
+    accepted = np.ones(len(row_index), bool)
+    suspects = _suspect_lines(lines, joined)
+    if len(suspects):
+        accepted &= ~np.isin(row_index, suspects)
+    table, valid = _events_of(events, lines, row_index)
+    accepted &= valid
+    if not accepted.all():
+        table = table.filter(pa.array(accepted[valid]))
+    decided = np.zeros(n, bool)
+    decided[row_index[accepted]] = True
+    blank = 0
+    handed_over = []
+    for i in np.flatnonzero(~decided).tolist():
+        line = lines[i]
+        if line.strip():
+            handed_over.append((i, line))
+        else:  # blank (as transforms.parse.is_blank says): skipped, never decided
+            blank += 1
+    return ParsedBlock(table, row_index[accepted], handed_over, blank, n)
+
+
+def _suspect_lines(lines: list[bytes], joined: Optional[bytes] = None) -> np.ndarray:
+    """Lines where msgspec and Python's json could disagree (see the module's
+    docstring): invalid UTF-8, and long lines nested deep or holding huge integers."""
+    suspects = []
+    data = b"\n".join(lines) if joined is None else joined
+    array = np.frombuffer(data, np.uint8)
+    if joined is None:
+        lengths = np.fromiter(map(len, lines), np.int64, len(lines))
+        starts = np.zeros(len(lines), np.int64)
+        np.cumsum(lengths[:-1] + 1, out=starts[1:])
+    else:  # the lines of a block: they start after its newlines
+        starts = np.zeros(len(lines), np.int64)
+        starts[1:] = np.flatnonzero(array == _NL)[: len(lines) - 1] + 1
+        lengths = np.diff(np.append(starts, len(data) + 1)) - 1
+    if not data.isascii():  # at memory speed; then only the lines with high bytes
+        high = np.flatnonzero(array >= 0x80)
+        for i in np.unique(np.searchsorted(starts, high, side="right") - 1).tolist():
+            try:
+                lines[i].decode("utf-8")
+            except UnicodeDecodeError:
+                suspects.append(i)
+    for i in np.flatnonzero(lengths > LONG_LINE).tolist():
+        line = lines[i]
+        if (line.count(b"[") + line.count(b"{") > MAX_BRACKETS_OF_LONG_LINE
+                or _HUGE_INTEGER.search(line)):
+            suspects.append(i)
+    return np.asarray(suspects, np.int64)
+
+
+def _events_of(events: list[_Shape], lines: list[bytes], rows: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+    """(the events whose time is valid, as a table; that mask over ``events``)."""
+    n = len(events)
+    if n == 0:
+        return EVENT_SCHEMA.empty_table(), np.zeros(0, bool)
+    user_id = _id_strings([e.user_id for e in events])
+    action = pa.array([e.action for e in events], pa.string())
+    page = pa.array([e.page for e in events], pa.string())
+    seconds, whole, valid = _event_times([e.timestamp for e in events], lines, rows)
+    columns = [user_id, action, page, pa.array(seconds), pa.array(whole)]
+    if not valid.all():
+        mask = pa.array(valid)
+        columns = [column.filter(mask) for column in columns]
+    return pa.Table.from_arrays(columns, schema=EVENT_SCHEMA), valid
+
+
+def _kinds(values: list[Any]) -> np.ndarray:
+    """The kind (_INT, _FLOAT, _STR) of each value, without a Python-level loop."""
+    return np.frombuffer(bytes(map(_KIND_OF_TYPE.__getitem__, map(type, values))), np.uint8)
+
+
+def _id_strings(values: list[Any]) -> pa.Array:
+    """User ids as strings: integers as their digits (as ``str(int)`` per record)."""
+    try:
+        return pa.array(values, pa.string())  # all strings: no Python-level loop
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([v if v.__class__ is str else str(v) for v in values], pa.string())
+
+
+def _event_times(values: list[Any], lines: list[bytes], rows: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seconds, floor(seconds), valid) for decoded timestamps: integers and floats in
+    range (msgspec checked it), or strings."""
+    n = len(values)
+    kinds = _kinds(values)
+    seconds = np.zeros(n, np.float64)
+    whole = np.zeros(n, np.int64)
+    valid = np.zeros(n, bool)
+    for kind in np.unique(kinds).tolist():
+        chosen_mask = kinds == kind
+        where = np.flatnonzero(chosen_mask)
+        chosen = values if len(where) == n else list(itertools.compress(values, chosen_mask))
+        if kind == _INT:
+            w = np.fromiter(chosen, np.int64, len(chosen))
+            s, ok = w.astype(np.float64), np.ones(len(w), bool)
+        elif kind == _FLOAT:
+            at = rows[where]
+            s, w, ok = _float_times(chosen, lambda j: lines[int(at[j])])  # noqa: B023
+        else:
+            s, w, ok = _iso_times(pa.array(chosen, pa.string()))
+        seconds[where], whole[where], valid[where] = s, w, ok
+    return seconds, whole, valid
+
+
+def _float_times(values: list[float], line_of: Callable[[int], bytes]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Floats in range: floor them, and refuse those a float64 may have rounded across a
+    whole second (the per-record path floors their decimal text exactly)."""
+    seconds = np.fromiter(values, np.float64, len(values))
+    whole = np.floor(seconds).astype(np.int64)
+    valid = np.ones(len(values), bool)
+    fraction = seconds - whole
+    for j in np.flatnonzero((fraction < 1e-6) | (fraction > 1 - 1e-6)).tolist():
+        written = bytes(_DECODE_TIMESTAMP_TEXT(line_of(j)).timestamp)  # as written in the line
+        if _ROUNDING_RISK.search(written):
+            valid[j] = False
+    return seconds, whole, valid
+
+
+def _iso_times(text: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorized ISO-8601 for strings in the strict form; others are not valid here."""
+    n = len(text)
+    strict = np.asarray(pc.fill_null(pc.match_substring_regex(text, _ISO), False)
+                        .to_numpy(zero_copy_only=False), bool)
+    if not strict.any():
+        return np.zeros(n), np.zeros(n, np.int64), strict
+    try:
+        moment = _iso_cast(text, strict)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a day that does not exist
+        # strptime rolls February 30th over to March 1st: a real day prints back the same.
+        written = pc.utf8_slice_codeunits(text, 0, 19)
+        read = pc.strptime(written, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
+        same = pc.equal(pc.strftime(read, format="%Y-%m-%dT%H:%M:%S"), written)
+        strict &= np.asarray(pc.fill_null(same, False).to_numpy(zero_copy_only=False), bool)
         try:
-            data[split.starts[i] : split.ends[i]].decode("utf-8")
-        except UnicodeDecodeError:
-            bad.append(i)
-    return np.asarray(bad, np.int64)
-
-
-_HIGH_BITS = np.uint64(0x8080808080808080)
-
-
-def _non_ascii_positions(arr: np.ndarray) -> np.ndarray:
-    """Offsets of the bytes >= 0x80, testing eight bytes at a time."""
-    whole = len(arr) // 8 * 8
-    words = np.flatnonzero(arr[:whole].view(np.uint64) & _HIGH_BITS)
-    candidates = (words[:, None] * 8 + np.arange(8)).ravel()
-    candidates = np.concatenate((candidates, np.arange(whole, len(arr))))
-    return candidates[arr[candidates] >= 0x80]
-
-
-def parse_json_block(data: bytes, kinds: Optional[_Kinds] = None) -> ParsedBlock:
-    """Parse and validate one block of JSON lines (complete lines only)."""
-    kinds = kinds or _Kinds()
-    split = split_lines(data)
-    starts, ends = split
-    n = len(starts)
-    arr = np.frombuffer(data, np.uint8)
-    lengths = ends - starts
-    blank = lengths == 0
-    candidate = ~blank
-    idx = np.flatnonzero(candidate)
-    candidate[idx] = (arr[starts[idx]] == _LBRACE) & (arr[ends[idx] - 1] == _RBRACE)
-    candidate[_lines_with_rejected_tokens(data, arr, starts)] = False
-    candidate[_invalid_utf8_lines(data, arr, split)] = False
-    for i in np.flatnonzero(candidate & (lengths > LONG_LINE)).tolist():
-        line = data[starts[i] : ends[i]]
-        if line.count(b"[") + line.count(b"{") > MAX_BRACKETS_OF_LONG_LINE:
-            candidate[i] = False
-    for column, kind, separators in kinds.current_screens():
-        candidate[_screened_lines(data, starts, column, kind, separators)] = False
-
-    buffer = bytearray(data)
-    view = np.frombuffer(buffer, np.uint8)  # a writable view: handed-over lines become spaces
-    hidden = np.zeros(n, bool)
-    table: Optional[pa.Table] = None
-    two_values_screened = False
-    for _ in range(MAX_RETRIES):
-        hide = ~candidate & ~blank & ~hidden
-        _hide(view, starts, ends, hide)
-        hidden |= hide
-        rows = np.flatnonzero(candidate)
-        if len(rows) == 0:
-            break
-        try:
-            table = _read(buffer, kinds.schema(), kinds.extra_fields)
-        except pa.ArrowInvalid as exc:
-            if str(exc).endswith(_UNEXPECTED_FIELD):
-                kinds.learn(extra_fields=True)
-                continue
-            _learn_from_error(str(exc), data, starts, rows, candidate, kinds)
-            continue
-        if table.num_rows == len(rows):
-            break
-        # A line held two JSON values ("{...}{...}"): pyarrow made two rows of it.
-        table = None
-        if two_values_screened:
-            candidate[:] = False
-            break
-        candidate[_lines_containing(data, _TWO_VALUES, starts)] = False
-        two_values_screened = True
-    else:
-        candidate[:] = False  # too many surprises: the per-record path takes the block
-        table = None
-
-    rows = np.flatnonzero(candidate)
-    if table is None:
-        events, keep = EVENT_SCHEMA.empty_table(), np.zeros(0, bool)
-    else:
-        events, keep = _validate(table, data, starts, ends, rows, kinds)
-    candidate[rows[~keep]] = False
-    handed = np.flatnonzero(~candidate & ~blank)
-    handed_over = [(i, data[starts[i] : ends[i]]) for i in handed.tolist()]
-    return ParsedBlock(events, rows[keep], handed_over, int(blank.sum()), n)
-
-
-def _hide(view: np.ndarray, starts: np.ndarray, ends: np.ndarray, mask: np.ndarray) -> None:
-    for i in np.flatnonzero(mask).tolist():
-        view[starts[i] : ends[i]] = 0x20
-
-
-def _read(buffer: bytearray, schema: pa.Schema, extra_fields: bool = True) -> pa.Table:
-    options = pa_json.ParseOptions(
-        explicit_schema=schema, unexpected_field_behavior="ignore" if extra_fields else "error"
-    )
-    # One chunk (block_size above the size), so an error's "row N" counts from the start.
-    read = pa_json.ReadOptions(use_threads=False, block_size=max(len(buffer) + 1, 1 << 16))
-    source = pa.BufferReader(pa.py_buffer(buffer))  # no copy
-    return pa_json.read_json(source, read_options=read, parse_options=options)
-
-
-def _learn_from_error(
-    message: str,
-    data: bytes,
-    starts: np.ndarray,
-    rows: np.ndarray,
-    candidate: np.ndarray,
-    kinds: _Kinds,
-) -> None:
-    """Hand over what pyarrow refused, so the next attempt parses the rest."""
-    if _INT_CONVERSION in message and kinds.timestamp == "integer":
-        kinds.learn(timestamp="float")  # a fractional timestamp: read them all as float64
-        return
-    if _INT_CONVERSION in message and kinds.user_id == "number":
-        kinds.learn(user_id="string")  # an id too big for int64: the slow path keeps it exact
-        kinds.learn(screen=("user_id", "number"))
-        return
-    conflict = _CONFLICT.search(message)
-    if conflict:
-        column, _, kind, row = conflict.group(1), conflict.group(2), conflict.group(3), int(conflict.group(4))
-        found = list(re.finditer(_kind_screen_pattern(column, kind), data))
-        lines = _lines_at(starts, [m.start() for m in found])
-        lines = lines[candidate[lines]]
-        valid = _valid_kinds(column)
-        if kind in valid and 2 * len(lines) > len(rows):
-            kinds.learn(**{column: valid[kind]})  # the majority decides the declared type
-            return
-        kinds.learn(screen=(column, kind), separators={m.group(1) for m in found})
-        candidate[lines] = False
-        _blame_row(row, data, starts, rows, candidate)  # also when the screen missed it
-        return
-    failed_row = _ROW_ERROR.search(message)
-    if failed_row:
-        _blame_row(int(failed_row.group(1)), data, starts, rows, candidate)
-        return
-    candidate[rows] = False  # no row to blame: the per-record path decides for each line
-
-
-def _blame_row(row: int, data: bytes, starts: np.ndarray, rows: np.ndarray, candidate) -> None:
-    """Hand over the line of pyarrow's row ``row``. A line holding two JSON values makes two
-    rows and shifts the numbering: then hand those lines over (or, finding none, all)."""
-    if row < len(rows):
-        candidate[rows[row]] = False  # if shifted, a valid line is handed over: still exact
-        return
-    two_values = _lines_containing(data, _TWO_VALUES, starts)
-    two_values = two_values[candidate[two_values]]
-    if len(two_values):
-        candidate[two_values] = False
-    else:
-        candidate[rows] = False
-
-
-def _validate(
-    table: pa.Table,
-    data: bytes,
-    starts: np.ndarray,
-    ends: np.ndarray,
-    rows: np.ndarray,
-    kinds: _Kinds,
-) -> tuple[pa.Table, np.ndarray]:
-    """Vectorized contract checks of parsed JSON; returns (valid events, keep over ``rows``)."""
-    events, keep, seconds = _check_columns(
-        *(table.column(name) for name in ("user_id", "action", "page", "timestamp"))
-    )
-    if pa.types.is_floating(table.column("timestamp").type):
-        risky = _rounding_risk(data, starts, ends, rows, seconds, keep)
-        if risky.any():  # risky rows are kept rows: drop them from the events too
-            events = events.filter(pa.array(~risky[keep]))
-            keep = keep & ~risky
-    return events, keep
-
-
-def _check_columns(user_id, action, page, timestamp) -> tuple[pa.Table, np.ndarray, Any]:
-    """(valid events, keep mask, seconds) for the four user-event columns."""
-    ok = pc.and_(pc.is_valid(action), pc.greater(pc.binary_length(action), 0))
-    ok = pc.and_(ok, pc.and_(pc.is_valid(page), pc.greater(pc.binary_length(page), 0)))
-    ok = pc.and_(ok, pc.is_valid(user_id))
-    if pa.types.is_integer(user_id.type):
-        user_id = pc.cast(user_id, pa.string())
-    else:
-        ok = pc.and_(ok, pc.greater(pc.binary_length(user_id), 0))
-    seconds, whole, time_ok = _event_time(timestamp)
-    ok = pc.and_(ok, time_ok)
-    keep = np.asarray(pc.fill_null(ok, False).to_numpy(zero_copy_only=False), bool)
-    mask = pa.array(keep)
-    events = pa.table(
-        [
-            pc.cast(user_id, pa.string()).filter(mask),
-            pc.cast(action, pa.string()).filter(mask),
-            pc.cast(page, pa.string()).filter(mask),
-            pc.cast(seconds, pa.float64()).filter(mask),
-            pc.cast(whole, pa.int64()).filter(mask),
-        ],
-        schema=EVENT_SCHEMA,
-    )
-    return events, keep, seconds
-
-
-def _event_time(ts: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray]:
-    """(seconds, floor(seconds) as int64, in contract) for a timestamp column."""
-    if pa.types.is_integer(ts.type):
-        whole = ts
-        seconds = ts
-    elif pa.types.is_floating(ts.type):
-        # floor(t) in [MIN, MAX) <=> t in [MIN, MAX) for whole bounds; checked on the floats
-        # so huge values never reach the int64 cast.
-        ok = pc.fill_null(pc.and_(pc.is_finite(ts), _in_range(ts)), False)
-        whole = pc.cast(pc.floor(pc.if_else(ok, ts, 0.0)), pa.int64())
-        return ts, whole, ok
-    elif pa.types.is_timestamp(ts.type):
-        valid = pc.is_valid(ts)
-        micros_type = pa.timestamp("us", tz=ts.type.tz)
-        micros = pc.cast(pc.cast(ts, micros_type), pa.int64())
-        micros_np = np.asarray(pc.fill_null(micros, 0).to_numpy(zero_copy_only=False), np.int64)
-        return _seconds_of_micros(micros_np, valid)
-    else:
-        strict = pc.fill_null(pc.match_substring_regex(ts, _ISO), False)
-        text = pc.if_else(strict, ts, "2000-01-01T00:00:00Z")
-        try:
-            moment = pc.cast(pc.replace_substring_regex(text, "Z$", "+00:00"),
-                             pa.timestamp("us", tz="UTC"))
+            moment = _iso_cast(text, strict)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            zero = pa.chunked_array([pa.array(np.zeros(len(ts), np.int64))])
-            return zero, zero, pa.chunked_array([pa.array(np.zeros(len(ts), bool))])
-        micros_np = np.asarray(pc.cast(moment, pa.int64()).to_numpy(), np.int64)
-        return _seconds_of_micros(micros_np, strict)
-    return seconds, whole, pc.and_(pc.is_valid(ts), _in_range(pc.fill_null(whole, 0)))
+            return np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool)
+    micros = np.asarray(pc.cast(moment, pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+    seconds, whole = _seconds_of_micros(micros)
+    return seconds, whole, strict & _in_range(whole)
 
 
-def _seconds_of_micros(micros: np.ndarray, valid: Any) -> tuple[Any, Any, Any]:
-    whole_np = np.floor_divide(micros, 1_000_000)
+def _iso_cast(text: Any, strict: np.ndarray) -> Any:
+    chosen = pc.if_else(pa.array(strict), text, "2000-01-01T00:00:00Z")
+    return pc.cast(pc.replace_substring_regex(chosen, "Z$", "+00:00"), pa.timestamp("us", tz="UTC"))
+
+
+def _seconds_of_micros(micros: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    whole = np.floor_divide(micros, 1_000_000)
     # As the per-record parser computes it: whole seconds + microseconds / 1e6.
-    seconds_np = whole_np + (micros - whole_np * 1_000_000) / 1_000_000
-    whole = pa.chunked_array([pa.array(whole_np)])
-    seconds = pa.chunked_array([pa.array(seconds_np)])
-    return seconds, whole, pc.and_(valid, _in_range(whole))
+    return whole + (micros - whole * 1_000_000) / 1_000_000, whole
 
 
-def _in_range(whole) -> Any:
-    return pc.and_(
-        pc.greater_equal(whole, MIN_EVENT_SECONDS), pc.less(whole, MAX_EVENT_SECONDS)
-    )
+def _in_range(whole: np.ndarray) -> np.ndarray:
+    return (whole >= MIN_EVENT_SECONDS) & (whole < MAX_EVENT_SECONDS)
 
 
-def _rounding_risk(
-    data: bytes,
-    starts: np.ndarray,
-    ends: np.ndarray,
-    rows: np.ndarray,
-    seconds: pa.ChunkedArray,
-    keep: np.ndarray,
-) -> np.ndarray:
-    """Rows whose float64 floor may differ from the decimal floor of the text."""
-    values = np.asarray(pc.fill_null(seconds, 0.0).to_numpy(zero_copy_only=False), np.float64)
-    fraction = values - np.floor(values)
-    near = keep & ((fraction < 1e-6) | (fraction > 1 - 1e-6))
-    risky = np.zeros(len(rows), bool)
-    for j in np.flatnonzero(near).tolist():
-        i = rows[j]
-        if re.search(_ROUNDING_RISK, data[starts[i] : ends[i]]):
-            risky[j] = True
-    return risky
+# ---- Parquet ---------------------------------------------------------------------------
+
+def _is_string(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
-_PARQUET_TYPES = {
-    "user_id": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t),
-    "action": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
-    "page": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+_PARQUET_TYPES: dict[str, Callable[[pa.DataType], bool]] = {
+    "user_id": lambda t: _is_string(t) or pa.types.is_integer(t),
+    "action": _is_string,
+    "page": _is_string,
     "timestamp": lambda t: (
-        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t)
-        or pa.types.is_large_string(t) or (pa.types.is_timestamp(t) and t.unit in ("s", "ms", "us"))
+        pa.types.is_integer(t) or pa.types.is_floating(t) or _is_string(t)
+        or (pa.types.is_timestamp(t) and t.unit in ("s", "ms", "us"))
     ),
 }
 
@@ -545,40 +394,65 @@ def parse_parquet_batch(batch: pa.RecordBatch) -> ParsedBlock:
 
     n = batch.num_rows
     names = batch.schema.names
+    events, keep = EVENT_SCHEMA.empty_table(), np.zeros(n, bool)
     if all(name in names and ok(batch.schema.field(name).type) for name, ok in _PARQUET_TYPES.items()):
-        columns = [pa.chunked_array([batch.column(name)]) for name in _PARQUET_TYPES]
-        events, keep, _ = _check_columns(*columns)
-    else:
-        events, keep = EVENT_SCHEMA.empty_table(), np.zeros(n, bool)
+        try:
+            events, keep = _check_columns(*(batch.column(name) for name in _PARQUET_TYPES))
+        except Exception:  # noqa: BLE001 - fail safe, as parse_lines does
+            _LOG.exception("the vectorized checks failed on a Parquet batch of %d rows; the "
+                           "per-record contract decides each of them", n)
     handed = np.flatnonzero(~keep)
-    rows = batch.take(pa.array(handed)).to_pylist() if len(handed) else []
+    rows = parquet_rows(batch.take(pa.array(handed))) if len(handed) else []
     handed_over = [(i, parquet_row_payload(row)) for i, row in zip(handed.tolist(), rows, strict=True)]
     return ParsedBlock(events, np.flatnonzero(keep), handed_over, 0, n)
 
 
-def parse_payloads(payloads: list[bytes], kinds: Optional[_Kinds] = None) -> ParsedBlock:
-    """:func:`parse_json_block` for separate payloads (the messages of a poll): indexes in
-    the result (``lines``, ``handed_over``) are payload indexes. A payload that would not
-    be one line of the block exactly (it holds a newline or a carriage return, which a
-    block's line would lose at its end, or is empty) is handed over as it is."""
-    data = b"\n".join(payloads)
-    if data.count(b"\n") == len(payloads) - 1 and b"\r" not in data and all(payloads):
-        return parse_json_block(data, kinds)
+def _check_columns(user_id: pa.Array, action: pa.Array, page: pa.Array, timestamp: pa.Array
+                   ) -> tuple[pa.Table, np.ndarray]:
+    """(valid events, keep mask) for typed user-event columns."""
+    ok = pc.and_(pc.is_valid(action), pc.greater(pc.binary_length(action), 0))
+    ok = pc.and_(ok, pc.and_(pc.is_valid(page), pc.greater(pc.binary_length(page), 0)))
+    ok = pc.and_(ok, pc.is_valid(user_id))
+    if not pa.types.is_integer(user_id.type):
+        ok = pc.and_(ok, pc.greater(pc.binary_length(user_id), 0))
+    seconds, whole, time_ok = _column_times(timestamp)
+    keep = np.asarray(pc.fill_null(ok, False).to_numpy(zero_copy_only=False), bool) & time_ok
+    mask = pa.array(keep)
+    events = pa.Table.from_arrays(
+        [
+            pc.cast(user_id, pa.string()).filter(mask),
+            pc.cast(action, pa.string()).filter(mask),
+            pc.cast(page, pa.string()).filter(mask),
+            pa.array(seconds).filter(mask),
+            pa.array(whole).filter(mask),
+        ],
+        schema=EVENT_SCHEMA,
+    )
+    return events, keep
 
-    def separate_one(payload: bytes) -> bool:
-        return not payload or b"\n" in payload or b"\r" in payload
 
-    whole = [i for i, p in enumerate(payloads) if not separate_one(p)]
-    parsed = parse_json_block(b"\n".join(payloads[i] for i in whole), kinds) if whole else None
-    index = np.asarray(whole, np.int64)
-    separate = [(i, p) for i, p in enumerate(payloads) if separate_one(p)]
-    if parsed is None:
-        return ParsedBlock(EVENT_SCHEMA.empty_table(), np.zeros(0, np.int64), separate, 0,
-                           len(payloads))
-    handed = [(int(index[line]), payload) for line, payload in parsed.handed_over]
-    return ParsedBlock(parsed.events, index[parsed.lines], sorted(handed + separate),
-                       parsed.blank, len(payloads))
+def _column_times(ts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seconds, floor(seconds), valid) for a typed timestamp column."""
+    present = np.asarray(pc.is_valid(ts).to_numpy(zero_copy_only=False), bool)
+    if pa.types.is_integer(ts.type):
+        whole = np.asarray(pc.fill_null(pc.cast(ts, pa.int64()), 0).to_numpy(zero_copy_only=False), np.int64)
+        return whole.astype(np.float64), whole, present & _in_range(whole)
+    if pa.types.is_floating(ts.type):
+        seconds = np.asarray(pc.fill_null(pc.cast(ts, pa.float64()), 0.0).to_numpy(zero_copy_only=False))
+        with np.errstate(invalid="ignore"):
+            valid = present & (seconds >= MIN_EVENT_SECONDS) & (seconds < MAX_EVENT_SECONDS)
+        return seconds, np.floor(np.where(valid, seconds, 0.0)).astype(np.int64), valid
+    if pa.types.is_timestamp(ts.type):
+        micros_type = pa.timestamp("us", tz=ts.type.tz)
+        micros = np.asarray(pc.fill_null(pc.cast(pc.cast(ts, micros_type), pa.int64()), 0)
+                            .to_numpy(zero_copy_only=False), np.int64)
+        seconds, whole = _seconds_of_micros(micros)
+        return seconds, whole, present & _in_range(whole)
+    seconds, whole, valid = _iso_times(pc.cast(ts, pa.string()))
+    return seconds, whole, valid & present
 
+
+# ---- tables <-> records ------------------------------------------------------------------
 
 def events_table(events: list[tuple[Any, int]]) -> pa.Table:
     """(UserEvent, floor of its time) pairs, as the per-record parser gives them -> a
@@ -602,6 +476,8 @@ def user_events(table: pa.Table) -> list[tuple[Any, int]]:
     return [(UserEvent(u, a, p, t), s) for u, a, p, t, s in zip(*columns, strict=True)]
 
 
+# ---- blocks in pieces ------------------------------------------------------------------
+
 def piece_bounds(data: bytes, size: int = SUB_BLOCK_BYTES) -> list[tuple[int, int]]:
     """(start, stop) of pieces of about ``size`` bytes, each cut after a newline."""
     bounds = []
@@ -614,54 +490,32 @@ def piece_bounds(data: bytes, size: int = SUB_BLOCK_BYTES) -> list[tuple[int, in
     return bounds
 
 
-def _parse_piece(data: bytes, start: int, stop: int, kinds: _Kinds) -> ParsedBlock:
-    # The piece is copied out of the block here, on the pool, not by the submitting thread.
-    return parse_json_block(data[start:stop], kinds)
-
-
 class BlockParser:
-    """Parses blocks of JSON lines on a small thread pool (pyarrow releases the GIL).
+    """Parses blocks of JSON lines piece by piece, numbering each piece's lines.
 
-    One parser per reader (DoFn instance): what it learns about the columns' types in one
-    block (float timestamps, integer ids, a kind to screen) applies to the next blocks.
+    msgspec holds the GIL while it decodes, so pieces are parsed in the calling thread:
+    a thread pool would only add hand-offs. ``threads`` is accepted for compatibility
+    and ignored.
     """
 
     def __init__(self, threads: Optional[int] = None) -> None:
-        self.kinds = _Kinds()
-        self._threads = threads or min(4, os.cpu_count() or 1)
-        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        del threads
 
     def parse(self, data: bytes) -> Iterator[tuple[int, ParsedBlock]]:
         """(first line index of the piece, its ParsedBlock) for each piece of ``data``."""
         return self.submit(data)()
 
     def submit(self, data: bytes) -> Callable[[], Iterator[tuple[int, ParsedBlock]]]:
-        """Start parsing ``data`` on the pool; the returned function yields what
-        :meth:`parse` yields, waiting for each piece. The caller can do other work (handle
-        the previous block) while this one is parsed."""
-        bounds = piece_bounds(data)
-        if self._threads == 1:
-            results: Iterator[ParsedBlock] = (
-                _parse_piece(data, start, stop, self.kinds) for start, stop in bounds
-            )
-        else:
-            if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(self._threads)
-            futures = [
-                self._pool.submit(_parse_piece, data, start, stop, self.kinds)
-                for start, stop in bounds
-            ]
-            results = (future.result() for future in futures)
+        """A function yielding what :meth:`parse` yields, parsing as it goes."""
 
         def numbered() -> Iterator[tuple[int, ParsedBlock]]:
             first = 0
-            for parsed in results:
+            for start, stop in piece_bounds(data):
+                parsed = parse_json_block(data[start:stop])
                 yield first, parsed
                 first += parsed.line_count
 
         return numbered
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        pass

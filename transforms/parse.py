@@ -19,7 +19,6 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.batches import (
     BlockParser,
-    _Kinds,
     events_table,
     parse_parquet_batch,
     parse_payloads,
@@ -54,6 +53,23 @@ def is_blank(payload: bytes | str) -> bool:
     return not payload.strip()
 
 
+def parse_or_reject(parse_fn: ParseFn, payload: bytes | str) -> tuple[Any, int] | InvalidRecord:
+    """``parse_fn`` applied to the decoded payload, or the InvalidRecord saying why not.
+
+    Whatever a parse function raises for one record is that record's problem, never the
+    job's: an exception no rule foresaw (a bug, or an input nobody imagined) becomes an
+    InvalidRecord with the code ``parse_failed`` that names it, so the record is
+    dead-lettered with the reason and the stream goes on.
+    """
+    try:
+        return parse_fn(decode_json_object(payload))
+    except InvalidRecord as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        return InvalidRecord(f"the parse step failed on this record: {type(exc).__name__}: {exc}",
+                             "parse_failed")
+
+
 class _ParseDoFn(beam.DoFn):
     def __init__(self, parse_fn: ParseFn, pipeline: str, step: str) -> None:
         self._parse_fn = parse_fn
@@ -68,15 +84,16 @@ class _ParseDoFn(beam.DoFn):
         if is_blank(payload):
             self._blank.inc()
             return
-        try:
-            record, whole_seconds = self._parse_fn(decode_json_object(payload))
-        except InvalidRecord as exc:
+        decided = parse_or_reject(self._parse_fn, payload)
+        if isinstance(decided, InvalidRecord):
             self._rejected.inc()
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTERS,
-                DeadLetter.of(self._pipeline, self._step, str(exc), payload, raw.origin, exc.code),
+                DeadLetter.of(self._pipeline, self._step, str(decided), payload, raw.origin,
+                              decided.code),
             )
             return
+        record, whole_seconds = decided
         self._parsed.inc()
         yield TimestampedValue(record, whole_seconds)
 
@@ -135,11 +152,12 @@ class _HandedOver:
             if is_blank(payload):
                 blank += 1
                 continue
-            try:
-                accepted.append(parse_user_event(decode_json_object(payload)))
-            except InvalidRecord as exc:
+            decided = parse_or_reject(parse_user_event, payload)
+            if isinstance(decided, InvalidRecord):
                 letters.append(DeadLetter.of(
-                    self._pipeline, self._step, str(exc), payload, origin_of(index), exc.code))
+                    self._pipeline, self._step, str(decided), payload, origin_of(index), decided.code))
+            else:
+                accepted.append(decided)
         if blank:
             self._blank.inc(blank)
         if letters:
@@ -253,21 +271,11 @@ class _ParseRawBatchesDoFn(beam.DoFn):
 
     def __init__(self, pipeline: str, step: str) -> None:
         self._handed_over = _HandedOver(pipeline, step)
-        self._kinds: Any = None
-
-    def setup(self):
-
-        self._kinds = _Kinds()
 
     def process(self, batch: RawBatch):
         import pyarrow.compute as pc
 
-
-        if self._kinds is None:  # runners that never call setup (Beam's direct runners)
-            self.setup()
-        events, letters = self._handed_over.decide(
-            parse_payloads(batch.payloads, self._kinds), batch.origin_of
-        )
+        events, letters = self._handed_over.decide(parse_payloads(batch.payloads), batch.origin_of)
         yield from _dead_letter_output(letters)
         if events is not None:
             yield TimestampedValue(events, pc.min(events.column("event_second")).as_py())

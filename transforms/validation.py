@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from transforms.base import times
@@ -88,13 +88,27 @@ def _present(obj: dict[str, Any], name: str) -> Any:
     return value
 
 
+def _unicode_text(name: str, value: str) -> str:
+    """``value`` if it is Unicode text. JSON's ``\\ud800`` escapes let a string hold a lone
+    surrogate, which no UTF-8 sink (a file, Parquet, Postgres, Kafka) can write."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRecord(
+                f"field '{name}' is not valid Unicode text: a lone surrogate "
+                f"U+{ord(value[exc.start]):04X} at character {exc.start}", "invalid_text",
+            ) from None
+    return value
+
+
 def non_empty_string(obj: dict[str, Any], name: str) -> str:
     value = _present(obj, name)
     if not isinstance(value, str):
         raise InvalidRecord(f"field '{name}' must be a non-empty string, got {_json_type(value)}", "wrong_type")
     if not value:
         raise InvalidRecord(f"field '{name}' is an empty string", "empty_field")
-    return value
+    return _unicode_text(name, value)
 
 
 def string_or_integer_id(obj: dict[str, Any], name: str) -> str:
@@ -105,8 +119,10 @@ def string_or_integer_id(obj: dict[str, Any], name: str) -> str:
             f"field '{name}' must be a non-empty string or an integer, got {_json_type(value)}",
             "wrong_type",
         )
-    if isinstance(value, str) and not value:
-        raise InvalidRecord(f"field '{name}' is an empty string", "empty_field")
+    if isinstance(value, str):
+        if not value:
+            raise InvalidRecord(f"field '{name}' is an empty string", "empty_field")
+        return _unicode_text(name, value)
     return str(value)
 
 
@@ -114,7 +130,10 @@ def number(obj: dict[str, Any], name: str) -> float:
     value = _present(obj, name)
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise InvalidRecord(f"field '{name}' must be a number, got {_json_type(value)}", "wrong_type")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an integer beyond a float's range
+        result = math.inf
     if not math.isfinite(result):
         raise InvalidRecord(f"field '{name}' must be a finite number", "wrong_type")
     return result
@@ -130,10 +149,14 @@ def event_time(obj: dict[str, Any], name: str, *, allow_epoch: bool = True) -> t
     if isinstance(value, str):
         seconds, whole = _parse_iso_with_offset(name, value)
     elif allow_epoch and isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-        try:
-            whole = math.floor(value)
-        except (InvalidOperation, OverflowError, ValueError):
-            raise InvalidRecord(f"field '{name}' must be a finite number", "wrong_type") from None
+        if isinstance(value, Decimal) and not value.is_finite() or (
+                isinstance(value, float) and not math.isfinite(value)):
+            raise InvalidRecord(f"field '{name}' must be a finite number", "wrong_type")
+        # The range first (exact for int and Decimal): float() of a 400-digit integer
+        # overflows, and floor() of 1e99999999 would build a number of 10**8 digits.
+        if not MIN_EVENT_SECONDS <= value < MAX_EVENT_SECONDS:
+            raise _out_of_range(name, value)
+        whole = math.floor(value)
         seconds = float(value)
     else:
         expected = "epoch seconds (a number) or " if allow_epoch else ""
@@ -143,11 +166,18 @@ def event_time(obj: dict[str, Any], name: str, *, allow_epoch: bool = True) -> t
             "wrong_type",
         )
     if not MIN_EVENT_SECONDS <= whole < MAX_EVENT_SECONDS:
-        raise InvalidRecord(
-            f"field '{name}' is out of range: {value} is not within [2000-01-01, 2100-01-01)",
-            "out_of_range",
-        )
+        raise _out_of_range(name, value)
     return seconds, whole
+
+
+def _out_of_range(name: str, value: Any) -> InvalidRecord:
+    text = str(value)
+    if len(text) > 40:  # a poison value of hundreds of digits: its start and its length
+        text = f"{text[:20]}... ({len(text)} characters)"
+    return InvalidRecord(
+        f"field '{name}' is out of range: {text} is not within [2000-01-01, 2100-01-01)",
+        "out_of_range",
+    )
 
 
 def _parse_iso_with_offset(name: str, text: str) -> tuple[float, int]:

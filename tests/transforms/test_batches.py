@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from beam_pipelines import pageviews
 from beam_pipelines.testing import SyntheticEvents
 from beam_pipelines.testing.files import read_jsonl_dir, window_counts
-from transforms.batches import BlockParser, parse_parquet_batch, split_lines
+from transforms.batches import BlockParser, parse_parquet_batch, parse_payloads, split_lines
 from transforms.io.files import parquet_row_payload
 from transforms.parse import is_blank, parse_user_event
 from transforms.validation import InvalidRecord, decode_json_object
@@ -42,7 +42,8 @@ def reference(line: bytes):
 
 
 def decisions(block: bytes, parser: BlockParser | None = None) -> dict[int, object]:
-    """line index -> what the vectorized path (plus the reference for handed-over lines) decided."""
+    """line index -> what the vectorized path (plus the reference for handed-over lines)
+    decided; a line neither a row nor handed over was skipped as blank."""
     parser = parser or BlockParser(threads=1)
     out: dict[int, object] = {}
     for first, parsed in parser.parse(block):
@@ -51,6 +52,9 @@ def decisions(block: bytes, parser: BlockParser | None = None) -> dict[int, obje
                                  row["event_second"])
         for line, payload in parsed.handed_over:
             out[first + line] = reference(payload)
+        skipped = [first + i for i in range(parsed.line_count) if first + i not in out]
+        assert len(skipped) == parsed.blank
+        out.update(dict.fromkeys(skipped, "blank"))
     return out
 
 
@@ -64,7 +68,9 @@ def expected(block: bytes) -> dict[int, object]:
 
 def assert_same(block: bytes, parser: BlockParser | None = None) -> None:
     got, want = decisions(block, parser), expected(block)
-    assert set(got) == set(want), (set(got) ^ set(want))
+    # Empty lines are skipped by both paths and never decided.
+    assert all(got[i] == "blank" for i in set(got) - set(want)), set(got) - set(want)
+    assert set(want) <= set(got), set(want) - set(got)
     for i, decided in want.items():
         fast = got[i]
         if decided is None or decided == "blank" or fast is None or fast == "blank":
@@ -153,25 +159,10 @@ def test_random_dirty_lines_are_decided_as_the_record_contract_decides(block, en
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(blocks, min_size=2, max_size=5))
-def test_what_one_block_teaches_the_parser_never_changes_a_later_decision(pieces):
+def test_consecutive_blocks_are_decided_as_the_record_contract_decides(pieces):
     parser = BlockParser(threads=1)
     for block in pieces:
         assert_same(block + b"\n", parser)
-
-
-def test_majority_kinds_are_read_vectorized_not_handed_over():
-    lines = [
-        json.dumps({"user_id": i, "action": "a", "page": f"/p{i % 3}",
-                    "timestamp": f"2024-05-01T10:{i % 60:02d}:00+02:00"}).encode()
-        for i in range(2000)
-    ]
-    lines[7] = b'{"user_id": "u7", "action": "a", "page": "/p", "timestamp": 1714550000}'
-    block = b"\n".join(lines) + b"\n"
-    parser = BlockParser(threads=1)
-    parsed = [p for _, p in parser.parse(block)]
-    assert sum(len(p.handed_over) for p in parsed) <= 2  # the minority line, learned once
-    assert parser.kinds.user_id == "number" and parser.kinds.timestamp == "string"
-    assert_same(block, BlockParser(threads=1))
 
 
 def test_float_timestamps_floor_exactly():
@@ -313,76 +304,6 @@ def test_blocks_and_pieces_cover_the_file_exactly_with_line_numbers(
     assert list(iter_lines(str(path))) == list(enumerate(expected, start=1))
 
 
-# ---- screens and byte scans -------------------------------------------------------------
-
-
-def _event_line(i: int, timestamp: str, colon: str = ":", comma: str = ",") -> bytes:
-    fields = [("user_id", f'"u{i}"'), ("action", '"view"'), ("page", f'"/p{i % 7}"'),
-              ("timestamp", timestamp)]
-    return ("{" + comma.join(f'"{k}"{colon}{v}' for k, v in fields) + "}").encode()
-
-
-def test_screens_hand_over_string_timestamps_before_parsing(monkeypatch):
-    """Once a string among integer timestamps is met, later pieces screen such lines out
-    before pyarrow parses them (one parse per piece, no retries). A layout not met yet
-    costs one retry and is screened from then on; an unusual one (``"timestamp" : "x"``)
-    switches the screen to the full regex."""
-    import transforms.batches as batches
-
-    reads = []
-    real_read = batches._read
-    monkeypatch.setattr(batches, "_read", lambda *a: reads.append(1) or real_read(*a))
-
-    def piece(colon: str, comma: str) -> bytes:
-        lines = [_event_line(i, str(1733000000 + i)) for i in range(300)]
-        for at in (10, 150, 290):
-            lines[at] = _event_line(at, '"yesterday"', colon, comma)
-        return b"\n".join(lines) + b"\n"
-
-    kinds = batches._Kinds()
-    layouts = [  # (colon, comma, pyarrow parses of the piece, separators screened after it)
-        (":", ",", 2, {b":"}),  # the first conflict teaches the screen, then one retry
-        (":", ",", 1, {b":"}),
-        (": ", ", ", 2, {b":", b": "}),  # json.dumps' default layout: learned once...
-        (": ", ", ", 1, {b":", b": "}),  # ...then screened with bytes.find too
-        (" : ", " , ", 2, {b":", b": ", b" : "}),  # unusual: one retry...
-        (" : ", " , ", 1, {b":", b": ", b" : "}),  # ...then the full regex
-        (":", ",", 1, {b":", b": ", b" : "}),
-    ]
-    for colon, comma, parses, separators in layouts:
-        block = piece(colon, comma)
-        reads.clear()
-        parsed = batches.parse_json_block(block, kinds)
-        assert (len(reads), colon) == (parses, colon)
-        assert kinds.screens == {("timestamp", "string"): separators}
-        assert parsed.events.num_rows == 297
-        assert sorted(i for i, _ in parsed.handed_over) == [10, 150, 290]
-        assert_same(block)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=200))
-def test_non_ascii_positions_are_every_high_byte(data):
-    from transforms.batches import _non_ascii_positions
-
-    arr = np.frombuffer(data, np.uint8)
-    assert _non_ascii_positions(arr).tolist() == np.flatnonzero(arr >= 0x80).tolist()
-
-
-@pytest.mark.parametrize("valid_non_ascii", [0, 3, 500])
-def test_invalid_utf8_lines_are_found_among_few_or_many_non_ascii_lines(valid_non_ascii):
-    from transforms.batches import _invalid_utf8_lines
-
-    lines = [_event_line(i, "1733000000") for i in range(600)]
-    for i in range(valid_non_ascii):
-        lines[i] = _event_line(i, "1733000000").replace(b"/p", "/café".encode())
-    lines[599] = b'{"page":"\xff"}'
-    lines[42] = b'{"page":"\xc3"}'
-    data = b"\n".join(lines) + b"\n"
-    found = _invalid_utf8_lines(data, np.frombuffer(data, np.uint8), split_lines(data))
-    assert found.tolist() == [42, 599]
-
-
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, 5000), min_size=1, max_size=300), st.booleans())
 def test_count_values_matches_numpy_unique(values, sparse):
@@ -403,40 +324,168 @@ def test_a_byte_order_mark_is_refused_as_json_loads_refuses_it():
     assert exc.value.code == "invalid_json"
 
 
-def test_extra_fields_are_learned_once_and_then_ignored(monkeypatch):
-    """pyarrow refuses fields beyond the four until one is met (faster); then it ignores
-    them for every later piece, with the same decisions either way."""
+
+
+# ---- realistic mixes: every accepted form is read vectorized ----------------------------
+
+def _iso(seconds: int, fraction: str, offset: str, shift: int) -> str:
+    moment = dt.datetime.fromtimestamp(seconds + shift, dt.timezone.utc)
+    return json.dumps(moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + offset)
+
+
+realistic_time = st.one_of(
+    in_range.map(str),
+    st.builds(lambda s, f: f"{s}.{f}", in_range, st.text("0123456789", min_size=1, max_size=6)),
+    st.builds(
+        lambda s, fraction, zone: _iso(s, fraction, *zone), in_range,
+        st.sampled_from(["", ".5", ".123", ".123456"]),
+        st.sampled_from([("Z", 0), ("+00:00", 0), ("+01:00", 3600), ("-05:00", -18000),
+                         ("+05:30", 19800)])),
+)
+realistic_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1,
+                         max_size=8)
+extra_value = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), realistic_text,
+              st.floats(allow_nan=False, allow_infinity=False)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(realistic_text, inner, max_size=3)),
+    max_leaves=6,
+)
+
+
+@st.composite
+def realistic_line(draw) -> bytes:
+    """A valid event in any form the contract accepts: string or integer ids, integer,
+    float or ISO-8601 times, unicode (raw or escaped), extra nested fields, any layout."""
+    ascii_ = draw(st.booleans())
+    uid = draw(st.one_of(st.integers(-10**18, 10**18).map(str),
+                         realistic_text.map(lambda t: json.dumps(t, ensure_ascii=ascii_))))
+    pairs = [('"user_id"', uid),
+             ('"action"', json.dumps(draw(realistic_text), ensure_ascii=ascii_)),
+             ('"page"', json.dumps("/" + draw(realistic_text), ensure_ascii=ascii_)),
+             ('"timestamp"', draw(realistic_time))]
+    for key, extra in draw(st.dictionaries(st.sampled_from(["meta", "ctx", "tags", "ref", "ü"]),
+                                           extra_value, max_size=2)).items():
+        pairs.append((json.dumps(key, ensure_ascii=ascii_), json.dumps(extra, ensure_ascii=ascii_)))
+    pairs = draw(st.permutations(pairs))
+    colon, comma = draw(st.sampled_from([(":", ","), (": ", ", "), (" : ", " , ")]))
+    return ("{" + comma.join(f"{k}{colon}{v}" for k, v in pairs) + "}").encode("utf-8")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(realistic_line(), min_size=1, max_size=50), st.lists(json_line(), max_size=20),
+       st.randoms(use_true_random=False), st.sampled_from([b"\n", b"\r\n"]))
+def test_realistic_mixes_are_decided_as_the_record_contract_decides(realistic, dirty, rnd, end):
+    lines = realistic + dirty
+    rnd.shuffle(lines)
+    block = end.join(lines) + end
+    assert_same(block)
+    # Every form the realistic lines use is read vectorized: none of them is handed over.
+    handed = {line for _, parsed in BlockParser().parse(block) for _, line in parsed.handed_over}
+    assert not handed & set(realistic)
+
+
+def test_the_realistic_benchmark_profile_hands_over_only_invalid_lines(tmp_path):
+    from benchmarks import datagen
+
+    path = tmp_path / "events.jsonl"
+    meta = datagen.generate(str(path), 20_000, seed=3, profile="realistic")
+    block = path.read_bytes()
+    valid = handed = 0
+    for _, parsed in BlockParser().parse(block):
+        valid += parsed.events.num_rows
+        handed += len(parsed.handed_over)
+        assert all(reference(line) is None for _, line in parsed.handed_over)
+    assert valid == meta["events"] - meta["malformed"]
+    assert handed == meta["malformed"]
+    assert meta["integer_user_ids"] and meta["float_timestamps"] and meta["iso_timestamps"]
+    assert_same(block[:300_000].rsplit(b"\n", 1)[0])
+
+
+@pytest.mark.parametrize("line", [
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000,"page":"/q"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000,"pag\\u0065":"/q"}',
+    b'{"user\\u005fid":"b","user_id":"a","action":"x","page":"/p","timestamp":1733000000}',
+    b'{"user_id":null,"action":"x","page":"/p","timestamp":1733000000,"user_id":"a"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000,"user_id":null}',
+    b'{"user_id":"a","action":"x","page":"/p\\ud800","timestamp":1733000000}',
+    b'{"user_id":"\\udfff","action":"x","page":"/p","timestamp":1733000000}',
+    b'{"user_id":"a","action":"x","page":"\\ud83d\\ude00","timestamp":1733000000}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000,"x":"\xff"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000,"x":"\xed\xa0\x80"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000,"x":1' + b"0" * 5000 + b"}",
+    b'{"user_id":1' + b"0" * 5000 + b',"action":"x","page":"/p","timestamp":1733000000}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000,"x":' + b"[" * 2000 + b"]" * 2000 + b"}",
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000,"x":' + b"[" * 150 + b"]" * 150 + b"}",
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1' + b"0" * 400 + b"}",
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1e99999999}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":-1e-99999999}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000299.99999999999999999999}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":946684799.9999999999}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":17330003e2}',
+    b'{"user_id":"a","action":"x","page":"/\\u00e0","timestamp":1733000300.0}',
+    b'{"user_id":"a","action":"x","page":"/p","times\\u0074amp":1733000299.99999999,"c":{"timestamp":5}}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":5,"timestamp":1733000299.99999999}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":"2024-02-30T00:00:00Z","t":"2024-02-29T00:00:00Z"}',
+    b'{"user_id":18446744073709551616,"action":"x","page":"/p","timestamp":1733000000}',
+    b'{"user_id":-9223372036854775808,"action":"x","page":"/p","timestamp":1733000000}',
+    b'{"user_id":-0,"action":"x","page":"/p","timestamp":1733000000}',
+    b'{"user_id":1.0,"action":"x","page":"/p","timestamp":1733000000}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":"2024-02-30T00:00:00Z"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":"2024-12-31T23:59:60Z"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":"2024-12-31T23:59:59.9999999Z"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":"2024-12-31 23:59:59+01:00"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":"2024-12-31T23:59:59z"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":"2099-12-31T23:59:59-01:00"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":"2024\\u002d12-31T23:59:59Z"}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000,}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":NaN}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000,"x":-Infinity}',
+    b'\xef\xbb\xbf{"user_id":"a","action":"x","page":"/p","timestamp":1733000000}',
+    b'\x0c{"user_id":"a","action":"x","page":"/p","timestamp":1733000000}',
+    b'\t {"user_id":"a","action":"x","page":"/p","timestamp":1733000000}\r\r \t',
+    b'{"user_id":"a","action":"x","page":"/p\x7f\\u0000","timestamp":1733000000}',
+    b'{"user_id":"a","action":"x","page":"/p\x1f","timestamp":1733000000}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000}{}',
+    b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000} 5',
+    b'[{"user_id":"a","action":"x","page":"/p","timestamp":1733000000}]',
+    b"\x0b",
+    b" \x0c ",
+], ids=lambda line: line[:60].decode("utf-8", "replace"))
+def test_where_msgspec_and_pythons_json_could_differ_the_contract_decides(line):
+    assert_same(line + b"\n")
+    assert_same(b"\n".join([line] * 3))
+    parsed = parse_payloads([line])
+    got = reference(line)
+    if got is None:
+        assert parsed.handed_over == [(0, line)]
+    elif got == "blank":
+        assert parsed.blank == 1
+
+
+def test_a_vectorized_parser_failure_hands_every_line_over(monkeypatch, caplog):
     import transforms.batches as batches
 
-    reads = []
-    real_read = batches._read
-    monkeypatch.setattr(batches, "_read", lambda *a: reads.append(a[2]) or real_read(*a))
-    plain = b"\n".join(_event_line(i, str(1733000000 + i)) for i in range(50)) + b"\n"
-    extra = plain.replace(b'"action"', b'"meta":{"k":[1,2]},"action"', 3)
-    kinds = batches._Kinds()
-    for block, expected_reads in [(plain, [False]), (extra, [False, True]), (plain, [True])]:
-        reads.clear()
-        parsed = batches.parse_json_block(block, kinds)
-        assert reads == expected_reads
-        assert parsed.events.num_rows == 50 and not parsed.handed_over
-        assert_same(block)
+    def broken(lines):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(batches, "_parse_lines", broken)
+    lines = [b'{"user_id":"a","action":"x","page":"/p","timestamp":1733000000}', b"", b"x"]
+    parsed = batches.parse_lines(lines)
+    assert parsed.events.num_rows == 0 and parsed.blank == 1
+    assert parsed.handed_over == [(0, lines[0]), (2, lines[2])]
+    assert "the per-record contract decides each of them" in caplog.text
 
 
-def test_pieces_parsed_together_teach_a_screen_without_forcing_every_layout():
-    """Pieces parsed at the same time on the pool, before any of them taught the screen,
-    each meet the string timestamps; together they teach one quick screen."""
+def test_a_vectorized_parquet_failure_hands_every_row_over(monkeypatch):
     import transforms.batches as batches
 
-    lines = [_event_line(i, str(1733000000 + i)) for i in range(300)]
-    lines[5] = _event_line(5, '"yesterday"')
-    piece = b"\n".join(lines) + b"\n"
-    kinds = batches._Kinds()
-    for _ in range(2):  # both fail before either has taught the screen
-        split = batches.split_lines(piece)
-        candidate = np.ones(len(split.starts), bool)
-        try:
-            batches._read(bytearray(piece), kinds.schema(), False)
-        except pa.ArrowInvalid as exc:
-            batches._learn_from_error(str(exc), piece, split.starts, np.flatnonzero(candidate),
-                                      candidate, kinds)
-    assert kinds.current_screens() == [("timestamp", "string", frozenset({b":"}))]
+    def broken(*columns):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(batches, "_check_columns", broken)
+    batch = pa.RecordBatch.from_pydict({"user_id": ["u", "v"], "action": ["a", "a"],
+                                        "page": ["/p", "/q"], "timestamp": [1733000000, 1]})
+    parsed = batches.parse_parquet_batch(batch)
+    assert parsed.events.num_rows == 0
+    assert [i for i, _ in parsed.handed_over] == [0, 1]

@@ -149,9 +149,43 @@ def parquet_row_payload(row: dict[str, Any]) -> bytes:
     return json.dumps(row, default=_json_default).encode("utf-8")
 
 
+def parquet_rows(batch: Any) -> list[dict[str, Any]]:
+    """A record batch's rows as dicts. A value Python cannot hold (a timestamp beyond
+    year 9999) becomes Arrow's text for it, so its row is dead-lettered with a reason
+    instead of failing the read."""
+    try:
+        return batch.to_pylist()
+    except (OverflowError, ValueError):
+        pass
+    columns = {name: _python_values(batch.column(i)) for i, name in enumerate(batch.schema.names)}
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def _python_values(column: Any) -> list[Any]:
+    try:
+        return column.to_pylist()
+    except (OverflowError, ValueError):
+        values = []
+        for i in range(len(column)):
+            try:
+                values.append(column[i].as_py())
+            except (OverflowError, ValueError):
+                values.append(_arrow_text(column.slice(i, 1)))
+        return values
+
+
+def _arrow_text(value: Any) -> str:
+    import pyarrow as pa
+
+    try:
+        return str(value.cast(pa.string())[0].as_py())
+    except (pa.ArrowException, OverflowError, ValueError):
+        return f"{value.type} {value.cast(pa.int64())[0].as_py()} (not representable)"
+
+
 def iter_parquet_rows(path: str) -> Iterator[tuple[int, bytes]]:
     for rows in iter_parquet_batches(path):
-        for offset, row in enumerate(rows.batch.to_pylist()):
+        for offset, row in enumerate(parquet_rows(rows.batch)):
             yield rows.first_row + offset, parquet_row_payload(row)
 
 

@@ -101,23 +101,6 @@ def _check_mapping(payloads: list[bytes]):
     return parsed
 
 
-def _decision_by_block(payloads: list[bytes]) -> dict[int, str]:
-    """payload index -> "row" / "handed" / "blank", as parse_json_block decides the
-    payloads that are one line each, in the same order (the others, and those holding a
-    carriage return, which a block's line would lose at its end, are handed over)."""
-    whole = [i for i, p in enumerate(payloads) if p and b"\n" not in p and b"\r" not in p]
-    decided = {i: "handed" for i in range(len(payloads)) if i not in whole}
-    if whole:
-        block = parse_json_block(b"\n".join(payloads[i] for i in whole))
-        for line in block.lines.tolist():
-            decided[whole[line]] = "row"
-        for line, _ in block.handed_over:
-            decided[whole[line]] = "handed"
-        for line in range(len(whole)):
-            decided.setdefault(whole[line], "blank")
-    return decided
-
-
 def _decisions(payloads: list[bytes]) -> dict[int, str]:
     parsed = parse_payloads(payloads)
     decided = {i: "row" for i in parsed.lines.tolist()}
@@ -145,26 +128,37 @@ def _decisions(payloads: list[bytes]) -> dict[int, str]:
     ids=["all-good", "empty-and-blank", "leading-empty", "newlines", "mixed", "nothing-valid",
          "one-multiline", "none"],
 )
-def test_parse_payloads_maps_rows_and_handed_over_payloads_to_payload_indexes(payloads):
-    parsed = _check_mapping(payloads)
-    assert _decisions(payloads) == _decision_by_block(payloads)
-    # A payload holding a newline or a carriage return, or empty, is handed over as it is.
+def test_parse_payloads_decides_each_payload_as_the_record_contract_does(payloads):
+    """Each message is decoded on its own: a newline or a carriage return in it is JSON
+    whitespace or a control character, as for the per-record parser, never a line break."""
+    _check_mapping(payloads)
+    want = {}
     for i, payload in enumerate(payloads):
-        if not payload or b"\n" in payload or b"\r" in payload:
-            assert (i, payload) in parsed.handed_over
-    if payloads and all(p and b"\n" not in p and b"\r" not in p for p in payloads):
+        decided = reference(payload)
+        want[i] = "blank" if decided == "blank" else ("handed" if decided is None else "row")
+    got = _decisions(payloads)
+    # A valid payload may be handed over (the per-record path then accepts it); an
+    # invalid one never becomes a row, and blanks are blank on both paths.
+    assert {i for i, d in want.items() if d == "blank"} == {i for i, d in got.items() if d == "blank"}
+    assert all(got[i] == "handed" for i, d in want.items() if d == "handed")
+    if payloads and all(b"\n" not in p and b"\r" not in p for p in payloads):
         block = parse_json_block(b"\n".join(payloads))
-        assert parsed.lines.tolist() == block.lines.tolist()
-        assert parsed.handed_over == block.handed_over
-        assert parsed.events.equals(block.events)
+        assert _decisions(payloads) == {
+            **{i: "row" for i in block.lines.tolist()},
+            **{i: "handed" for i, _ in block.handed_over},
+            **{i: "blank" for i in range(len(payloads))
+               if i not in set(block.lines.tolist()) | {j for j, _ in block.handed_over}},
+        }
 
 
 def test_parse_payloads_rows_of_a_mixed_poll():
-    payloads = [GOOD[0], b"", GOOD[1], b"  ", GOOD[2] + b"\n", GOOD[3], b"\t", GOOD[4]]
+    payloads = [GOOD[0], b"", GOOD[1], b"  ", GOOD[2] + b"\n", GOOD[3], b"\t", GOOD[4],
+                b'{"user_id": 7}']
     parsed = _check_mapping(payloads)
-    assert parsed.lines.tolist() == [0, 2, 5, 7]
-    assert [i for i, _ in parsed.handed_over] == [1, 3, 4, 6]
-    assert parsed.events.column("user_id").to_pylist() == ["u0", "u1", "u3", "u4"]
+    assert parsed.lines.tolist() == [0, 2, 4, 5, 7]  # a trailing newline is JSON whitespace
+    assert [i for i, _ in parsed.handed_over] == [8]
+    assert parsed.blank == 3
+    assert parsed.events.column("user_id").to_pylist() == ["u0", "u1", "u2", "u3", "u4"]
 
 
 # ---- ParseUserEventBatches == ParseUserEvents on the batch's records -----------------
@@ -473,8 +467,9 @@ def test_partials_of_a_batch_group_per_page_and_slice():
 
 def test_a_payload_ending_in_cr_is_handed_over_as_it_is():
     # A file line loses a trailing "\r" (as iter_lines strips it); a message must not.
-    parsed = parse_payloads([b'{"a":1}\r', GOOD[0], b" \r"])
-    assert parsed.handed_over == [(0, b'{"a":1}\r'), (2, b" \r")]
+    parsed = parse_payloads([b'{"a":1}\r', GOOD[0], b" \r", GOOD[1] + b"\r"])
+    assert parsed.handed_over == [(0, b'{"a":1}\r')]
+    assert parsed.blank == 1 and parsed.lines.tolist() == [1, 3]
 
 
 @pytest.mark.parametrize(
