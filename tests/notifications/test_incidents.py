@@ -3,7 +3,7 @@
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.test_stream import TestStream as Stream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.testing.collect import collect
@@ -41,7 +41,7 @@ def track(stream_steps, *, quiet_period=None, streaming=True):
     transform = TrackIncidents(lambda r: r.key, lambda r: r.value > 0.1,
                                quiet_period=quiet_period, streaming=streaming, pipeline="errors")
     if streaming:
-        stream = TestStream()
+        stream = Stream()
         for kind, arg in stream_steps:
             stream = stream.add_elements([at_end(r) for r in arg]) if kind == "add" \
                 else stream.advance_watermark_to(arg)

@@ -39,6 +39,7 @@ __all__ = [
     "Notification",
     "default_message",
     "format_number",
+    "headline",
     "message_fields",
     "notification_of",
 ]
@@ -87,6 +88,13 @@ def format_number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}" if math.isfinite(value) else str(value)
     return str(value)
+
+
+def headline(message: AlertMessage) -> str:
+    """``what on where``, unless ``what`` names ``where`` already."""
+    if message.where and message.where not in message.what:
+        return f"{message.what} on {message.where}"
+    return message.what
 
 
 def _iso(value: Any) -> Optional[str]:

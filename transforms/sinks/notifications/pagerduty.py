@@ -37,6 +37,7 @@ from transforms.sinks.notifications.message import (
     Notification,
     _json_ready,
     format_number,
+    headline,
 )
 from transforms.sinks.notifications.secrets import Secret, SecretLike
 from transforms.sinks.notifications.write import Channel, WriteNotifications, http_url, json_bytes
@@ -72,7 +73,7 @@ def pagerduty_event(
     m = note.message
     numbers = ", ".join(f"{k}={format_number(v)}" for k, v in m.numbers.items())
     window = f" in window {m.window_start} → {m.window_end}" if m.window_start else ""
-    summary = f"{m.what} on {m.where}" + (f": {numbers}" if numbers else "") + window
+    summary = headline(m) + (f": {numbers}" if numbers else "") + window
     details: dict[str, Any] = {**m.numbers, "pipeline": note.pipeline}
     if m.window_start:
         details["window_start"], details["window_end"] = m.window_start, m.window_end

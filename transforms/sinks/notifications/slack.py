@@ -26,6 +26,7 @@ from transforms.sinks.notifications.message import (
     MessageSpec,
     Notification,
     format_number,
+    headline,
 )
 from transforms.sinks.notifications.secrets import Secret, SecretLike
 from transforms.sinks.notifications.write import Channel, WriteNotifications, http_url, json_bytes
@@ -59,10 +60,10 @@ def slack_message(note: Notification) -> dict[str, Any]:
     triggered = note.action == TRIGGER
     state = "Triggered" if triggered else "Resolved"
     icon = ":rotating_light:" if triggered else ":white_check_mark:"
-    headline = f"{icon} *{state}: {_escape(m.what)}*"
+    title = f"{icon} *{state}: {_escape(m.what)}*"
     if not triggered and note.incident:
         why = note.incident.get("reason", "")
-        headline += f"\n{_escape(_REASONS.get(why, why))}, open since {note.incident.get('opened_at')}"
+        title += f"\n{_escape(_REASONS.get(why, why))}, open since {note.incident.get('opened_at')}"
     facts = [("Where", m.where)]
     window = _window(note)
     if window:
@@ -80,12 +81,12 @@ def slack_message(note: Notification) -> dict[str, Any]:
     if hidden > 0:
         context.append(f"{hidden} more value(s) in the record")
     numbers = ", ".join(f"{k}={format_number(v)}" for k, v in m.numbers.items())
-    text = f"{state}: {m.what} on {m.where}" + (f" ({numbers})" if numbers else "") + (
+    text = f"{state}: {headline(m)}" + (f" ({numbers})" if numbers else "") + (
         f", window {window}" if window else "")
     return {
         "text": _cut(_escape(text), MAX_SECTION_TEXT),
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(headline, MAX_SECTION_TEXT)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(title, MAX_SECTION_TEXT)}},
             {"type": "section", "fields": fields},
             {"type": "context", "elements": [
                 {"type": "mrkdwn", "text": _cut(" · ".join(context), MAX_FIELD_TEXT)}]},
