@@ -400,12 +400,12 @@ class TrackIncidents(beam.PTransform):
             | "GlobalWindow" >> beam.WindowInto(beam_window.GlobalWindows())
             | "Prepare" >> beam.ParDo(_Prepare(
                 self._key_fn, self._breaching_fn, self._window_fn, self._pipeline,
-            )).with_outputs(DEAD_LETTERS, main="observed")
+            )).with_output_types(Tuple[str, Any])  # state is keyed by the key's text
+            .with_outputs(DEAD_LETTERS, main="observed")
         )
         observed = prepared["observed"]
         if self._streaming:
-            events = observed | "Track" >> beam.ParDo(_TrackFn(self._tracker)).with_input_types(
-                Tuple[str, Any])  # state is keyed: keys are strings
+            events = observed | "Track" >> beam.ParDo(_TrackFn(self._tracker))
         else:
             events = (
                 observed

@@ -132,6 +132,9 @@ class _FieldMessage:
 
     def __call__(self, record: Any) -> AlertMessage:
         fields = _fields_of(record)
+        value = fields.get("value")
+        if isinstance(value, Mapping):  # a WindowedResult's aggregate: its names are usable too
+            fields = {**value, **fields}
         guessed = default_message(record)
         try:
             what = self.what.format(**fields)
@@ -158,6 +161,9 @@ def message_fields(
     severity: Union[str, Callable[[Any], str]] = "error",
 ) -> Callable[[Any], AlertMessage]:
     """A message function from field names.
+
+    Field names are the record's, and those of its ``value`` when that is a mapping (a
+    :class:`~transforms.windowing.WindowedResult` with a dict aggregate).
 
     :param what: the headline, literally or as a ``str.format`` template over the
         record's fields: ``"High temperature on {DeviceId}"``.

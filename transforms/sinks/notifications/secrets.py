@@ -20,14 +20,16 @@ Docker secret mount) or anything else as the value itself.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
 from typing import Iterable, Optional, Union
 from urllib.parse import urlsplit
 
 from beam_pipelines.errors import ConfigError
 
-__all__ = ["Secret", "SecretLike", "redact", "safe_endpoint"]
+__all__ = ["Secret", "SecretLike", "hide_in_http_logs", "redact", "safe_endpoint"]
 
 REDACTED = "***"
 # Shorter values are not redacted inside free text: "***" for every "a" would make text
@@ -201,3 +203,39 @@ def safe_endpoint(url: str) -> str:
     parts = urlsplit(url)
     host = _USERINFO.sub("", parts.netloc)
     return f"{parts.scheme}://{host}" if parts.scheme and host else "<url>"
+
+
+# The HTTP libraries log request lines at DEBUG ("POST /services/T/B/token HTTP/1.1"):
+# their records pass through a filter that redacts every secret a sink registered.
+_HTTP_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry",
+                 "urllib3.response", "requests")
+_REGISTERED: dict[str, Secret] = {}  # value -> Secret: one entry per distinct secret
+_REGISTRY_LOCK = threading.Lock()
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        with _REGISTRY_LOCK:
+            secrets = list(_REGISTERED.values())
+        if secrets:
+            text = record.getMessage()
+            cleaned = redact(text, secrets)
+            if cleaned != text:
+                record.msg, record.args = cleaned, ()
+        return True
+
+
+_FILTER = _RedactingFilter()
+
+
+def hide_in_http_logs(secrets: Iterable[Optional[Secret]]) -> None:
+    """Redact these secrets from the log records of urllib3 and requests in this process
+    (called by every notification sink's DoFn when it starts)."""
+    with _REGISTRY_LOCK:
+        for secret in secrets:
+            if secret is not None:
+                _REGISTERED.setdefault(secret.reveal(), secret)
+    for name in _HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -45,7 +45,12 @@ from transforms.sinks.notifications.message import (
     _message_fn,
     notification_of,
 )
-from transforms.sinks.notifications.secrets import Secret, redact, safe_endpoint
+from transforms.sinks.notifications.secrets import (
+    Secret,
+    hide_in_http_logs,
+    redact,
+    safe_endpoint,
+)
 
 __all__ = ["DEAD_LETTERS", "DELIVERED", "Channel", "NotificationResult", "WriteNotifications"]
 
@@ -127,6 +132,7 @@ class _DeliverFn(beam.DoFn):
 
     def setup(self):
         channel = self._channel
+        hide_in_http_logs(channel.secrets())
         self._endpoint = endpoint(channel.fingerprint(), self._settings, channel.rate_limit,
                                   channel.burst).acquire()
         name, ns = channel.name, self._pipeline
