@@ -231,3 +231,41 @@ def test_release_stops_the_threads_after_their_queued_alerts():
     endpoint.release()
     assert all(f.result(timeout=30).delivered for f in futures)
     wait_for(lambda: not any(t.is_alive() for t in threads), what="delivery threads to stop")
+
+
+class DownClient:
+    """A fake client for an endpoint that is down until ``up`` is set."""
+
+    up = False
+    calls: list = []
+
+    def __init__(self, timeout):
+        pass
+
+    def post(self, request):
+        DownClient.calls.append(request.body)
+        return HttpResponse(200, "ok") if DownClient.up else HttpResponse(503, "down")
+
+    def close(self):
+        pass
+
+
+def test_a_dead_endpoint_fails_queued_alerts_fast_until_its_budget_has_passed():
+    DownClient.up, DownClient.calls = False, []
+    clock = FakeClock()
+    settings = DeliverySettings(concurrency=1, max_attempts=1, retry_budget=60.0)
+    endpoint = Endpoint("fp-down", settings, RateLimiter(None), _Memory(100),
+                        client_factory=DownClient, clock=clock).acquire()
+    try:
+        outcomes = [endpoint.submit(f"e{n}", "k", HttpRequest("http://x", b"%d" % n, {})).result(30)
+                    for n in range(4)]
+        assert [o.attempts for o in outcomes] == [1, 0, 0, 0] and DownClient.calls == [b"0"]
+        assert all(not o.delivered and o.retryable and o.status == 503 for o in outcomes)
+        assert "not tried" in outcomes[1].gave_up
+        clock.now += 61  # the endpoint's budget has passed: alerts are tried again
+        DownClient.up = True
+        again = endpoint.submit("e9", "k", HttpRequest("http://x", b"9", {})).result(30)
+        later = endpoint.submit("e10", "k", HttpRequest("http://x", b"10", {})).result(30)
+        assert again.delivered and later.delivered and DownClient.calls == [b"0", b"9", b"10"]
+    finally:
+        endpoint.release()

@@ -244,3 +244,15 @@ def test_no_secret_appears_in_logs_errors_or_dead_letters(http_receiver, caplog,
     for secret in secrets:
         assert secret not in everything, f"a secret leaked: {secret[:4]}..."
     assert "***" in everything or http_receiver.base_url in everything
+
+
+def test_a_dead_endpoint_holds_the_bundle_for_one_budget_not_one_per_alert(http_receiver):
+    hook = http_receiver.webhook(HOOK_SECRET).hold(times=1000)  # never answers
+    sink = WriteToWebhook(hook.url, secret=HOOK_SECRET, concurrency=1, max_attempts=2,
+                          **{**FAST, "timeout": 0.5})
+    delivered, dead = run_sink(alerts(10), sink)
+    assert delivered == [] and len(dead) == 10
+    # The first alert used its two attempts; the nine queued behind it were not tried.
+    assert len(hook.requests) == 2
+    assert sorted(letter.origin["attempts"] for letter in dead) == [0] * 9 + [2]
+    assert sum("not tried" in letter.reason for letter in dead) == 9

@@ -19,6 +19,12 @@ DoFn to wait for its own in-flight alerts at the end of a bundle. Alerts with th
 trigger is sent before its resolve. A full queue blocks the caller: backpressure
 instead of unbounded memory.
 
+**A dead endpoint.** An alert that uses up its whole budget marks its endpoint down
+for ``retry_budget`` seconds: alerts queued behind it are dead-lettered at once ("not
+tried") rather than each waiting out a budget of its own, so a dead endpoint holds a
+bundle up for about one budget (plus one attempt's timeout), not one per alert. Then
+alerts are tried again, and the first one delivered clears the mark.
+
 **No second send.** An endpoint remembers the ``event_id`` of the last ``remember``
 alerts it delivered (an LRU per process) and of those in flight: submitting one again
 (a retried bundle) returns the earlier outcome or joins the in-flight attempt instead
@@ -233,13 +239,17 @@ _STOP = object()
 
 
 class _Memory:
-    """What an endpoint delivered (an LRU of event ids) and what is in flight to it."""
+    """What an endpoint delivered (an LRU of event ids), what is in flight to it, and
+    whether it is down (its circuit: see :meth:`Endpoint._deliver`)."""
 
     def __init__(self, remember: int) -> None:
         self.lock = threading.Lock()
         self.remember = remember
         self.delivered: OrderedDict[str, Outcome] = OrderedDict()
         self.in_flight: dict[str, Future] = {}
+        self.down_until = -math.inf
+        self.down_since = -math.inf
+        self.down_cause: Optional[Outcome] = None
 
 
 class Endpoint:
@@ -257,8 +267,10 @@ class Endpoint:
         limiter: RateLimiter,
         memory: _Memory,
         client_factory: Callable[[float], HttpClient] = HttpClient,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.fingerprint = fingerprint
+        self._clock = clock
         self.settings = settings
         self.limiter = limiter
         self._memory = memory
@@ -331,8 +343,7 @@ class Endpoint:
                 if job is _STOP:
                     return
                 try:
-                    outcome = deliver(functools.partial(client.post, job.request),
-                                      self.settings, limiter=self.limiter)
+                    outcome = self._deliver(client, job)
                 except BaseException as exc:  # never leave a DoFn waiting on a dead future
                     self._finish(job, None)
                     job.future.set_exception(exc)
@@ -341,6 +352,34 @@ class Endpoint:
                 job.future.set_result(outcome)
         finally:
             client.close()
+
+    def _deliver(self, client: HttpClient, job: _Job) -> Outcome:
+        """Deliver one job, unless the endpoint is down.
+
+        An alert that used up its whole retry budget on retryable failures marks the
+        endpoint down for ``retry_budget`` seconds: alerts queued meanwhile are not
+        tried (they are dead-lettered with the failure that marked it down) instead of
+        each waiting out its own budget, so a dead endpoint holds a bundle up for about
+        one budget, not one per alert. After that time alerts are tried again; the
+        first delivered one clears the mark.
+        """
+        memory = self._memory
+        with memory.lock:
+            now, cause = self._clock(), memory.down_cause
+            if cause is not None and now < memory.down_until:
+                return cause._replace(attempts=0, elapsed=0.0, gave_up=(
+                    f"not tried: the endpoint failed another alert's whole retry budget "
+                    f"{now - memory.down_since:.0f}s ago; it is tried again in "
+                    f"{memory.down_until - now:.0f}s"))
+        outcome = deliver(functools.partial(client.post, job.request), self.settings,
+                          limiter=self.limiter)
+        with memory.lock:
+            if outcome.delivered:
+                memory.down_cause, memory.down_until = None, -math.inf
+            elif outcome.retryable:
+                memory.down_cause, memory.down_since = outcome, self._clock()
+                memory.down_until = memory.down_since + self.settings.retry_budget
+        return outcome
 
     def _finish(self, job: _Job, outcome: Optional[Outcome]) -> None:
         memory = self._memory
