@@ -103,17 +103,12 @@ class _PagerDutyChannel(Channel):
 
     def __init__(self, routing_key: Secret, url: Secret, options: dict[str, Optional[str]],
                  rate_limit: Optional[float], burst: int) -> None:
+        super().__init__(url, rate_limit, burst)
         self._routing_key = routing_key
-        self._url = url
         self._options = options
-        self.rate_limit = rate_limit
-        self.burst = burst
-
-    def url(self) -> str:
-        return self._url.reveal()
 
     def secrets(self) -> list[Secret]:
-        return [self._routing_key]
+        return [self._url, self._routing_key]
 
     def request(self, note: Notification) -> HttpRequest:
         body = pagerduty_event(note, self._routing_key.reveal(), **self._options)

@@ -28,7 +28,7 @@ from transforms.sinks.notifications.message import (
     format_number,
     headline,
 )
-from transforms.sinks.notifications.secrets import Secret, SecretLike
+from transforms.sinks.notifications.secrets import SecretLike
 from transforms.sinks.notifications.write import Channel, WriteNotifications, http_url, json_bytes
 
 __all__ = ["WriteToSlack", "slack_message"]
@@ -97,17 +97,6 @@ def slack_message(note: Notification) -> dict[str, Any]:
 class _SlackChannel(Channel):
     name = "slack"
     title = "Slack"
-
-    def __init__(self, webhook_url: Secret, rate_limit: Optional[float], burst: int) -> None:
-        self._url = webhook_url
-        self.rate_limit = rate_limit
-        self.burst = burst
-
-    def url(self) -> str:
-        return self._url.reveal()
-
-    def secrets(self) -> list[Secret]:
-        return [self._url]
 
     def request(self, note: Notification) -> HttpRequest:
         return HttpRequest(self.url(), json_bytes(slack_message(note)),

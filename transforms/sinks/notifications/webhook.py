@@ -93,14 +93,9 @@ class _WebhookChannel(Channel):
 
     def __init__(self, url: Secret, secret: Optional[Secret], headers: dict[str, Secret],
                  rate_limit: Optional[float], burst: int) -> None:
-        self._url = url
+        super().__init__(url, rate_limit, burst)
         self._secret = secret
         self._headers = headers
-        self.rate_limit = rate_limit
-        self.burst = burst
-
-    def url(self) -> str:
-        return self._url.reveal()
 
     def secrets(self) -> list[Secret]:
         return [self._url, *self._headers.values()] + ([self._secret] if self._secret else [])

@@ -90,15 +90,18 @@ class Channel:
 
     name = "webhook"
     title = "Webhook"  # how errors and dead letters name the endpoint kind
-    rate_limit: Optional[float] = None
-    burst: int = 1
+
+    def __init__(self, url: Secret, rate_limit: Optional[float], burst: int) -> None:
+        self._url = url
+        self.rate_limit = rate_limit
+        self.burst = burst
 
     def url(self) -> str:
-        raise NotImplementedError
+        return self._url.reveal()
 
     def secrets(self) -> list[Secret]:
-        """Every secret whose value must never leave the sink."""
-        raise NotImplementedError
+        """Every secret whose value must never leave the sink (the URL counts as one)."""
+        return [self._url]
 
     def request(self, note: Notification) -> HttpRequest:
         raise NotImplementedError
