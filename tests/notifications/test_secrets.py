@@ -76,3 +76,24 @@ def test_redact_removes_values_and_url_paths():
     assert VALUE not in cleaned and "abcdefgh" not in cleaned and "***" in cleaned
     assert safe_endpoint(url.reveal()) == "https://hooks.slack.com"
     assert safe_endpoint("https://user:pw@example.com:8443/x?token=1") == "https://example.com:8443"
+
+
+def test_a_pipeline_carries_the_name_of_an_env_secret_never_its_value(monkeypatch):
+    import base64
+    import bz2
+
+    import apache_beam as beam
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    from transforms.sinks.notifications import WriteToPagerDuty
+
+    monkeypatch.setenv("NOTIFY_TEST_PD_KEY", "SECRETR0UTINGKEYabcdef0123456789")
+    pipeline = beam.Pipeline()
+    _ = pipeline | beam.Create([{"service": "a"}]) | WriteToPagerDuty("env:NOTIFY_TEST_PD_KEY")
+    payloads = [
+        beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload).do_fn.payload
+        for t in pipeline.to_runner_api().components.transforms.values()
+        if t.spec.urn == "beam:transform:pardo:v1" and "Deliver" in t.unique_name
+    ]
+    [pickled] = [bz2.decompress(base64.b64decode(p)) for p in payloads]  # Beam's pickler format
+    assert b"NOTIFY_TEST_PD_KEY" in pickled and b"SECRETR0UTINGKEY" not in pickled
