@@ -44,7 +44,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 from transforms.records import DeadLetter, utc_iso
 from transforms.validation import InvalidRecord, event_time
 

@@ -53,7 +53,7 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Callable, NamedTuple, Optional
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 from transforms.sinks.notifications.http import HttpClient, HttpRequest, HttpResponse
 
 __all__ = [

@@ -27,7 +27,7 @@ import math
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Union
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 from transforms.incidents import IncidentEvent, window_of
 from transforms.records import utc_iso, utc_now_iso
 from transforms.sinks import as_dict

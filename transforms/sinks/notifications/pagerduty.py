@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 from transforms.sinks.notifications.http import HttpRequest
 from transforms.sinks.notifications.message import (
     TRIGGER,

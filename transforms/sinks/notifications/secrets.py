@@ -27,7 +27,7 @@ import threading
 from typing import Iterable, Optional, Union
 from urllib.parse import urlsplit
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 
 __all__ = ["Secret", "SecretLike", "hide_in_http_logs", "redact", "safe_endpoint"]
 

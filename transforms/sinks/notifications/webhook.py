@@ -33,7 +33,7 @@ import hashlib
 import hmac
 from typing import Any, Mapping, Optional, Union
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 from transforms.sinks.notifications.http import HttpRequest
 from transforms.sinks.notifications.message import MessageSpec, Notification
 from transforms.sinks.notifications.secrets import Secret, SecretLike

@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
-from beam_pipelines.errors import ConfigError, SinkError
+from transforms.base.errors import ConfigError, SinkError
 from transforms.incidents import IncidentEvent
 from transforms.records import DeadLetter
 from transforms.sinks import as_dict

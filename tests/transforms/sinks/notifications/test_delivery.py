@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from beam_pipelines.errors import ConfigError
-from beam_pipelines.testing.waiting import wait_for
+from beam_pipelines.testing.polling import wait_for
+from transforms.base.errors import ConfigError
 from transforms.sinks.notifications.delivery import (
     DeliverySettings,
     Endpoint,

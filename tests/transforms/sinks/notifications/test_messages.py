@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from beam_pipelines.errors import ConfigError
 from beam_pipelines.testing.http_receiver import (
     PagerDutyRoute,
     ReceivedRequest,
     SlackRoute,
     WebhookRoute,
 )
+from transforms.base.errors import ConfigError
 from transforms.incidents import IncidentEvent
 from transforms.records import IoTAlert
 from transforms.sinks.notifications import (

@@ -13,8 +13,8 @@ from apache_beam.testing.test_stream import TestStream as Stream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.testing.collect import collect
+from beam_pipelines.testing.polling import wait_for
 from beam_pipelines.testing.servers import free_port
-from beam_pipelines.testing.waiting import wait_for
 from transforms.records import IoTAlert
 from transforms.sinks.notifications import (
     WriteToPagerDuty,

@@ -7,6 +7,7 @@ from apache_beam.testing.test_stream import TestStream as Stream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.testing.collect import collect
+from transforms.base.errors import ConfigError
 from transforms.incidents import (
     IncidentEvent,
     IncidentState,
@@ -192,8 +193,6 @@ def test_results_without_a_window_are_dead_lettered():
 
 
 def test_arguments_are_checked():
-    from beam_pipelines.errors import ConfigError
-
     with pytest.raises(ConfigError, match="quiet_period"):
         TrackIncidents(str, quiet_period=0, streaming=True)
     with pytest.raises(ConfigError, match="key_fn"):

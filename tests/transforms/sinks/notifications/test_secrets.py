@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 from transforms.sinks.notifications.secrets import Secret, redact, safe_endpoint
 
 pytestmark = pytest.mark.unit
