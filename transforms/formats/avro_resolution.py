@@ -183,17 +183,21 @@ def _describe(schema: Any) -> str:
     return f"{kind} {schema['name']}" if "name" in schema else str(kind)
 
 
-def resolution_problems(writer: Any, reader: Any) -> list[str]:
+def resolution_problems(writer: Any, reader: Any, writer_named: dict | None = None,
+                        reader_named: dict | None = None) -> list[str]:
     """Why ``reader`` cannot read data written with ``writer``; empty when it can.
 
-    Both are Avro schemas as JSON-like values (parsed or not by fastavro); named types
-    referenced by name must be defined inside them (fastavro's parsed schemas carry them).
+    Both are Avro schemas as JSON-like values (parsed or not by fastavro). Named types
+    used by name must be defined inside them (fastavro's parsed schemas carry them) or in
+    ``writer_named`` / ``reader_named`` (types of referenced schemas, by full name).
     """
-    writer_named: dict[str, dict] = {}
-    reader_named: dict[str, dict] = {}
+    writer_named = dict(writer_named or {})
+    reader_named = dict(reader_named or {})
     for schema, named in ((writer, writer_named), (reader, reader_named)):
-        extra = schema.get("__named_schemas") if isinstance(schema, dict) else None
-        for name, value in (extra or {}).items():
+        extra = dict(named)
+        if isinstance(schema, dict):
+            extra.update(schema.get("__named_schemas") or {})
+        for name, value in extra.items():
             named[name] = value
             named.setdefault(_short(name), value)
         _collect(schema, None, named)
