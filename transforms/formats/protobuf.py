@@ -212,14 +212,59 @@ def message_to_dict(message: Any) -> dict[str, Any]:
     return _to_dict(message, strict=False)
 
 
+def _ends_early(data: bytes) -> bool:
+    """Whether the top-level fields of a payload that failed to parse run past its end.
+
+    Only called after protobuf refused the bytes (upb's error does not say why), to
+    tell a cut-off message (``truncated``) from bytes that are no message (``undecodable``).
+    """
+    position, size = 0, len(data)
+
+    def varint(at: int) -> int:
+        for end in range(at, min(at + 10, size)):
+            if not data[end] & 0x80:
+                return end + 1
+        return -1 if at + 10 > size else -2  # -1: ran out of bytes; -2: too long
+
+    while position < size:
+        after = varint(position)
+        if after < 0:
+            return after == -1
+        wire_type = data[position] & 0x07
+        position = after
+        if wire_type == 0:
+            after = varint(position)
+            if after < 0:
+                return after == -1
+            position = after
+        elif wire_type == 1:
+            position += 8
+        elif wire_type == 5:
+            position += 4
+        elif wire_type == 2:
+            after = varint(position)
+            if after < 0:
+                return after == -1
+            length = 0
+            for shift, byte in enumerate(data[position:after]):
+                length |= (byte & 0x7F) << (7 * shift)
+            position = after + length
+        else:
+            return False  # groups or invalid wire types: not a truncation
+        if position > size:
+            return True
+    return False
+
+
 def _parse(cls: Any, body: bytes | memoryview, schema_id: int, strict: bool, label: str) -> dict[str, Any]:
     message = cls()
+    data = bytes(body)
     try:
-        message.ParseFromString(bytes(body))
+        message.ParseFromString(data)
     except Exception as exc:
-        text = str(exc)
-        reason = TRUNCATED if "runcated" in text else UNDECODABLE
-        raise DecodeError(reason, f"not a Protobuf {label}: {text[:200]}", schema_id) from None
+        reason = TRUNCATED if _ends_early(data) else UNDECODABLE
+        what = "truncated: the bytes end inside" if reason == TRUNCATED else "not"
+        raise DecodeError(reason, f"{what} a Protobuf {label}: {str(exc)[:200]}", schema_id) from None
     try:
         return _to_dict(message, strict)
     except _Unknown as exc:
