@@ -84,7 +84,8 @@ def test_logical_types_reach_the_contract_as_iso_text():
 @pytest.mark.parametrize("mangle, reason", [
     (lambda b: b[:-3], TRUNCATED),
     (lambda b: b + b"\x00\x01", UNDECODABLE),  # bytes after the record
-    (lambda b: b"\x0e" + b"\xff" * 12, UNDECODABLE),  # a string that is not UTF-8
+    (lambda b: b.replace(b"page_view", b"\xff\xfeage_view"), UNDECODABLE),  # not UTF-8
+    (lambda b: b"\x0e" + b"\xff" * 12, TRUNCATED),  # a length varint running off the end
 ])
 def test_undecodable_payloads_say_why(mangle, reason):
     decoder = SchemalessAvroDecoder(PAGEVIEW_V1)

@@ -17,6 +17,7 @@ floats, timestamps or logical types).
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -81,25 +82,88 @@ def decode_to_table(payloads: Sequence[bytes], decoder: Decoder,
     return DecodedBatch(table, np.asarray(indexes, np.int64), failures)
 
 
+_EXACT_FLOAT = 2**53
+
+
+def _screen_huge_integers(arrays: list[Any], of_row: np.ndarray) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """Rows whose integer timestamp a float64 cannot hold exactly go one by one:
+    ``parse_parquet_batch`` casts the column to float64 before it filters the range."""
+    timestamp = arrays[USER_EVENT_COLUMNS.index("timestamp")]
+    if not pa.types.is_integer(timestamp.type):
+        return arrays, of_row, of_row[:0]
+    values = timestamp.to_numpy(zero_copy_only=False)
+    huge = np.abs(values.astype(np.float64)) >= _EXACT_FLOAT
+    if not huge.any():
+        return arrays, of_row, of_row[:0]
+    keep = pa.array(~huge)
+    return [a.filter(keep) for a in arrays], of_row[~huge], of_row[huge]
+
+
+def _records_and_failures(payloads: Sequence[bytes], decoder: Decoder):
+    records: list[dict[str, Any]] = []
+    indexes: list[int] = []
+    failed: list[int] = []
+    decode = decoder.decode
+    for index, payload in enumerate(payloads):
+        try:
+            records.append(decode(payload))
+        except InvalidRecord:
+            failed.append(index)
+            continue
+        indexes.append(index)
+    return records, indexes, failed
+
+
 def user_event_block(payloads: Sequence[bytes], decoder: Decoder) -> Any:
     """A :class:`transforms.batches.ParsedBlock` of user events from one poll's payloads.
 
     Like :func:`transforms.batches.parse_payloads` for JSON: ``lines`` and
     ``handed_over`` hold payload indexes, and handed-over entries carry the original
     payload bytes, to be decided by the per-record path *with the same decoder*.
+
+    Records are grouped by the kinds of their ``user_id`` and ``timestamp`` (a writer's
+    union lets ``user_id`` be a string in one record and a long in the next): each group
+    is one Arrow batch of plain types, validated as a Parquet batch is. Values Arrow
+    cannot put in one column (a boolean among strings...) send their group one by one.
     """
     from transforms.batches import EVENT_SCHEMA, ParsedBlock, parse_parquet_batch
 
-    decoded = decode_to_table(payloads, decoder, USER_EVENT_COLUMNS)
-    failed = [(index, payloads[index]) for index, _ in decoded.failures]
-    if decoded.table.num_columns == len(USER_EVENT_COLUMNS) and decoded.table.num_rows:
-        batch = decoded.table.combine_chunks().to_batches()[0]
-        block = parse_parquet_batch(batch)
-        lines = decoded.indexes[block.lines]
-        handed = [(int(decoded.indexes[row]), payloads[int(decoded.indexes[row])])
-                  for row, _ in block.handed_over]
-        return ParsedBlock(block.events, lines, sorted(handed + failed), 0, len(payloads))
-    # A column mixed types within the poll (or nothing decoded): every record goes one by one.
-    handed = [(int(i), payloads[int(i)]) for i in decoded.indexes]
-    return ParsedBlock(EVENT_SCHEMA.empty_table(), np.zeros(0, np.int64), sorted(handed + failed),
-                       0, len(payloads))
+    records, indexes, failed = _records_and_failures(payloads, decoder)
+    getter = itemgetter(*USER_EVENT_COLUMNS)
+    try:  # the contract's reader schema guarantees the four keys; other schemas may not
+        rows = [getter(record) for record in records]
+    except KeyError:
+        rows = [tuple(record.get(name) for name in USER_EVENT_COLUMNS) for record in records]
+    whole = [_column(list(values)) for values in zip(*rows, strict=True)]
+    groups: list[list[int]] = []
+    if rows and any(array is None for array in whole):
+        by_kind: dict[tuple, list[int]] = {}
+        for row, (user_id, _, _, timestamp) in enumerate(rows):
+            # ints and floats share a float64 column; a string among numbers does not
+            by_kind.setdefault((type(user_id), type(timestamp) is str), []).append(row)
+        groups = list(by_kind.values())
+    elif rows:
+        groups = [list(range(len(rows)))]
+    payload_index = np.asarray(indexes, np.int64)
+    tables, lines = [], []
+    handed = [(index, payloads[index]) for index in failed]
+    for members in groups:
+        arrays = whole if len(groups) == 1 else [
+            _column(list(values)) for values in zip(*(rows[r] for r in members), strict=True)]
+        of_row = payload_index[np.asarray(members, np.int64)]
+        if any(a is None for a in arrays):  # values Arrow cannot type: one by one
+            handed += [(int(i), payloads[int(i)]) for i in of_row]
+            continue
+        arrays, of_row, beyond = _screen_huge_integers(arrays, of_row)
+        handed += [(int(i), payloads[int(i)]) for i in beyond]
+        if not len(of_row):
+            continue
+        block = parse_parquet_batch(pa.RecordBatch.from_arrays(arrays, names=list(USER_EVENT_COLUMNS)))
+        tables.append(block.events)
+        lines.append(of_row[block.lines])
+        handed += [(int(of_row[i]), payloads[int(of_row[i])]) for i, _ in block.handed_over]
+    if not tables:
+        return ParsedBlock(EVENT_SCHEMA.empty_table(), np.zeros(0, np.int64), sorted(handed), 0,
+                           len(payloads))
+    events = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    return ParsedBlock(events, np.concatenate(lines), sorted(handed), 0, len(payloads))

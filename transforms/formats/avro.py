@@ -151,12 +151,25 @@ class AvroReader:
                                   f"the contract's schema: {shown}", schema_id)
         self.logical = "logicalType" in json.dumps(writer)
         self._read = _fastavro().schemaless_reader
+        # When resolving would change no value (the reader's fields are writer fields of the
+        # same types, or widened as Python does not see: int -> long, float -> double,
+        # into unions), read with the writer's schema alone and keep the reader's fields:
+        # fastavro's resolving reader is ~40% slower.
+        self.projection = _plain_projection(self.writer, self.reader) if self.reader else None
 
     def read(self, body: bytes | memoryview) -> dict[str, Any]:
         stream = io.BytesIO(body)
         try:
-            value = self._read(stream, self.writer, self.reader)
-        except EOFError:
+            if self.projection is not None:
+                whole = self._read(stream, self.writer, None)
+                value = {name: whole[name] for name in self.projection}
+            else:
+                value = self._read(stream, self.writer, self.reader)
+        except (EOFError, IndexError) as exc:
+            if isinstance(exc, IndexError) and "string index" not in str(exc):
+                raise DecodeError(UNDECODABLE, f"not Avro of {_schema_label(self.schema_id)}: "
+                                  f"IndexError: {exc}", self.schema_id) from None
+            # fastavro's C reader says IndexError when a varint runs past the end
             raise DecodeError(TRUNCATED, f"truncated: the Avro record ({_schema_label(self.schema_id)}) "
                               f"ends early ({len(body)} bytes)", self.schema_id) from None
         except Exception as exc:
@@ -172,6 +185,46 @@ class AvroReader:
             raise DecodeError(NOT_A_RECORD, f"expected an Avro record, got {type(value).__name__} "
                               f"({_schema_label(self.schema_id)})", self.schema_id)
         return _json_like(value) if self.logical else value
+
+
+_SAME_IN_PYTHON = {("int", "long"), ("float", "double")}
+
+
+def _branches(schema: Any) -> Optional[list[str]]:
+    """The primitive type names of a field's type (a union's branches), or None when
+    it involves anything else (named types, arrays, maps, logical types)."""
+    kinds = schema if isinstance(schema, list) else [schema]
+    out = []
+    for kind in kinds:
+        if isinstance(kind, dict) and set(kind) == {"type"}:
+            kind = kind["type"]
+        if not isinstance(kind, str) or kind not in ("null", "boolean", "int", "long", "float",
+                                                     "double", "string", "bytes"):
+            return None
+        out.append(kind)
+    return out
+
+
+def _plain_projection(writer: Any, reader: Any) -> Optional[list[str]]:
+    """The reader's field names when reading with the writer's schema and keeping them
+    gives exactly what resolution would; None otherwise."""
+    if not (isinstance(writer, dict) and isinstance(reader, dict)
+            and writer.get("type") == reader.get("type") == "record"):
+        return None
+    by_name = {f["name"]: f for f in writer["fields"]}
+    names = []
+    for field in reader["fields"]:
+        source = by_name.get(field["name"])
+        if source is None:
+            return None
+        written, read = _branches(source["type"]), _branches(field["type"])
+        if written is None or read is None:
+            return None
+        for kind in written:
+            if kind not in read and not any((kind, r) in _SAME_IN_PYTHON for r in read):
+                return None
+        names.append(field["name"])
+    return names
 
 
 def _schema_label(schema_id: int) -> str:
