@@ -130,3 +130,13 @@ def test_encoder_for_needs_a_schema_and_a_subject():
     with pytest.raises(ConfigError, match="topic"):
         encoder_for("avro", "http://h:1", value_schema='{"type": "string"}')
     assert encoder_for("json").encode({"a": 1}) == b'{"a":1}'
+
+
+def test_a_missing_extra_says_what_to_install(monkeypatch):
+    import sys
+
+    from beam_pipelines.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "fastavro", None)  # import fastavro -> ImportError
+    with pytest.raises(MissingExtraError, match=r"pip install 'beam-pipelines\[formats\]'"):
+        decoder_for("avro", value_schema='{"type": "record", "name": "R", "fields": []}')
