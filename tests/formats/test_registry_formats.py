@@ -66,6 +66,30 @@ def test_avro_both_ways_with_the_official_serde(schema_registry, client, schema_
     assert written[1:5] == ours.encode(EVENTS[1])[1:5]  # one schema, one id
     assert decoder_for("avro", schema_registry).decode(written) == EVENTS[1]
     assert client.get_latest_version(f"{schema_topic}-value").schema_id == ours.schema_id
+    shipped = pickle.loads(pickle.dumps(ours))  # as Beam ships it to a worker
+    assert shipped.encode(EVENTS[0]) == ours.encode(EVENTS[0])
+
+
+def test_avro_with_a_reference_to_another_subject(schema_registry, client, schema_topic):
+    from confluent_kafka.schema_registry import SchemaReference as ConfluentReference
+
+    from transforms.formats.registry import SchemaReference
+
+    money = {"type": "record", "name": "Money", "namespace": "com.acme", "fields": [
+        {"name": "cents", "type": "long"}]}
+    client.register_schema(f"{schema_topic}-money", Schema(avsc(money), "AVRO"))
+    order = {"type": "record", "name": "Order", "namespace": "com.acme", "fields": [
+        {"name": "id", "type": "string"}, {"name": "total", "type": "com.acme.Money"}]}
+    from transforms.formats.avro import AvroEncoder
+
+    encoder = AvroEncoder(SchemaRegistry(schema_registry), order, topic=schema_topic,
+                          references=[SchemaReference("com.acme.Money", f"{schema_topic}-money", 1)])
+    payload = encoder.encode({"id": "o1", "total": {"cents": 250}})
+    assert decoder_for("avro", schema_registry).decode(payload) == {"id": "o1", "total": {"cents": 250}}
+    theirs = AvroDeserializer(client)(payload, ctx(schema_topic))
+    assert theirs == {"id": "o1", "total": {"cents": 250}}
+    assert client.get_schema(encoder.schema_id).references == [
+        ConfluentReference("com.acme.Money", f"{schema_topic}-money", 1)]
 
 
 def test_avro_evolution_across_two_versions_reads_as_the_contract(schema_registry, schema_topic):

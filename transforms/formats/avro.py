@@ -143,7 +143,7 @@ class AvroReader:
         self.reader = None
         if reader is not None:
             self.reader = _parse(_adopt_writer_name(reader, writer), None, "--reader_schema")
-            problems = resolution_problems(self.writer, self.reader)
+            problems = resolution_problems(self.writer, self.reader, named)
             if problems:
                 shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
                 raise DecodeError(INCOMPATIBLE_SCHEMA,
