@@ -19,10 +19,18 @@ EVENTHUBS = [
 POSTGRES = ["psycopg[binary]>=3.1"]
 DASK = ["apache-beam[dask]>=2.60", "dask[distributed]>=2022.6"]
 METRICS = ["prometheus-client>=0.17"]
+# --format=avro|protobuf|jsonschema and the schema registry: the codecs, and Confluent's
+# registry client (retries, TLS, basic and bearer auth) from confluent-kafka.
+FORMATS = [
+    "fastavro>=1.9",
+    "protobuf>=4.25",
+    "jsonschema>=4.18",
+    "confluent-kafka[schemaregistry]>=2.6",
+]
 NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7"]
 # The benchmarks' peers (benchmarks/run.py): DuckDB and Spark local[2] (needs Java 17 or 21).
 BENCH = ["duckdb>=1.0", "pyspark>=4.0", "psutil>=5.9"]
-ALL = KAFKA + PUBSUB + EVENTHUBS + POSTGRES + DASK + METRICS + NOTEBOOKS + ["tqdm>=4.60"]
+ALL = KAFKA + PUBSUB + EVENTHUBS + POSTGRES + DASK + METRICS + NOTEBOOKS + FORMATS + ["tqdm>=4.60"]
 DEV = ALL + [
     "pytest>=7.4",
     "pytest-timeout>=2.2",
@@ -34,6 +42,9 @@ DEV = ALL + [
     "mypy>=1.8",
     "duckdb>=1.0",  # reference implementation in tests and benchmarks
     "jinja2>=3",  # renders the Airflow DAG's templated command in its test
+    # Confluent's own Avro/Protobuf/JSON serializers, read and written by ours in the tests
+    "confluent-kafka[schemaregistry,avro,protobuf,json]>=2.6",
+    "grpcio-tools>=1.62",  # protoc: the registry emulator compiles .proto text; .desc in tests
 ]
 
 setup(
@@ -59,6 +70,7 @@ setup(
         "postgres": POSTGRES,
         "dask": DASK,
         "metrics": METRICS,
+        "formats": FORMATS,
         "notebooks": NOTEBOOKS,
         "bench": BENCH,
         "all": ALL,
