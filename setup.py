@@ -19,8 +19,11 @@ EVENTHUBS = [
 POSTGRES = ["psycopg[binary]>=3.1"]
 DASK = ["apache-beam[dask]>=2.60", "dask[distributed]>=2022.6"]
 METRICS = ["prometheus-client>=0.17"]
+# pyiceberg-core: Iceberg's partition transforms (day, hour, bucket) in Rust, needed to write
+# partitioned tables. A PostgreSQL SQL catalog also needs the [postgres] extra (psycopg 3).
+ICEBERG = ["pyiceberg[pyarrow,sql-sqlite,pyiceberg-core]>=0.12"]
 NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7"]
-ALL = KAFKA + PUBSUB + EVENTHUBS + POSTGRES + DASK + METRICS + NOTEBOOKS + ["tqdm>=4.60"]
+ALL = KAFKA + PUBSUB + EVENTHUBS + POSTGRES + ICEBERG + DASK + METRICS + NOTEBOOKS + ["tqdm>=4.60"]
 DEV = ALL + [
     "pytest>=7.4",
     "pytest-timeout>=2.2",
@@ -53,6 +56,7 @@ setup(
         "pubsub": PUBSUB,
         "eventhubs": EVENTHUBS,
         "postgres": POSTGRES,
+        "iceberg": ICEBERG,
         "dask": DASK,
         "metrics": METRICS,
         "notebooks": NOTEBOOKS,
