@@ -14,8 +14,13 @@ one starts a new session; any event less than ``gap`` after it joins the session
 are compared in whole microseconds (Beam's timestamp resolution; :func:`event_timestamp`
 rounds an event's float seconds to the nearest microsecond), so the boundary is exact.
 
-* **Batch** uses Beam's own ``WindowInto(Sessions(gap))`` + ``CombinePerKey``: each key's
-  windows are merged by the runner, which knows the whole input.
+* **Batch** is a ``CombinePerKey`` in the global window whose accumulator is the key's
+  set of sessions (:class:`~transforms.session_merge.MergeSessionsFn`): events merge into
+  partial sessions on each worker before the shuffle (combiner lifting), and partial
+  sessions merge after it. The result equals Beam's ``WindowInto(Sessions(gap))`` +
+  ``CombinePerKey`` (a test checks it) at the same cost (30 s vs 31 s of CPU for 200k
+  events on the FnApiRunner), but needs nothing of a runner's merging-window support,
+  which varies (Beam's Dask runner ignores windows in GroupByKey).
 * **Streaming** uses a stateful DoFn with event-time and processing-time timers, for the
   reason the fixed windows do (Beam's Python SDK drops too-late data silently inside a
   GroupByKey). Per key it keeps the open sessions, each with its accumulator. A record
@@ -52,7 +57,8 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from beam_pipelines.errors import ConfigError
-from transforms.windowing import LATE, WindowedResult, _Aggregated, _AttachWindow, _CountLate
+from transforms.session_merge import MergeSessionsFn, Session, SessionSet
+from transforms.windowing import LATE, WindowedResult, _Aggregated, _CountLate
 
 __all__ = [
     "DEFAULT_GAP",
@@ -100,30 +106,8 @@ class SessionConfig:
         return beam_window.Sessions(self.gap)
 
 
-class _Session:
-    """One open session of a key: its span, accumulator and pane bookkeeping."""
-
-    __slots__ = ("start", "end", "accumulator", "next_pane", "on_time_done", "dirty", "was_on_time")
-
-    def __init__(self, start: int, end: int, accumulator: Any) -> None:
-        self.start = start  # micros, the first event's time
-        self.end = end  # micros, exclusive: the last event's time + gap
-        self.accumulator = accumulator
-        self.next_pane = 0
-        self.on_time_done = False
-        self.dirty = False
-        self.was_on_time = False  # it, or a session merged into it, had its ON_TIME pane
-
-    def max_timestamp(self) -> Timestamp:
-        return Timestamp(micros=self.end) - _MICRO
-
-    def __getstate__(self):
-        return (self.start, self.end, self.accumulator, self.next_pane, self.on_time_done,
-                self.dirty, self.was_on_time)
-
-    def __setstate__(self, state):
-        (self.start, self.end, self.accumulator, self.next_pane, self.on_time_done,
-         self.dirty, self.was_on_time) = state
+def _max_timestamp(session: Session) -> Timestamp:
+    return Timestamp(micros=session.end) - _MICRO
 
 
 class _StreamingSessionsFn(beam.DoFn):
@@ -144,8 +128,8 @@ class _StreamingSessionsFn(beam.DoFn):
     def setup(self):
         self._combine_fn.setup()
 
-    def _expiry(self, session: _Session) -> Timestamp:
-        return session.max_timestamp() + self._lateness
+    def _expiry(self, session: Session) -> Timestamp:
+        return _max_timestamp(session) + self._lateness
 
     def process(
         self,
@@ -160,18 +144,16 @@ class _StreamingSessionsFn(beam.DoFn):
     ):
         key, record = element
         start = timestamp.micros
-        own = _Session(start, start + self._gap, None)
+        end = start + self._gap
         seen = watermark_state.read()
-        if seen is not None and seen >= self._expiry(own):
-            yield beam.pvalue.TaggedOutput(
-                LATE, (key, record, start / 1e6, start / 1e6, own.end / 1e6)
-            )
+        if seen is not None and seen >= self._expiry(Session(start, end, None)):
+            yield beam.pvalue.TaggedOutput(LATE, (key, record, start / 1e6, start / 1e6, end / 1e6))
             return
         if key_state.read() is None:
             key_state.write(key)
-        sessions: dict[int, _Session] = sessions_state.read() or {}
-        merged = self._merge(sessions, own, record)
-        if seen is not None and seen >= merged.max_timestamp():
+        sessions: SessionSet = sessions_state.read() or SessionSet()
+        merged = sessions.add_record(start, end, record, self._combine_fn)
+        if seen is not None and seen >= _max_timestamp(merged):
             # The watermark has passed the (merged) session: every late record fires a LATE pane.
             merged.on_time_done = merged.was_on_time = True
             yield self._pane(key, merged, "LATE", final=False)
@@ -185,34 +167,12 @@ class _StreamingSessionsFn(beam.DoFn):
             early_timer.set(deadline)
             early_deadline.write(deadline.micros)
 
-    def _merge(self, sessions: dict[int, _Session], own: _Session, record) -> _Session:
-        """Add ``record``'s window ``own`` to ``sessions``, merging every session it
-        overlaps (open sessions never overlap each other, so one pass is enough)."""
-        combine = self._combine_fn
-        parts = [s for s in sessions.values() if s.start < own.end and own.start < s.end]
-        accumulator = combine.add_input(combine.create_accumulator(), record)
-        if parts:
-            accumulator = combine.merge_accumulators([p.accumulator for p in parts] + [accumulator])
-        merged = _Session(
-            min([own.start] + [p.start for p in parts]),
-            max([own.end] + [p.end for p in parts]),
-            accumulator,
-        )
-        merged.next_pane = max([p.next_pane for p in parts], default=0)
-        merged.was_on_time = any(p.was_on_time for p in parts)
-        for part in parts:
-            del sessions[part.start]
-        sessions[merged.start] = merged
-        return merged
-
-    def _arm_event_timer(self, sessions: dict[int, _Session], event_timer) -> None:
-        deadlines = [
-            self._expiry(s) if s.on_time_done else s.max_timestamp() for s in sessions.values()
-        ]
+    def _arm_event_timer(self, sessions: SessionSet, event_timer) -> None:
+        deadlines = [self._expiry(s) if s.on_time_done else _max_timestamp(s) for s in sessions]
         if deadlines:
             event_timer.set(min(deadlines))
 
-    def _pane(self, key, session: _Session, timing: str, final: bool) -> WindowedResult:
+    def _pane(self, key, session: Session, timing: str, final: bool) -> WindowedResult:
         index = session.next_pane
         session.next_pane += 1
         session.dirty = False
@@ -233,11 +193,10 @@ class _StreamingSessionsFn(beam.DoFn):
     ):
         key = key_state.read()
         watermark_state.write(fire_time)
-        sessions: dict[int, _Session] = sessions_state.read() or {}
-        for start in sorted(sessions):
-            session = sessions[start]
+        sessions: SessionSet = sessions_state.read() or SessionSet()
+        for session in sessions:
             expired = fire_time >= self._expiry(session)
-            if not session.on_time_done and fire_time >= session.max_timestamp():
+            if not session.on_time_done and fire_time >= _max_timestamp(session):
                 session.on_time_done = True
                 # One ON_TIME pane per session: a session that grew from late data after
                 # its ON_TIME pane (see the limitation above) fires LATE when it closes again.
@@ -247,7 +206,7 @@ class _StreamingSessionsFn(beam.DoFn):
             elif expired:
                 yield self._pane(key, session, "LATE", final=True)  # the closing pane
             if expired:
-                del sessions[start]
+                sessions.remove(session)
         if sessions:
             sessions_state.write(sessions)
             self._arm_event_timer(sessions, event_timer)
@@ -271,16 +230,26 @@ class _StreamingSessionsFn(beam.DoFn):
                 early_timer.set(Timestamp(micros=deadline))
             return
         early_deadline.clear()
-        sessions: dict[int, _Session] = sessions_state.read() or {}
+        sessions: SessionSet = sessions_state.read() or SessionSet()
         key = key_state.read()
         fired = False
-        for start in sorted(sessions):
-            session = sessions[start]
+        for session in sessions:
             if session.dirty and not session.on_time_done:
                 fired = True
                 yield self._pane(key, session, "EARLY", final=False)
         if fired:
             sessions_state.write(sessions)
+
+
+class _WithEventMicros(beam.DoFn):
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
+        key, record = element
+        yield key, (timestamp.micros, record)
+
+
+def _per_session(keyed_sessions) -> list[WindowedResult]:
+    key, sessions = keyed_sessions
+    return [WindowedResult(key, start / 1e6, end / 1e6, value) for start, end, value in sessions]
 
 
 class SessionWindowedAggregate(beam.PTransform):
@@ -289,7 +258,8 @@ class SessionWindowedAggregate(beam.PTransform):
     ``window_start`` is the session's first event time and ``window_end`` its last event
     time + gap (seconds). In streaming, records later than the allowed lateness come out
     of ``late`` as ``(key, record, event_seconds, window_start, window_end)`` of the
-    record's own window; in batch that output is empty. Keys are strings.
+    record's own window; in batch that output is empty. Keys are strings. The results
+    are in the global window in both modes.
     """
 
     def __init__(
@@ -317,9 +287,11 @@ class SessionWindowedAggregate(beam.PTransform):
         if not self._streaming:
             results = (
                 keyed
-                | "SessionWindows" >> beam.WindowInto(self._config.window_fn())
-                | "Combine" >> beam.CombinePerKey(self._combine_fn)
-                | "AttachWindow" >> beam.ParDo(_AttachWindow())
+                | "GlobalWindow" >> beam.WindowInto(beam_window.GlobalWindows())
+                | "WithEventTime" >> beam.ParDo(_WithEventMicros())
+                | "MergeSessions"
+                >> beam.CombinePerKey(MergeSessionsFn(self._combine_fn, self._config.gap * 1_000_000))
+                | "PerSession" >> beam.FlatMap(_per_session)
             )
             late = results.pipeline | "NoLateData" >> beam.Create([])
             return _Aggregated(results, late)

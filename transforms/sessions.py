@@ -108,7 +108,8 @@ class SessionStatsFn(beam.CombineFn):
         return accumulator
 
     def merge_accumulators(self, accumulators) -> list:
-        merged = self.create_accumulator()
+        accumulators = iter(accumulators)
+        merged = next(accumulators)  # Beam lets the first accumulator be modified
         for other in accumulators:
             if other[4] == 0:
                 continue
