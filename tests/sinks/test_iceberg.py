@@ -210,24 +210,62 @@ def test_latest_panes_keeps_one_row_even_when_a_pane_was_written_twice():
 # -- concurrency ---------------------------------------------------------------------
 
 
-def test_a_writer_that_lost_the_race_refreshes_and_retries(lake):
+def _commit_in_between(monkeypatch, commit) -> None:
+    """Run ``commit`` (another writer) right after the next history check: between this
+    writer's refresh and its commit, the window in which a concurrent commit lands."""
+    check = commits.find_commit
+    pending = [commit]
+
+    def check_then_race(table, commit_id):
+        found = check(table, commit_id)
+        if pending:
+            pending.pop()()
+        return found
+
+    monkeypatch.setattr(commits, "find_commit", check_then_race)
+
+
+def _lake_table(lake, partition_by=("day(window_start)",)):
     catalog = load_catalog("default", catalog_properties(lake["catalog"], lake["warehouse"]))
-    partitioning = parse_partitioning(["day(window_start)"], SCHEMA)
-    ensure_table(catalog, TABLE, SCHEMA, partitioning)
-    one, two = catalog.load_table(TABLE), catalog.load_table(TABLE)  # the same snapshot
-    a, b = _arrow([row(1, 0, "/a", 1, 0)]), _arrow([row(1, 0, "/b", 1, 0)])
-    commits.append_once(one, TABLE, a, commit_id="a", pipeline="p")
-    # `two` still holds the old metadata: its commit is refused, refreshed and retried.
-    landed = commits.append_once(two, TABLE, b, commit_id="b", pipeline="p")
-    assert not landed.skipped
+    return catalog, ensure_table(catalog, TABLE, SCHEMA, parse_partitioning(list(partition_by), SCHEMA))
+
+
+def test_a_writer_that_lost_the_race_refreshes_and_retries(lake, monkeypatch):
+    catalog, mine = _lake_table(lake)
+    other = catalog.load_table(TABLE)
+    _commit_in_between(monkeypatch, lambda: commits.append_once(
+        other, TABLE, _arrow([row(1, 0, "/a", 1, 0)]), commit_id="a", pipeline="p"))
+    landed = commits.append_once(mine, TABLE, _arrow([row(1, 0, "/b", 1, 0)]), commit_id="b",
+                                 pipeline="p")
+    assert landed.attempts == 2 and not landed.skipped
     assert [page for _, page, _, _ in current_rows(lake)] == ["/a", "/b"]
-    # A replace that lost a race to an append in its partition is rebuilt against the new
-    # state: it replaces what the other writer added too, as if it had run after it.
-    stale = catalog.load_table(TABLE)
-    commits.append_once(one, TABLE, _arrow([row(1, 5, "/c", 1, 0)]), commit_id="c", pipeline="p")
-    replaced = commits.replace_partitions(stale, TABLE, _arrow([row(1, 0, "/z", 9)]), pipeline="p")
+
+
+def test_a_replace_that_lost_the_race_replaces_what_the_other_writer_added_too(lake, monkeypatch):
+    catalog, mine = _lake_table(lake)
+    other = catalog.load_table(TABLE)
+    commits.append_once(other, TABLE, _arrow([row(1, 0, "/a", 1, 0)]), commit_id="a", pipeline="p")
+    _commit_in_between(monkeypatch, lambda: commits.append_once(
+        other, TABLE, _arrow([row(1, 5, "/c", 1, 0)]), commit_id="c", pipeline="p"))
+    replaced = commits.replace_partitions(mine, TABLE, _arrow([row(1, 0, "/z", 9)]), pipeline="p")
+    # As if the replace had run after the other writer: day 1 holds only the replacement.
     assert replaced.attempts == 2
     assert current_rows(lake) == [("2024-01-01T00:00:00+00:00", "/z", 9, None)]
+
+
+def test_a_bundle_committed_by_another_worker_meanwhile_is_not_appended_twice(lake, monkeypatch):
+    """A runner retries a bundle while its first attempt is still alive: both try to
+    commit the same rows; whichever commits second finds the first in the history."""
+    catalog, first = _lake_table(lake)
+    second = catalog.load_table(TABLE)
+    bundle = _arrow([row(1, 0, "/a", 1, 0, "EARLY"), row(1, 0, "/b", 1, 0, "EARLY")])
+    commit_id = commits.content_id("pageviews", TABLE, bundle)
+    _commit_in_between(monkeypatch, lambda: commits.append_once(
+        second, TABLE, bundle, commit_id=commit_id, pipeline="pageviews"))
+    result = commits.append_once(first, TABLE, bundle, commit_id=commit_id, pipeline="pageviews")
+    assert result.skipped and result.attempts == 2
+    assert len(current_rows(lake)) == 2
+    assert operations(lake) == ["append"]
 
 
 def test_concurrent_writers_both_land(lake):

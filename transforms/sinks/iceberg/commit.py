@@ -12,17 +12,16 @@
   (:func:`content_id`), so a bundle the runner retries after its commit landed is not
   appended twice.
 
-Concurrent writers: pyiceberg itself retries a commit that lost a race (the table moved
-on since it was loaded) a few times, re-validating it against the new state; a replace
-that finds data added concurrently fails that validation (``serializable`` isolation,
-Iceberg's default). Around that, this module retries what is still refused
-(``CommitFailedException``, ``ValidationException``) or whose outcome is unknown (a
-dropped catalog connection): the table is refreshed, the commit rebuilt against the new
-state - a replace recomputes which files it replaces, so the result is as if the two
-writers had run one after the other - and tried again with jittered exponential
-backoff, up to ``max_attempts``. The data files are written once and reused. Before
-every attempt the history is checked for the commit's own id, so a commit whose outcome
-was unknown is never applied twice.
+Concurrent writers: a commit made against metadata that is no longer current is refused
+(``CommitFailedException``). This module retries it, and a commit whose outcome is
+unknown (a dropped catalog connection): every attempt refreshes the table, checks the
+history for the commit's own id (so neither a bundle another worker committed meanwhile
+nor an attempt that did land is applied twice), rebuilds the commit against the current
+state - a replace recomputes which files it replaces, as if the writers had run one
+after the other - and commits, with jittered exponential backoff between attempts, up to
+``max_attempts``. The data files are written once and reused. pyiceberg's own retries
+are turned off for these commits (:func:`_single_attempt`), because they rebuild a
+refused commit without that history check.
 """
 
 from __future__ import annotations
@@ -152,28 +151,30 @@ def _commit(
     outcome_unknown = False
     delay = _FIRST_DELAY
     for attempt in range(1, max_attempts + 1):
-        if attempt > 1:
-            table.refresh()
-        if find_commit(table, commit_id) is not None:
-            # Appended before (a retried bundle), or an earlier attempt whose outcome was
-            # unknown to us did land.
-            return CommitResult(None, rows.num_rows, attempt, skipped=True)
-        metadata = table.metadata
-        if written is None or written[:2] != (metadata.default_spec_id, metadata.current_schema_id):
-            if written is not None and not outcome_unknown:
-                _remove_files(table, written[2])  # written for a spec or schema now gone
-            written = (
-                metadata.default_spec_id, metadata.current_schema_id,
-                _write_data_files(table, conform(rows, table)),
-            )
-        tx = table.transaction()
-        build(table, tx, written[2])
         try:
+            # Every attempt starts from the table's current state: the history check must
+            # see what other workers committed since this worker last looked.
+            table.refresh()
+            if find_commit(table, commit_id) is not None:
+                # Committed before (a retried bundle), or an earlier attempt whose outcome
+                # was unknown to us did land.
+                return CommitResult(None, rows.num_rows, attempt, skipped=True)
+            metadata = table.metadata
+            if written is None or written[:2] != (metadata.default_spec_id, metadata.current_schema_id):
+                if written is not None and not outcome_unknown:
+                    _remove_files(table, written[2])  # written for a spec or schema now gone
+                written = (
+                    metadata.default_spec_id, metadata.current_schema_id,
+                    _write_data_files(table, conform(rows, table)),
+                )
+            handle = _single_attempt(table)
+            tx = handle.transaction()
+            build(handle, tx, written[2])
             committed = tx.commit_transaction()
         except retryable as exc:
             outcome_unknown |= not isinstance(exc, (CommitFailedException, ValidationException))
             if attempt == max_attempts:
-                if not outcome_unknown:
+                if written is not None and not outcome_unknown:
                     _remove_files(table, written[2])
                 raise SinkError(
                     f"committing to Iceberg table {identifier} failed after {attempt} attempts "
@@ -186,6 +187,26 @@ def _commit(
         snapshot = committed.current_snapshot()
         return CommitResult(snapshot.snapshot_id if snapshot else None, rows.num_rows, attempt)
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _single_attempt(table):
+    """The same table, with pyiceberg's own commit retries off for this handle only.
+
+    On a refused commit pyiceberg would refresh and rebuild the commit by itself, without
+    this module's history check: a bundle that another worker committed in the meantime
+    (a retry running while the first attempt was still alive) would be appended twice.
+    The setting lives in this in-memory copy of the metadata; the table's properties
+    are not changed."""
+    from pyiceberg.table import Table, TableProperties
+
+    properties = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+    return Table(
+        table.name(),
+        metadata=table.metadata.model_copy(update={"properties": properties}),
+        metadata_location=table.metadata_location,
+        io=table.io,
+        catalog=table.catalog,
+    )
 
 
 def _retryable_errors() -> tuple[type[BaseException], ...]:
