@@ -58,7 +58,14 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from beam_pipelines.errors import ConfigError
 from transforms.session_merge import MergeSessionsFn, Session, SessionSet
-from transforms.windowing import LATE, WindowedResult, _Aggregated, _CountLate
+from transforms.windowing import (
+    LATE,
+    WindowedResult,
+    _Aggregated,
+    _CountLate,
+    arm_early_timer,
+    early_firing_due,
+)
 
 __all__ = [
     "DEFAULT_GAP",
@@ -162,10 +169,8 @@ class _StreamingSessionsFn(beam.DoFn):
             merged.dirty = True
         sessions_state.write(sessions)
         self._arm_event_timer(sessions, event_timer)
-        if self._config.early_firing and early_deadline.read() is None and merged.dirty:
-            deadline = Timestamp.now() + Duration(seconds=self._config.early_firing)
-            early_timer.set(deadline)
-            early_deadline.write(deadline.micros)
+        if self._config.early_firing and merged.dirty:
+            arm_early_timer(self._config.early_firing, early_deadline, early_timer)
 
     def _arm_event_timer(self, sessions: SessionSet, event_timer) -> None:
         deadlines = [self._expiry(s) if s.on_time_done else _max_timestamp(s) for s in sessions]
@@ -222,14 +227,8 @@ class _StreamingSessionsFn(beam.DoFn):
         early_deadline=beam.DoFn.StateParam(EARLY_DEADLINE),
         early_timer=beam.DoFn.TimerParam(EARLY_TIMER),
     ):
-        deadline = early_deadline.read()
-        if deadline is None or fire_time.micros < deadline:
-            # A stale firing (see _StreamingAggregateFn.on_early): only the armed deadline
-            # fires panes; it is set again in case the runner dropped it with the stale one.
-            if deadline is not None:
-                early_timer.set(Timestamp(micros=deadline))
+        if not early_firing_due(fire_time, early_deadline, early_timer):
             return
-        early_deadline.clear()
         sessions: SessionSet = sessions_state.read() or SessionSet()
         key = key_state.read()
         fired = False

@@ -158,3 +158,42 @@ def test_session_config_names_the_flag():
         SessionConfig(gap=10, allowed_lateness=-1)
     with pytest.raises(ConfigError, match="--early_firing"):
         SessionConfig(gap=10, early_firing=0)
+
+
+class _State:
+    def __init__(self, value=None):
+        self.value = value
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+    def clear(self):
+        self.value = None
+
+
+class _Timer:
+    def __init__(self):
+        self.set_to = []
+
+    def set(self, timestamp):
+        self.set_to.append(timestamp)
+
+
+def test_only_the_armed_early_deadline_fires_and_a_stale_firing_rearms_it():
+    from apache_beam.utils.timestamp import Timestamp
+
+    from transforms.windowing import arm_early_timer, early_firing_due
+
+    deadline, timer = _State(), _Timer()
+    arm_early_timer(60, deadline, timer)
+    arm_early_timer(60, deadline, timer)  # already armed: not moved
+    assert len(timer.set_to) == 1
+    armed = timer.set_to[0]
+    assert not early_firing_due(Timestamp(micros=armed.micros - 1), deadline, timer)
+    assert deadline.read() == armed.micros and timer.set_to[-1] == armed
+    assert early_firing_due(armed, deadline, timer)
+    assert deadline.read() is None
+    assert not early_firing_due(armed, deadline, timer)  # nothing armed any more
