@@ -417,6 +417,10 @@ def test_catalog_forms():
     assert glue == {"type": "glue", "warehouse": "s3://bucket/lake"}
     local = catalog_properties("sqlite:///c.db", "relative/wh")
     assert local["warehouse"].startswith("/") and local["warehouse"].endswith("relative/wh")
+    relative = catalog_properties("sqlite:///lake/catalog.db", "/wh")["uri"]
+    assert relative.startswith("sqlite:////") and relative.endswith("/lake/catalog.db")
+    rest = catalog_properties({"uri": "https://polaris/api/catalog"}, None)  # no warehouse needed
+    assert rest == {"uri": "https://polaris/api/catalog"}
     keyvalue = catalog_properties("host=db dbname=lake user=etl", "/wh")
     assert keyvalue == {"type": "sql", "uri": "host=db dbname=lake user=etl", "warehouse": "/wh"}
 

@@ -66,12 +66,24 @@ def catalog_properties(
         if not isinstance(warehouse, str) or not warehouse.strip():
             raise ConfigError("--iceberg_warehouse", "a directory or a bucket URI", warehouse)
         properties["warehouse"] = _absolute(warehouse.strip())
-    if properties.get("type", "sql") == "sql" and "warehouse" not in properties:
+    if _catalog_type(properties) == "sql" and "warehouse" not in properties:
         raise ConfigError(
             "--iceberg_warehouse", "a directory or bucket URI for the data files (a SQL "
             "catalog stores only table pointers)",
         )
     return properties
+
+
+def _catalog_type(properties: Mapping[str, str]) -> Optional[str]:
+    """The catalog type, given or as pyiceberg infers it from the URI."""
+    if "type" in properties:
+        return properties["type"].lower()
+    uri = properties.get("uri", "")
+    if uri.startswith(("http://", "https://")):
+        return "rest"
+    if uri.startswith(_SQL_SCHEMES) or ("=" in uri and "://" not in uri):
+        return "sql"
+    return None
 
 
 def _properties_of_uri(uri: str, flag: str) -> dict[str, str]:
@@ -80,13 +92,22 @@ def _properties_of_uri(uri: str, flag: str) -> dict[str, str]:
         return {"type": "rest", "uri": uri}
     base = scheme.split("+", 1)[0]
     if base == "sqlite":
-        return {"type": "sql", "uri": uri}
+        return {"type": "sql", "uri": _absolute_sqlite(uri)}
     if base in ("postgresql", "postgres") or (not scheme and "=" in uri):
         return {"type": "sql", "uri": uri}  # the driver is chosen when the catalog opens
     raise ConfigError(
         flag, "sqlite:///PATH, postgresql://USER@HOST/DB, 'host=H dbname=D' or an http(s):// "
         "REST catalog URI", redact_dsn(uri),
     )
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """``sqlite:///relative.db`` relative to where the pipeline was started, not to each
+    worker's directory."""
+    prefix, _, path = uri.partition(":///")
+    if not path or path.startswith("/") or path.startswith(":memory:"):
+        return uri
+    return f"{prefix}:///{os.path.abspath(path)}"
 
 
 def _absolute(warehouse: str) -> str:
@@ -127,7 +148,7 @@ def load_catalog(name: str, properties: Mapping[str, str]):
     properties = dict(properties)
     shown = redact_dsn(properties.get("uri", properties.get("type", "?")))
     try:
-        if properties.get("type", "sql") == "sql":
+        if _catalog_type(properties) == "sql":
             require("iceberg", "sqlalchemy")
             from pyiceberg.catalog.sql import SqlCatalog
 
