@@ -428,6 +428,8 @@ def test_catalog_forms():
 def test_without_pyiceberg_the_error_names_the_extra(lake, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyiceberg", None)
     with pytest.raises(MissingExtraError, match=r"beam-pipelines\[iceberg\]"):
+        WriteToIceberg(TABLE, SCHEMA, mode="replace", **lake)
+    with pytest.raises(MissingExtraError, match=r"beam-pipelines\[iceberg\]"):
         load_catalog("default", catalog_properties(lake["catalog"], lake["warehouse"]))
 
 

@@ -29,6 +29,7 @@ from apache_beam.transforms import window as beam_window
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from beam_pipelines._extras import require
 from beam_pipelines.errors import ConfigError
 from transforms.records import DeadLetter
 from transforms.sinks import as_dict
@@ -272,6 +273,7 @@ class WriteToIceberg(beam.PTransform):
         super().__init__()
         import pyarrow as pa
 
+        require("iceberg", "pyiceberg")  # the install hint now, not on a worker later
         if mode not in MODES:
             raise ConfigError("mode", f"one of {', '.join(MODES)}", mode)
         if not isinstance(schema, pa.Schema):
