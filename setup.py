@@ -27,10 +27,14 @@ FORMATS = [
     "jsonschema>=4.18",
     "confluent-kafka[schemaregistry]>=2.6",
 ]
+# pyiceberg-core: Iceberg's partition transforms (day, hour, bucket) in Rust, needed to write
+# partitioned tables. A PostgreSQL SQL catalog also needs the [postgres] extra (psycopg 3).
+ICEBERG = ["pyiceberg[pyarrow,sql-sqlite,pyiceberg-core]>=0.12"]
 NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7"]
 # The benchmarks' peers (benchmarks/run.py): DuckDB and Spark local[2] (needs Java 17 or 21).
 BENCH = ["duckdb>=1.0", "pyspark>=4.0", "psutil>=5.9"]
-ALL = KAFKA + PUBSUB + EVENTHUBS + POSTGRES + DASK + METRICS + NOTEBOOKS + FORMATS + ["tqdm>=4.60"]
+ALL = (KAFKA + PUBSUB + EVENTHUBS + POSTGRES + ICEBERG + DASK + METRICS + NOTEBOOKS + FORMATS
+       + ["tqdm>=4.60"])
 DEV = ALL + [
     "pytest>=7.4",
     "pytest-timeout>=2.2",
@@ -68,6 +72,7 @@ setup(
         "pubsub": PUBSUB,
         "eventhubs": EVENTHUBS,
         "postgres": POSTGRES,
+        "iceberg": ICEBERG,
         "dask": DASK,
         "metrics": METRICS,
         "formats": FORMATS,

@@ -58,3 +58,13 @@ def pytest_runtest_setup(item):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     yield from _guarded(item)
+
+
+def pytest_collection_modifyitems(items):
+    """A test is one tier: ``unit`` on a module and ``integration`` on one of its tests would
+    select a server test in ``-m unit`` runs, so the combination is refused."""
+    both = [item.nodeid for item in items
+            if item.get_closest_marker("unit") and item.get_closest_marker("integration")]
+    if both:
+        raise pytest.UsageError("marked both unit and integration (pick one; move the test to "
+                                "a module of its tier): " + ", ".join(both))

@@ -295,6 +295,31 @@ class _StreamingAggregateFn(beam.DoFn):
             windows_state.write(windows)
 
 
+def arm_early_timer(early_firing: int, early_deadline, early_timer) -> None:
+    """Arm the processing-time EARLY timer ``early_firing`` seconds from now, unless one
+    is armed; ``early_deadline`` (state) remembers when it is due."""
+    if early_deadline.read() is None:
+        deadline = Timestamp.now() + Duration(seconds=early_firing)
+        early_timer.set(deadline)
+        early_deadline.write(deadline.micros)
+
+
+def early_firing_due(fire_time: Timestamp, early_deadline, early_timer) -> bool:
+    """Whether an EARLY timer firing is the armed one (its deadline is then cleared).
+
+    Beam's bundle-based direct runner delivers an expired timer again while its
+    callback's bundle is in flight; only the armed deadline may fire panes, and it is set
+    again in case the runner dropped it with the stale one. (The same rule as
+    ``_StreamingAggregateFn.on_early``, for the stateful DoFns that reuse it.)"""
+    deadline = early_deadline.read()
+    if deadline is None or fire_time.micros < deadline:
+        if deadline is not None:
+            early_timer.set(Timestamp(micros=deadline))
+        return False
+    early_deadline.clear()
+    return True
+
+
 class _CountLate(beam.DoFn):
     """Counts too-late records here, in a plain DoFn: the bundle-based DirectRunner does
     not commit metrics of bundles that fire timers, so counting inside the stateful

@@ -1,4 +1,4 @@
-"""Sinks for results and dead letters: console, JSON lines, Parquet, PostgreSQL.
+"""Sinks for results and dead letters: console, JSON lines, Parquet, PostgreSQL, Apache Iceberg.
 
 Records are NamedTuples or dicts; :func:`as_dict` is the one conversion every sink uses.
 Batch file sinks *replace* their output (a re-run of a backfill never leaves duplicate
