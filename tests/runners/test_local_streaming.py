@@ -21,7 +21,6 @@ from transforms.io.synthetic.read import UnboundedSynthetic
 from transforms.parse import ParseUserEvents
 from transforms.windowing import WindowConfig, WindowedAggregate
 
-pytestmark = pytest.mark.integration
 
 # What the sinks below saw, with the wall-clock time they saw it (in-process runner).
 _SEEN: dict[str, list] = {}
@@ -43,6 +42,7 @@ def _streaming_options() -> PipelineOptions:
     return options
 
 
+@pytest.mark.integration
 def test_unbounded_source_fires_windows_while_it_is_still_producing():
     rate, count = 25.0, 100  # four seconds of events, one-second windows
     generator = SyntheticEvents(seed=5, rate=rate, malformed=0.05, out_of_order=0.1, max_delay=0.5)
@@ -87,6 +87,7 @@ def test_unbounded_source_fires_windows_while_it_is_still_producing():
     assert counter_total(result, "localstreaming", "events_dead_lettered") == dead
 
 
+@pytest.mark.integration
 def test_pageviews_streaming_cli_prints_panes_as_they_fire(capsys):
     code = pageviews.main(["--streaming", "--synthetic_events=40", "--synthetic_rate=20",
                            "--window_size=1", "--early_firing=1", "--synthetic_malformed=0"])
@@ -99,6 +100,7 @@ def test_pageviews_streaming_cli_prints_panes_as_they_fire(capsys):
     assert "pageviews: 40 valid records, 0 rejected" in captured.err
 
 
+@pytest.mark.integration
 def test_test_stream_state_and_timers_still_work():
     # TestStream's processing time starts at 0 and the early-firing timer uses the wall
     # clock (as on real runners): move the test clock to "now" first.
@@ -200,6 +202,7 @@ class _Lifecycle(beam.DoFn):
         _LIFECYCLE.append("teardown")
 
 
+@pytest.mark.integration
 def test_a_step_keeps_its_set_up_dofn_between_bundles_and_tears_it_down_at_the_end():
     """Fix 6: one copy set up once serves every bundle; teardown comes after the run."""
     _LIFECYCLE.clear()
