@@ -70,13 +70,14 @@ _ONE_SECOND = Decimal(1)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in km on a sphere of radius 6371.0 km (degrees in)."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    half_dphi = (phi2 - phi1) / 2
-    half_dlambda = math.radians(lon2 - lon1) / 2
-    a = math.sin(half_dphi) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(half_dlambda) ** 2
-    # Rounding can push a a hair above 1 for antipodes; asin is undefined there.
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, a)))
+    """Great-circle distance in km on a sphere of radius 6371.0 km (degrees in), by the
+    textbook haversine formula, in this order of operations (docs/fraud.md)."""
+    d_lat = math.radians(lat2 - lat1)
+    d_lon = math.radians(lon2 - lon1)
+    h = (math.sin(d_lat / 2) ** 2
+         + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.sin(d_lon / 2) ** 2)
+    # Rounding can push h a hair above 1 for antipodes, where asin is undefined.
+    return EARTH_RADIUS_KM * 2 * math.asin(math.sqrt(min(h, 1.0)))
 
 
 def speed_kmh(distance_km: float, seconds: Decimal) -> float:
