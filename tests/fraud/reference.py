@@ -80,7 +80,7 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
         return None
     if type(obj) is not dict:
         return None
-    tx = {}
+    tx: dict[str, Any] = {}
     for name in STRING_FIELDS:
         value = obj.get(name)
         if type(value) is not str or value == "":
@@ -90,16 +90,18 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
         return None
     if len(tx["country"]) != 2 or any(c not in LETTERS for c in tx["country"]):
         return None
-    for name, low, high in (("amount", 0, None), ("lat", -90, 90), ("lon", -180, 180)):
+    for name in ("amount", "lat", "lon"):
         value = obj.get(name)
         if not _is_number(value) or not _finite_double(value):
             return None
-        value = Fraction(value)
-        if name == "amount" and not value > 0:
+        number = Fraction(value)  # type: ignore[arg-type]  # checked by _is_number
+        if name == "amount" and not number > 0:
             return None
-        if name != "amount" and not low <= value <= high:
+        if name == "lat" and not -90 <= number <= 90:
             return None
-        tx[name] = value
+        if name == "lon" and not -180 <= number <= 180:
+            return None
+        tx[name] = number
     t = _time(obj.get("timestamp"))
     if t is None:
         return None

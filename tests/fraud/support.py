@@ -27,8 +27,8 @@ class Raw(str):
     """A number written verbatim into a JSON line (``Raw("0.1")`` -> ``0.1``)."""
 
 
-def tx_line(tx_id: str, card: str = "card-1", amount: Any = 10, t: Any = T0, *, lat: Any = 0,
-            lon: Any = 0, merchant: str = "m-1", currency: str = "EUR", country: str = "DE",
+def tx_line(tx_id: str, card: Any = "card-1", amount: Any = 10, t: Any = T0, *, lat: Any = 0,
+            lon: Any = 0, merchant: Any = "m-1", currency: Any = "EUR", country: Any = "DE",
             **extra: Any) -> bytes:
     """One transaction as a JSON line; :class:`Raw` values are written as bare numbers."""
     obj = {"tx_id": tx_id, "card_id": card, "amount": amount, "currency": currency,

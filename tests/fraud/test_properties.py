@@ -5,6 +5,7 @@ plain Python, in a batch pipeline, and in a streaming pipeline fed in event-time
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +28,7 @@ from .support import (
 
 pytestmark = pytest.mark.unit
 
-RULES = [
+RULES: list[dict[str, Any]] = [
     {"name": "card_burst", "kind": "velocity", "action": "block", "window": 10, "max_count": 2},
     {"name": "card_burst_slow", "kind": "velocity", "action": "review", "window": 12.5, "max_count": 4},
     {"name": "merchant_rush", "kind": "velocity", "action": "review", "key": "merchant",
