@@ -582,7 +582,7 @@ def load_rules(source: str | Mapping | Sequence, *, schema: str | None = None,
     """
     document: Any = source
     if isinstance(source, str):
-        document = _read_document(source)
+        document = read_document(source)
     if isinstance(document, Mapping):
         from beam_pipelines.schemas import SCHEMAS
 
@@ -599,29 +599,42 @@ def load_rules(source: str | Mapping | Sequence, *, schema: str | None = None,
     return [rule_from_config(entry, fields) for entry in document]
 
 
-def _read_document(path: str) -> Any:
+def read_document(path: str, *, flag: str = FLAG, exact: bool = False) -> Any:
+    """A JSON or YAML (``.yaml`` / ``.yml``, needs pyyaml) document from a local or Beam
+    filesystem path; every failure is one ConfigError line starting with ``flag``.
+
+    ``exact`` reads JSON decimals as ``Decimal`` and refuses NaN and Infinity, for
+    documents whose numbers are compared exactly (the fraud rules).
+    """
     from apache_beam.io.filesystems import FileSystems
 
     try:
         with FileSystems.open(path) as handle:
-            text = handle.read().decode("utf-8")
+            text = handle.read().decode("utf-8-sig")
     except Exception as exc:  # Beam wraps every filesystem error in its own types
-        raise ConfigError.from_message(f"{FLAG}: cannot read {path!r}: {exc}") from None
+        raise ConfigError.from_message(f"{flag}: cannot read {path!r}: {exc}") from None
     if path.endswith((".yaml", ".yml")):
         try:
             import yaml
         except ImportError:
             raise ConfigError.from_message(
-                f"{FLAG}: {path} is YAML, which needs pyyaml (pip install pyyaml); "
+                f"{flag}: {path} is YAML, which needs pyyaml (pip install pyyaml); "
                 "or write the rules as JSON") from None
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError.from_message(f"{FLAG}: {path} is not valid YAML: {exc}") from None
+            raise ConfigError.from_message(
+                f"{flag}: {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     try:
+        if exact:
+            return json.loads(text, parse_float=Decimal, parse_constant=_not_a_number)
         return json.loads(text)
     except ValueError as exc:
-        raise ConfigError.from_message(f"{FLAG}: {path} is not valid JSON: {exc}") from None
+        raise ConfigError.from_message(f"{flag}: {path} is not valid JSON: {exc}") from None
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a number this file may use")
 
 
 def rules_for(options: PipelineOptions, pipeline: str, schema: str | None = None) -> list[Rule]:
