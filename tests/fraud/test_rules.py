@@ -182,7 +182,7 @@ def test_file_level_mistakes(tmp_path):
     assert error("bad.json", "[{").startswith(f"--rules: {tmp_path}/bad.json is not valid JSON: ")
     assert error("nan.json", '[{"name": "r", "kind": "threshold", "action": "review", '
                  '"field": "amount", "op": ">", "value": NaN}]').startswith(
-        f"--rules: {tmp_path}/nan.json is not valid JSON: NaN is not a number a rules file may use")
+        f"--rules: {tmp_path}/nan.json is not valid JSON: NaN is not a number this file may use")
     assert error("bad.yaml", "- name: [").startswith(f"--rules: {tmp_path}/bad.yaml is not valid YAML: ")
     assert error("inf.yaml", "- {name: r, kind: threshold, action: review, field: amount, op: '>', "
                  "value: .inf}") == ("--rules: rule 'r': field 'value': expected a finite number "

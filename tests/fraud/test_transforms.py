@@ -195,3 +195,21 @@ def test_constructor_checks_its_arguments():
     with pytest.raises(ValueError, match="^rules: expected a RuleSet"):
         DecideTransactions([{"name": "x"}], streaming=True)  # type: ignore[arg-type]
     assert fraud_transforms.PIPELINE == "fraud"
+
+
+def test_raw_batches_from_a_topic_are_decided_per_record_with_offsets_as_origins():
+    from transforms.records import RawBatch
+
+    rules = load_rules(EXAMPLE_RULES)
+    batch = RawBatch([tx_line(f"t{i}", t=T0 + i) for i in range(5)] + [b"{"],
+                     {"source": "kafka", "topic": "tx", "partition": 0}, "offset",
+                     list(range(100, 106)))
+    for streaming in (False, True):
+        pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
+        result = pipeline | beam.Create([batch]) | DecideTransactions(rules, streaming=streaming)
+        decisions, dead = collect(result.decisions), collect(result.dead_letters)
+        pipeline.run().wait_until_finish()
+        assert sorted((d.tx_id, d.rules) for d in decisions.items) == [
+            ("t0", []), ("t1", []), ("t2", []), ("t3", ["card_burst"]), ("t4", ["card_burst"])]
+        assert [d.origin for d in dead.items] == [
+            {"source": "kafka", "topic": "tx", "partition": 0, "offset": 105}]

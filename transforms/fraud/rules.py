@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import json
 import logging
 import operator
 import os
@@ -47,6 +46,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from beam_pipelines.errors import ConfigError
 from transforms.fraud.contract import CODE_LENGTHS, FIELD_TYPES, NUMBER, STRING
+from transforms.quality import read_document
 
 __all__ = [
     "ACTIONS",
@@ -551,39 +551,12 @@ def _resolve(base_dir: str, target: str) -> str:
     return os.path.normpath(os.path.join(os.path.abspath(base_dir), target))
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number a rules file may use")
-
-
 def load_rules(path: str, *, flag: str = FLAG) -> RuleSet:
     """Rules from a JSON file, or YAML (``.yaml`` / ``.yml``, needs pyyaml).
 
     Relative blocklist paths are relative to the rules file. Any problem raises one
     ConfigError line starting with ``flag``.
     """
-    from apache_beam.io.filesystems import FileSystems
-
-    try:
-        with FileSystems.open(path) as handle:
-            text = handle.read().decode("utf-8-sig")
-    except Exception as exc:  # Beam wraps every filesystem error in its own types
-        raise ConfigError.from_message(f"{flag}: cannot read {path!r}: {exc}") from None
-    if path.endswith((".yaml", ".yml")):
-        try:
-            import yaml
-        except ImportError:
-            raise ConfigError.from_message(
-                f"{flag}: {path} is YAML, which needs pyyaml (pip install pyyaml); or write "
-                "the rules as JSON") from None
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError.from_message(
-                f"{flag}: {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    else:
-        try:
-            document = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise ConfigError.from_message(f"{flag}: {path} is not valid JSON: {exc}") from None
+    document = read_document(path, flag=flag, exact=True)
     base_dir = path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(os.path.abspath(path))
     return rules_from_document(document, base_dir=base_dir, source=path, flag=flag)

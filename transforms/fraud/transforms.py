@@ -58,9 +58,8 @@ from transforms.fraud.contract import arrival_position, parse_transaction
 from transforms.fraud.engine import DEFAULT_STATE_TTL, Engine, KeyedRules
 from transforms.fraud.records import Decision, Transaction
 from transforms.fraud.rules import RuleSet
-from transforms.parse import ParseRecords, is_blank
-from transforms.records import DeadLetter, RawBatch, RawRecord
-from transforms.validation import InvalidRecord, decode_json_object
+from transforms.parse import ParseRecords, _ParseDoFn
+from transforms.records import RawBatch, RawRecord
 
 __all__ = [
     "Arrival",
@@ -92,36 +91,21 @@ def ParseTransactions(pipeline: str = PIPELINE) -> ParseRecords:
     return ParseRecords(parse_transaction, pipeline=pipeline, step="parse")
 
 
-class _ParseArrivals(beam.DoFn):
-    """RawRecord or RawBatch -> Arrival timestamped by event time; DeadLetter otherwise."""
+class _ParseArrivals(_ParseDoFn):
+    """RawRecord or RawBatch -> Arrival timestamped by event time; DeadLetter otherwise:
+    the project's parse step (blank lines, reasons, counters), keeping input positions."""
 
     def __init__(self, pipeline: str, step: str) -> None:
-        self._pipeline = pipeline
-        self._step = step
-        self._parsed = Metrics.counter(pipeline, "events_parsed")
-        self._rejected = Metrics.counter(pipeline, "events_dead_lettered")
-        self._blank = Metrics.counter(pipeline, "blank_lines_skipped")
+        super().__init__(parse_transaction, pipeline, step)
 
     def process(self, element: RawRecord | RawBatch):
-        if isinstance(element, RawBatch):
-            for index, payload in enumerate(element.payloads):
-                yield from self._one(payload, element.origin_of(index))
-        else:
-            yield from self._one(element.payload, element.origin)
-
-    def _one(self, payload: bytes, origin: dict[str, Any]):
-        if is_blank(payload):
-            self._blank.inc()
-            return
-        try:
-            tx, whole = parse_transaction(decode_json_object(payload))
-        except InvalidRecord as exc:
-            self._rejected.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter.of(
-                self._pipeline, self._step, str(exc), payload, origin, exc.code))
-            return
-        self._parsed.inc()
-        yield TimestampedValue(Arrival(tx, arrival_position(origin)), whole)
+        for raw in element.records() if isinstance(element, RawBatch) else (element,):
+            for output in super().process(raw):
+                if isinstance(output, TimestampedValue):
+                    arrival = Arrival(output.value, arrival_position(raw.origin))
+                    yield TimestampedValue(arrival, output.timestamp)
+                else:
+                    yield output
 
 
 # ---- what a stage emits -----------------------------------------------------------------
