@@ -107,12 +107,14 @@ def run_stream(records: list[RawRecord], rules: RuleSet, *, chunk: int = 3,
     TestStream, ``chunk`` at a time; the watermark follows the event times when
     ``watermarks`` (so the state-expiry timers fire along the way)."""
     stream = TestStream()
+    watermark = -math.inf
     for start in range(0, len(records), chunk):
         part = records[start:start + chunk]
         if watermarks:
             times = [tx["t"] for r in part if (tx := parse_line(r.payload)) is not None]
-            if times:
-                stream = stream.advance_watermark_to(math.floor(min(times)))
+            if times and math.floor(min(times)) > watermark:  # TestStream: strictly forward
+                watermark = math.floor(min(times))
+                stream = stream.advance_watermark_to(watermark)
         stream = stream.add_elements(part)
     stream = stream.advance_watermark_to_infinity()
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=True))
