@@ -216,7 +216,7 @@ def uppercase_code(obj: dict[str, Any], name: str, length: int) -> str:
     if not isinstance(value, str):
         raise InvalidRecord(
             f"field '{name}' must be {length} uppercase letters, got {_json_type(value)}", "wrong_type")
-    if len(value) != length or not all("A" <= c <= "Z" for c in value):
+    if len(value) != length or not (value.isascii() and value.isalpha() and value.isupper()):
         raise InvalidRecord(
             f"field '{name}' must be {length} uppercase ASCII letters, got {value!r}", "invalid_format")
     return value
