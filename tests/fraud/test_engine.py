@@ -282,3 +282,13 @@ def test_out_of_order_arrival_counts_what_arrived_before():
     arrival = [tx_line("late", t=T0 + 30), tx_line("early", t=T0), tx_line("next", t=T0 + 40)]
     txs = [parse_transaction(decode_json_object(line))[0] for line in arrival]
     assert [d.rules for d in engine.decide_in_order(txs)] == [[], [], ["burst"]]
+
+
+def test_event_times_are_written_exactly_to_the_microsecond():
+    from transforms.fraud.records import event_time_iso
+
+    assert event_time_iso(Decimal("1704067200")) == "2024-01-01T00:00:00Z"
+    assert event_time_iso(Decimal("1704067200.250")) == "2024-01-01T00:00:00.25Z"
+    assert event_time_iso(Decimal("1704067200.0000005")) == "2024-01-01T00:00:00Z"  # half-even
+    assert event_time_iso(Decimal("1704067200.0000015")) == "2024-01-01T00:00:00.000002Z"
+    assert event_time_iso(Decimal("1704067259.9999999")) == "2024-01-01T00:01:00Z"  # carries

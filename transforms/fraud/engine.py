@@ -39,7 +39,15 @@ from decimal import Decimal
 from typing import Any, Iterable, Iterator, Sequence
 
 from beam_pipelines.errors import ConfigError
-from transforms.fraud.records import ALLOW, BLOCK, REVIEW, Decision, Transaction, utc_now_iso_millis
+from transforms.fraud.records import (
+    ALLOW,
+    BLOCK,
+    REVIEW,
+    Decision,
+    Transaction,
+    event_time_iso,
+    utc_now_iso_millis,
+)
 from transforms.fraud.rules import (
     AmountSpikeRule,
     GeoVelocityRule,
@@ -47,7 +55,6 @@ from transforms.fraud.rules import (
     StatefulRule,
     VelocityRule,
 )
-from transforms.records import utc_iso
 
 __all__ = [
     "DEFAULT_STATE_TTL",
@@ -67,6 +74,7 @@ EARTH_RADIUS_KM = 6371.0
 _EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN,
                          traps=[decimal.Inexact])
 _ONE_SECOND = Decimal(1)
+_ZERO = Decimal(0)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -155,21 +163,23 @@ class KeyedRules:
         earlier transactions), in file order; then ``tx`` joins the state."""
         t = tx.timestamp
         latest = t if state.latest is None or t > state.latest else state.latest
-        self._expire(state, latest)
+        horizon = self._expire(state, latest)
         fired = []
         for velocity in self.velocity:
             start = _EXACT.subtract(t, velocity.window)
             earlier = bisect.bisect_right(state.times, t) - bisect.bisect_right(state.times, start)
             if earlier + 1 > velocity.max_count:
                 fired.append(velocity.name)
-        for spike in self.spikes:
-            count = min(spike.history, len(state.amounts))
-            if count >= spike.min_history:
-                total = Decimal(0)
-                for index in range(len(state.amounts) - count, len(state.amounts)):
-                    total = _EXACT.add(total, state.amounts[index][1])
-                if _EXACT.multiply(tx.amount, Decimal(count)) > _EXACT.multiply(spike.factor, total):
-                    fired.append(spike.name)
+        if self.spikes:
+            # Newest first, within the TTL (an entry left stale by out-of-order arrival is
+            # skipped here rather than searched for on every transaction).
+            recent = [amount for when, amount in reversed(state.amounts) if when > horizon]
+            with decimal.localcontext(_EXACT):
+                for spike in self.spikes:
+                    count = min(spike.history, len(recent))
+                    if (count >= spike.min_history
+                            and tx.amount * count > spike.factor * sum(recent[:count], _ZERO)):
+                        fired.append(spike.name)
         lat, lon = float(tx.lat), float(tx.lon)
         if self.geo and state.previous is not None:
             then, prev_lat, prev_lon = state.previous
@@ -185,19 +195,20 @@ class KeyedRules:
             state.previous = (t, lat, lon)
         return fired
 
-    def _expire(self, state: KeyState, latest: Decimal) -> None:
-        """Drop what no rule may use any more once ``latest`` is the latest time seen."""
+    def _expire(self, state: KeyState, latest: Decimal) -> Decimal:
+        """Drop what no rule may use any more once ``latest`` is the latest time seen;
+        returns the TTL horizon (entries at or before it are expired)."""
         if state.times:
             cut = bisect.bisect_right(state.times, _EXACT.subtract(latest, self.max_window))
             if cut:
                 del state.times[:cut]
         horizon = _EXACT.subtract(latest, self.state_ttl)
-        if state.amounts and any(when <= horizon for when, _ in state.amounts):
-            kept = [entry for entry in state.amounts if entry[0] > horizon]
-            state.amounts.clear()
-            state.amounts.extend(kept)
+        amounts = state.amounts
+        while amounts and amounts[0][0] <= horizon:  # oldest first
+            amounts.popleft()
         if state.previous is not None and state.previous[0] <= horizon:
             state.previous = None
+        return horizon
 
 
 def _ttl(value: Any) -> Decimal:
@@ -234,7 +245,7 @@ class Engine:
         names = sorted(set(fired))
         actions = {self.rules.actions[name] for name in names}
         verdict = BLOCK if BLOCK in actions else REVIEW if REVIEW in actions else ALLOW
-        return Decision(tx.tx_id, tx.card_id, verdict, names, utc_iso(float(tx.timestamp)),
+        return Decision(tx.tx_id, tx.card_id, verdict, names, event_time_iso(tx.timestamp),
                         decided_at or utc_now_iso_millis())
 
     def decide_in_order(self, transactions: Iterable[Transaction],

@@ -511,7 +511,7 @@ def _constant(fields: _Fields, name: str, kind: str, value: Any) -> Decimal | st
     if not isinstance(value, str):
         raise fields.error("value", f"expected a string (the field {name!r} is a string)", value)
     length = CODE_LENGTHS.get(name)
-    if length and (len(value) != length or not all("A" <= c <= "Z" for c in value)):
+    if length and (len(value) != length or not (value.isascii() and value.isalpha() and value.isupper())):
         raise fields.error("value", f"expected {length} uppercase letters, as the contract "
                            f"requires of {name!r}", value)
     return value
