@@ -16,7 +16,7 @@ from transforms.fraud import DecideTransactions, load_rules, rules_from_document
 from transforms.fraud import transforms as fraud_transforms
 from transforms.fraud.generate import SyntheticTransactions
 
-from .reference import reference_decisions
+from .reference import parse_line, reference_decisions
 from .support import (
     T0,
     event_time_order,
@@ -66,6 +66,29 @@ def test_streaming_in_event_time_order_equals_the_reference(sample, sample_refer
     decisions, dead = run_stream(event_time_order(sample), load_rules(EXAMPLE_RULES), chunk=25)
     assert table(decisions) == expected(sample_reference)
     assert sorted(d.origin["line"] for d in dead) == sample_reference.invalid
+
+
+def test_streaming_in_event_time_order_per_card_only_equals_the_reference(sample, sample_reference):
+    # What a topic keyed by card delivers: each card's transactions in event-time order,
+    # the cards interleaved arbitrarily (here: seeded random picks).
+    import random
+
+    per_card: dict[str, list] = {}
+    for record in event_time_order(sample):
+        tx = parse_line(record.payload)
+        per_card.setdefault(tx["card_id"] if tx else "invalid", []).append(record)
+    queues = list(per_card.values())
+    rnd = random.Random(5)
+    arrival = []
+    while queues:
+        queue = rnd.choice(queues)
+        arrival.append(queue.pop(0))
+        if not queue:
+            queues.remove(queue)
+    assert arrival != event_time_order(sample)
+    decisions, dead = run_stream(arrival, load_rules(EXAMPLE_RULES), chunk=50, watermarks=False)
+    assert table(decisions) == expected(sample_reference)
+    assert len(dead) == len(sample_reference.invalid)
 
 
 MULTI_KEY = [

@@ -24,9 +24,10 @@ haversine distance, compared exactly with ``max_kmh`` as written.
 State. Per key value: the event times of the transactions within the longest velocity
 window of the latest event time seen, the last ``max(history)`` (time, amount) pairs, the
 previous transaction's (time, lat, lon), and the latest event time seen. Entries at or
-before ``latest - state_ttl`` are dropped. ``state_ttl`` must be at least the longest
-velocity window, so it never changes a velocity count; it bounds how far back a spike's
-history and geo-velocity's previous transaction may be. See docs/fraud.md.
+before ``latest - state_ttl`` are expired: dropped oldest first, and skipped by the rules
+where out-of-order arrival left one behind a newer entry. ``state_ttl`` must be at least
+the longest velocity window, so it never changes a velocity count; it bounds how far back
+a spike's history and geo-velocity's previous transaction may be. See docs/fraud.md.
 """
 
 from __future__ import annotations
