@@ -116,3 +116,20 @@ def test_invalid_lines_are_one_dead_letter_each_and_never_enter_state():
         assert reason in letter.reason
         assert letter.payload_bytes() == line
         assert letter.origin == {"source": "file", "file": "input.jsonl", "line": number}
+
+
+def test_parse_transactions_is_the_projects_parse_step_for_this_contract():
+    import apache_beam as beam
+
+    from beam_pipelines.testing.collect import collect
+    from transforms.fraud import ParseTransactions
+
+    from .support import raw_records
+
+    pipeline = beam.Pipeline()
+    parsed = pipeline | beam.Create(raw_records([tx_line("t", amount=Raw("1.10")), b"[]"])) | ParseTransactions()
+    valid, dead = collect(parsed.valid), collect(parsed.dead_letters)
+    pipeline.run().wait_until_finish()
+    assert [(tx.tx_id, tx.amount) for tx in valid.items] == [("t", Decimal("1.10"))]
+    assert [(d.pipeline, d.reason_code, d.origin["line"]) for d in dead.items] == [
+        ("fraud", "not_an_object", 2)]
