@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from beam_pipelines.errors import ConfigError
-from transforms.fraud import rules as rules_module
+from transforms.fraud import blocklists as blocklists_module
 from transforms.fraud.rules import (
     AmountSpikeRule,
     BlocklistRule,
@@ -263,7 +263,7 @@ def test_file_blocklist_reloads_on_change_at_most_every_reload_seconds(tmp_path,
     # A vanished file (being replaced) keeps the last list and logs why.
     path.unlink()
     clock.now += 60
-    with caplog.at_level(logging.WARNING, logger="transforms.fraud.rules"):
+    with caplog.at_level(logging.WARNING, logger="transforms.fraud.blocklists"):
         assert source.current() == {"a", "c"}
     assert "re-reading failed, keeping the 2 values read last" in caplog.text
     path.write_text("z\n")
@@ -305,7 +305,7 @@ def test_blocklist_rule_reads_the_source_on_every_check(tmp_path):
 
 
 def test_other_blocklist_sources_plug_in_by_scheme(monkeypatch):
-    monkeypatch.setattr(rules_module, "_SOURCES", {})
+    monkeypatch.setattr(blocklists_module, "_SOURCES", {})
     opened = []
 
     class TopicBlocklist(BlocklistSource):

@@ -2,8 +2,8 @@
 
 * :mod:`~transforms.fraud.contract` and :mod:`~transforms.fraud.records`: the input
   contract (:class:`Transaction`) and the output record (:class:`Decision`).
-* :mod:`~transforms.fraud.rules`: the rules file (JSON or YAML), validated strictly, and
-  blocklist sources that reload while a stream runs.
+* :mod:`~transforms.fraud.rules`: the rules file (JSON or YAML), validated strictly.
+* :mod:`~transforms.fraud.blocklists`: blocklist sources that reload while a stream runs.
 * :mod:`~transforms.fraud.engine`: the exact semantics in plain Python.
 * :mod:`~transforms.fraud.transforms`: :class:`DecideTransactions`, stream and batch.
 * :mod:`~transforms.fraud.generate`: realistic sample transactions.
@@ -11,18 +11,16 @@
 docs/fraud.md is the user's reference.
 """
 
+from transforms.fraud.blocklists import (
+    BlocklistSource,
+    FileBlocklist,
+    StaticBlocklist,
+    register_blocklist_source,
+)
 from transforms.fraud.contract import parse_transaction
 from transforms.fraud.engine import DEFAULT_STATE_TTL, Engine, KeyedRules, KeyState
 from transforms.fraud.records import Decision, Transaction
-from transforms.fraud.rules import (
-    BlocklistSource,
-    FileBlocklist,
-    RuleSet,
-    StaticBlocklist,
-    load_rules,
-    register_blocklist_source,
-    rules_from_document,
-)
+from transforms.fraud.rules import RuleSet, load_rules, rules_from_document
 from transforms.fraud.transforms import DecideTransactions, FraudResult, ParseTransactions
 
 __all__ = [

@@ -25,26 +25,30 @@ repr), so ``"factor": 3`` and an amount of ``300`` against a mean of ``100`` com
 equal. The exact semantics of each kind live in :mod:`transforms.fraud.engine`; the full
 reference is ``docs/fraud.md``.
 
-Blocklists are :class:`BlocklistSource` s: :class:`FileBlocklist` re-reads its file when
-its modification time or size changes (checked at most every ``reload_seconds``), so a
-running stream picks up a new list without a restart; other sources (a compacted Kafka
-topic) plug in with :func:`register_blocklist_source`.
+A ``blocklist`` rule's ``list`` is a file (relative to the rules file) or a registered
+``SCHEME://...`` source; see :mod:`transforms.fraud.blocklists`.
 """
 
 from __future__ import annotations
 
-import abc
 import dataclasses
-import logging
 import operator
 import os
 import re
-import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from beam_pipelines.errors import ConfigError
+from transforms.fraud.blocklists import (
+    DEFAULT_RELOAD_SECONDS,
+    BlocklistSource,
+    FileBlocklist,
+    StaticBlocklist,
+    blocklist_source_factory,
+    parse_blocklist,
+    register_blocklist_source,
+)
 from transforms.fraud.contract import CODE_LENGTHS, FIELD_TYPES, NUMBER, STRING
 from transforms.quality import read_document
 
@@ -71,151 +75,17 @@ __all__ = [
     "rules_from_document",
 ]
 
-_LOG = logging.getLogger(__name__)
-
 FLAG = "--rules"
 ACTIONS = ("review", "block")
 OPS = (">", ">=", "<", "<=", "==", "!=", "in", "not_in")
 KINDS = ("threshold", "velocity", "amount_spike", "geo_velocity", "blocklist")
 DEFAULT_KEY = "card_id"
-DEFAULT_RELOAD_SECONDS = 30
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
     "==": operator.eq, "!=": operator.ne,
 }
 _ORDERING_OPS = (">", ">=", "<", "<=")
-
-
-# ---- blocklist sources ----------------------------------------------------------------
-
-class BlocklistSource(abc.ABC):
-    """The values of a blocklist, possibly changing while a stream runs.
-
-    ``current()`` is called for every transaction a blocklist rule checks, so it must be
-    cheap; a source refreshes itself inside it (at most every few seconds) or from a
-    thread of its own. Sources are pickled into the workers' DoFns.
-    """
-
-    description: str = "blocklist"
-
-    @abc.abstractmethod
-    def current(self) -> frozenset[str]:
-        """The blocked values now."""
-
-    def __contains__(self, value: object) -> bool:
-        return value in self.current()
-
-
-class StaticBlocklist(BlocklistSource):
-    """A fixed set of values (tests, or lists built in code)."""
-
-    def __init__(self, values: Iterable[str], description: str = "static blocklist") -> None:
-        self._values = frozenset(values)
-        self.description = description
-
-    def current(self) -> frozenset[str]:
-        return self._values
-
-
-def parse_blocklist(text: str) -> frozenset[str]:
-    """A blocklist file's values: one per line, surrounding whitespace stripped; blank lines
-    and lines whose first non-blank character is ``#`` are skipped. There are no trailing
-    comments (``#`` inside a value is part of the value)."""
-    values = set()
-    for line in text.splitlines():
-        value = line.strip()
-        if value and not value.startswith("#"):
-            values.add(value)
-    return frozenset(values)
-
-
-def _read_text(path: str) -> str:
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(path) as handle:
-        return handle.read().decode("utf-8-sig")
-
-
-def _version(path: str) -> tuple[float, int]:
-    from apache_beam.io.filesystems import FileSystems
-
-    meta = FileSystems.match([path])[0].metadata_list
-    if not meta:
-        raise FileNotFoundError("no such file")
-    return float(meta[0].last_updated_in_seconds), int(meta[0].size_in_bytes)
-
-
-class FileBlocklist(BlocklistSource):
-    """A text file of values (:func:`parse_blocklist`), re-read when it changes.
-
-    The file is read once when constructed (a missing or unreadable file is an error
-    then). Afterwards, at most every ``reload_seconds`` of ``clock`` time, its
-    modification time and size are checked and, when either changed, it is read again. A
-    failed re-read (the file is being replaced, a network filesystem hiccups) keeps the
-    values read last and logs a warning: a stream does not stop for it.
-
-    :param path: local path or any Beam filesystem path (``gs://...``).
-    :param reload_seconds: the least time between two checks of the file; 0 checks on
-        every lookup.
-    :param clock: a monotonic clock in seconds (``time.monotonic``); tests pass their own.
-    """
-
-    def __init__(self, path: str, reload_seconds: float = DEFAULT_RELOAD_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if reload_seconds < 0:
-            raise ValueError(f"reload_seconds must be >= 0, got {reload_seconds!r}")
-        self.path = path
-        self.reload_seconds = float(reload_seconds)
-        self.description = f"blocklist file {path}"
-        self._clock = clock
-        self._version = _version(path)
-        self._values = parse_blocklist(_read_text(path))
-        self._checked_at: float | None = clock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_checked_at"] = None  # another process's clock: check on first use there
-        return state
-
-    def current(self) -> frozenset[str]:
-        now = self._clock()
-        if self._checked_at is None or now - self._checked_at >= self.reload_seconds:
-            self._checked_at = now
-            self._refresh()
-        return self._values
-
-    def _refresh(self) -> None:
-        try:
-            version = _version(self.path)
-            if version == self._version:
-                return
-            values = parse_blocklist(_read_text(self.path))
-        except Exception as exc:  # any filesystem error: keep serving the last good list
-            _LOG.warning("%s: re-reading failed, keeping the %d values read last: %s",
-                         self.description, len(self._values), exc)
-            return
-        self._version = version
-        if values != self._values:
-            _LOG.info("%s: reloaded, %d values (was %d)", self.description, len(values),
-                      len(self._values))
-        self._values = values
-
-
-# scheme -> factory(target, reload_seconds) for blocklists that are not files.
-_SOURCES: dict[str, Callable[[str, float], BlocklistSource]] = {}
-
-
-def register_blocklist_source(scheme: str, factory: Callable[[str, float], BlocklistSource]) -> None:
-    """Make ``"list": "SCHEME://..."`` in a rules file build its source with ``factory``.
-
-    The hook for blocklists that are not files: the Kafka wiring registers ``kafka`` with a
-    source that follows a compacted topic. ``factory(target, reload_seconds)`` gets the
-    whole ``list`` value.
-    """
-    if not re.fullmatch(r"[a-z][a-z0-9+.\-]*", scheme):
-        raise ValueError(f"scheme must be a URL scheme like 'kafka', got {scheme!r}")
-    _SOURCES[scheme] = factory
 
 
 # ---- the rules --------------------------------------------------------------------------
@@ -524,9 +394,11 @@ def _blocklist(fields: _Fields, common: dict[str, Any], base_dir: str) -> Blockl
     if "reload_seconds" in fields.entry:
         reload_seconds = float(fields.number("reload_seconds", "a number of seconds >= 0", strict=False))
     scheme = target.split("://", 1)[0] if "://" in target else None
-    if scheme in _SOURCES:
+    factory = blocklist_source_factory(scheme)
+    source: BlocklistSource
+    if factory is not None:
         try:
-            source = _SOURCES[scheme](target, reload_seconds)
+            source = factory(target, reload_seconds)
         except Exception as exc:
             raise fields.error("list", f"cannot open {target}: {exc}", show_got=False) from None
     elif scheme == "kafka":
