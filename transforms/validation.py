@@ -181,6 +181,12 @@ def _out_of_range(name: str, value: Any) -> InvalidRecord:
 
 
 def _parse_iso_with_offset(name: str, text: str) -> tuple[float, int]:
+    whole, micros = _iso_parts(name, text)
+    return whole + micros / 1_000_000, whole
+
+
+def _iso_parts(name: str, text: str) -> tuple[int, int]:
+    """(whole epoch seconds, microseconds) of an ISO-8601 time with an offset, exactly."""
     try:
         moment = times.parse_iso(text)
     except times.NoOffset:
@@ -194,4 +200,65 @@ def _parse_iso_with_offset(name: str, text: str) -> tuple[float, int]:
         whole, micros = times.whole_and_micros(moment)
     except OverflowError:
         raise InvalidRecord(f"field '{name}' is out of range: {text!r}", "out_of_range") from None
-    return whole + micros / 1_000_000, whole
+    return whole, micros
+
+
+# ---- exact values: numbers and times as written ---------------------------------------
+
+def exact_number(obj: dict[str, Any], name: str) -> Decimal:
+    """A JSON number as the exact decimal it was written as (booleans and strings are not
+    numbers). It must also be finite as a double, as :func:`number` requires.
+
+    Comparisons against decimal constants (``amount > 3 * mean``) must not flip on binary
+    rounding, so contracts that compare values keep them exact: the shared decoder gives
+    ``Decimal`` for decimals, and a ``float`` (a record built in Python) is taken as its
+    shortest repr, the decimal it was most likely written as.
+    """
+    value = _present(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise InvalidRecord(f"field '{name}' must be a number, got {_json_type(value)}", "wrong_type")
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:  # an integer of hundreds of digits: no double holds it
+        finite = False
+    if not finite:
+        raise InvalidRecord(f"field '{name}' must be a finite number", "wrong_type")
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def within(name: str, value: Decimal, low: Decimal | int, high: Decimal | int | None = None, *,
+           low_inclusive: bool = True) -> Decimal:
+    """``value`` itself when it lies in [low, high] (or (low, high] when not
+    ``low_inclusive``; no upper bound when ``high`` is None), else InvalidRecord."""
+    above = value >= low if low_inclusive else value > low
+    if not above or (high is not None and value > high):
+        bracket = "[" if low_inclusive else "("
+        span = f"{bracket}{low}, {high}]" if high is not None else f"{bracket}{low}, inf)"
+        raise InvalidRecord(f"field '{name}' is out of range: {value} is not within {span}",
+                            "out_of_range")
+    return value
+
+
+def uppercase_code(obj: dict[str, Any], name: str, length: int) -> str:
+    """A code of exactly ``length`` uppercase ASCII letters (ISO 4217 currency: 3, ISO 3166
+    alpha-2 country: 2). The letters are not looked up in the ISO lists."""
+    value = _present(obj, name)
+    if not isinstance(value, str):
+        raise InvalidRecord(
+            f"field '{name}' must be {length} uppercase letters, got {_json_type(value)}", "wrong_type")
+    if len(value) != length or not (value.isascii() and value.isalpha() and value.isupper()):
+        raise InvalidRecord(
+            f"field '{name}' must be {length} uppercase ASCII letters, got {value!r}", "invalid_format")
+    return value
+
+
+def exact_event_time(obj: dict[str, Any], name: str) -> tuple[Decimal, int]:
+    """Event time as (exact seconds, floor(seconds)): :func:`event_time`'s forms, range and
+    errors, with the seconds as a ``Decimal`` (epoch numbers as written; ISO-8601 to the
+    microsecond), so windows like ``(t - 60, t]`` are decided without binary rounding."""
+    _, whole = event_time(obj, name)
+    value = obj[name]
+    if isinstance(value, str):
+        whole, micros = _iso_parts(name, value)
+        return Decimal(whole) + Decimal(micros).scaleb(-6), whole
+    return (Decimal(repr(value)) if isinstance(value, float) else Decimal(value)), whole

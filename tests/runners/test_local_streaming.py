@@ -21,7 +21,6 @@ from transforms.io.synthetic.read import UnboundedSynthetic
 from transforms.parse import ParseUserEvents
 from transforms.windowing import WindowConfig, WindowedAggregate
 
-
 # What the sinks below saw, with the wall-clock time they saw it (in-process runner).
 _SEEN: dict[str, list] = {}
 _LOCK = threading.Lock()

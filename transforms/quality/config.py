@@ -3,9 +3,9 @@ pyyaml), a list of rules or a mapping of schema name -> list of rules."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Collection, Mapping, Optional, Sequence
 
+from transforms.base.documents import read_document
 from transforms.base.errors import ConfigError
 from transforms.quality.rules import (
     Matches,
@@ -76,7 +76,7 @@ def load_rules(source: str | Mapping | Sequence, *, schema: str | None = None,
     """
     document: Any = source
     if isinstance(source, str):
-        document = _read_document(source)
+        document = read_document(source, flag=FLAG)
     if isinstance(document, Mapping):
         unknown = sorted(set(document) - set(schemas)) if schemas is not None else []
         if unknown:
@@ -90,28 +90,3 @@ def load_rules(source: str | Mapping | Sequence, *, schema: str | None = None,
         raise ConfigError.from_message(
             f"{FLAG}: expected a list of rules or an object of schema -> list of rules")
     return [rule_from_config(entry, fields) for entry in document]
-
-
-def _read_document(path: str) -> Any:
-    from apache_beam.io.filesystems import FileSystems
-
-    try:
-        with FileSystems.open(path) as handle:
-            text = handle.read().decode("utf-8")
-    except Exception as exc:  # Beam wraps every filesystem error in its own types
-        raise ConfigError.from_message(f"{FLAG}: cannot read {path!r}: {exc}") from None
-    if path.endswith((".yaml", ".yml")):
-        try:
-            import yaml
-        except ImportError:
-            raise ConfigError.from_message(
-                f"{FLAG}: {path} is YAML, which needs pyyaml (pip install pyyaml); "
-                "or write the rules as JSON") from None
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError.from_message(f"{FLAG}: {path} is not valid YAML: {exc}") from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ConfigError.from_message(f"{FLAG}: {path} is not valid JSON: {exc}") from None
