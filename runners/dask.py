@@ -2,21 +2,38 @@
 
 Beam 2.77's DaskRunner translates each transform into a ``dask.Bag``, but:
 
+* ``Impulse`` has no translation and Beam's ``Read`` is replaced by a step that has
+  none either, so every step after them got no input (a bounded Kafka or Event Hubs
+  read failed with ``'list' object has no attribute 'map'``), and a splittable DoFn
+  (our Kafka, Pub/Sub and Event Hubs readers) ran as a plain DoFn over its whole initial
+  restriction, its residuals dropped: a read that checkpointed lost the rest;
+* ``Reshuffle`` passed the bag through and ``Create`` put up to 128 values in one
+  partition: the files of a glob, a topic's partitions, Pub/Sub readers ran in one task;
 * each ParDo's outputs are stripped of their WindowedValue, and ops are looked up by
   exact class, so ``WindowInto`` and ``GroupAlsoByWindow`` (ParDo subclasses) are
   no-ops and GroupByKey drops windows: windowed counts were wrong (every element back
   in the global window at time 0);
+* every partition of a ParDo shares one DoFn instance and one output list (wrong
+  outputs with threaded workers); bundles are never finalized (no Kafka offset commit);
 * a consumer gets the bag of the *producing transform*, not of the PCollection it
   reads: with tagged outputs (``ParseRecords``: valid records + dead letters) every
   consumer saw every tag, and dead-letter writers received parsed events;
 * a side input's bag is iterated inside each consuming task, recomputing its whole
   upstream graph there (``WriteToText`` left extra temporary directories behind);
-* only the last transform's bag is computed, so a second sink never ran.
+* only the last transform's bag is computed, so a second sink never ran;
+* what it cannot run (unbounded reads, state and timers, TestStream) fails late, and
+  the client it left open retried a lost scheduler for 30 s.
 
-:class:`DaskRunner` keeps Beam's translation with small changes: ParDo outputs keep
-their WindowedValue and tag, a consumer reads only its own tag, every ParDo subclass
-runs as a ParDo, GroupByKey keeps windows for GroupAlsoByWindow, side inputs are
-computed once, and every leaf of the graph is computed.
+:class:`DaskRunner` keeps Beam's translation with these changes: Impulse is one
+element; a splittable DoFn's restrictions are split, spread over the cluster by size
+and processed to the end, residuals included (``runners.dask_bundles``); Reshuffle and
+Create spread elements over every worker thread; each partition runs a fresh DoFn copy
+and finalizes its bundle; ParDo outputs keep their WindowedValue and tag, a consumer
+reads only its own tag, every ParDo subclass runs as a ParDo, GroupByKey keeps windows
+for GroupAlsoByWindow, side inputs are computed once, every leaf of the graph is
+computed; what Dask cannot run is refused before submission (``runners.dask_checks``)
+and a failing cluster ends the run in one line (``runners.dask_cluster``).
+See docs/runners.md.
 """
 
 from __future__ import annotations
@@ -26,7 +43,7 @@ from typing import Any
 from apache_beam import pvalue
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.runners.common import DoFnContext, DoFnSignature, _OutputHandler
+from apache_beam.runners.common import DoFnSignature
 from apache_beam.runners.dask import dask_runner
 from apache_beam.runners.dask import overrides as dask_ops
 from apache_beam.runners.dask import transform_evaluator as dask_eval
@@ -35,65 +52,92 @@ from apache_beam.runners.dask.transform_evaluator import (
     DaskBagWindowedIterator,
     Flatten,
     NoOp,
-    OneReceiver,
-    get_windowed_value,
 )
-from apache_beam.transforms.core import DoFn
+from apache_beam.runners.runner import PipelineState
+from apache_beam.transforms.core import Impulse
 from apache_beam.transforms.sideinputs import SideInputMap
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from beam_pipelines.errors import BeamPipelinesError
+from runners.dask_bundles import DoFnBundle, SplittableBundle, redistribute
+from runners.dask_checks import check_pipeline
+from runners.dask_cluster import cluster_failure, connect
 
-def _apply_dofn_to_bundle(items, invoker_args, invoker_kwargs, receivers):
-    """Beam's ``apply_dofn_to_bundle`` without ``.value`` on the results.
 
-    Beam's version returns ``v.value`` for every output: a main output loses its
-    WindowedValue (window and timestamp: every later step sees the global window at
-    time 0) and a tagged output loses its tag.
-    """
-    from apache_beam.runners.common import DoFnInvoker
+def _window_fn(applied) -> Any:
+    main_input: Any = next(iter(applied.main_inputs.values()), None)
+    return main_input.windowing.windowfn if hasattr(main_input, "windowing") else None
 
-    invoker = DoFnInvoker.create_invoker(*invoker_args, **invoker_kwargs)
-    invoker.invoke_setup()
-    invoker.invoke_start_bundle()
-    for item in items:
-        invoker.invoke_process(item)
-    invoker.invoke_finish_bundle()
-    invoker.invoke_teardown()
-    results = list(receivers.values)
-    receivers.values.clear()
-    return results
+
+def _task_name(label: str) -> str:
+    """A step's label as a dask task-name prefix: errors about a task name the step."""
+    return label.replace(" ", "_") or "step"
 
 
 class _ParDo(dask_eval.ParDo):
+    """A ParDo, one bundle per partition (``runners.dask_bundles``); a splittable DoFn
+    is split into restrictions, spread over the cluster and processed to the end."""
+
     def apply(self, input_bag, side_inputs=None):
         transform = self.transform
         args, kwargs = transform.raw_side_inputs
-        main_input = next(iter(self.applied.main_inputs.values()))
-        window_fn = main_input.windowing.windowfn if hasattr(main_input, "windowing") else None
-        receivers = OneReceiver()
-        invoker_args = [
-            DoFnSignature(transform.fn),
-            _OutputHandler(
-                window_fn=window_fn,
-                main_receivers=receivers[None],
-                tagged_receivers=receivers,
-                per_element_output_counter=None,
-                output_batch_converter=None,
-                process_yields_batches=False,
-                process_batch_yields_elements=False,
-            ),
-        ]
-        invoker_kwargs = dict(
-            context=DoFnContext(transform.label, state=None),
-            side_inputs=side_inputs,
-            input_args=list(args),
-            input_kwargs=kwargs,
-            user_state_context=None,
-            bundle_finalizer_param=DoFn.BundleFinalizerParam(),
-        )
-        return input_bag.map(get_windowed_value, window_fn).map_partitions(
-            _apply_dofn_to_bundle, invoker_args, invoker_kwargs, receivers
-        )
+        label = self.applied.full_label
+        bundle_class = (SplittableBundle if DoFnSignature(transform.fn).is_splittable_dofn()
+                        else DoFnBundle)
+        bundle = bundle_class(label, transform.fn, list(args), kwargs,
+                              _window_fn(self.applied), side_inputs)
+        name = _task_name(label)
+        if isinstance(bundle, SplittableBundle):
+            works = input_bag.map_partitions(bundle.restrictions, token=f"{name}/Split")
+            input_bag = redistribute(works, _parallelism(self.bag_kwargs), by_size=True,
+                                     label=f"{name}/Spread")
+        return input_bag.map_partitions(bundle, token=name)
+
+
+class _Impulse(dask_eval.DaskBagOp):
+    """Impulse: one empty element (Beam's Dask runner had no translation: every step
+    after an Impulse, such as the Kafka and Event Hubs reads, got no input)."""
+
+    def apply(self, input_bag, side_inputs=None):
+        import dask.bag as db
+
+        impulse = WindowedValue(b"", MIN_TIMESTAMP, (GlobalWindow(),))
+        return db.from_sequence([impulse], npartitions=1)
+
+
+class _Reshuffle(dask_eval.DaskBagOp):
+    """Reshuffle: the elements spread over the cluster (Beam's Dask runner passed the
+    bag through, so the files of a glob or a topic's partitions ran in one task)."""
+
+    def apply(self, input_bag, side_inputs=None):
+        label = _task_name(self.applied.full_label)
+        return redistribute(input_bag, _parallelism(self.bag_kwargs), label=label)
+
+
+class _Create(dask_eval.DaskBagOp):
+    """Create: the values in as many partitions as the cluster has threads (Beam's put
+    up to 128 values in each partition, and warned about it on every run)."""
+
+    def apply(self, input_bag, side_inputs=None):
+        import dask.bag as db
+
+        values = list(self.transform.values)
+        npartitions = self.bag_kwargs.get("npartitions")
+        partition_size = self.bag_kwargs.get("partition_size")
+        if npartitions or partition_size:
+            return db.from_sequence(values, npartitions=npartitions,
+                                    partition_size=partition_size)
+        npartitions = max(1, min(len(values), _parallelism(self.bag_kwargs)))
+        return db.from_sequence(values, npartitions=npartitions)
+
+
+PARALLELISM = "parallelism"  # bag_kwargs key: the partitions a Reshuffle spreads over
+
+
+def _parallelism(bag_kwargs: dict) -> int:
+    return int(bag_kwargs.get("npartitions") or bag_kwargs.get(PARALLELISM) or 1)
 
 
 def _raw(item: Any) -> Any:
@@ -121,6 +165,9 @@ class _GroupByKey(dask_eval.GroupByKey):
 
 _TRANSLATIONS = {
     **TRANSLATIONS,
+    Impulse: _Impulse,
+    dask_ops._Create: _Create,
+    dask_ops._Reshuffle: _Reshuffle,
     dask_eval.apache_beam.ParDo: _ParDo,
     dask_ops._GroupByKeyOnly: _GroupByKey,
 }
@@ -187,6 +234,17 @@ def _side_input_bag(bags: dict, pcoll: pvalue.PCollection, keep: list):
     return persisted
 
 
+def _overrides() -> list:
+    """Beam's Dask overrides, except the one replacing ``Read``: without it a ``Read`` of
+    a BoundedSource is Impulse + a splittable DoFn, which runs here; Beam's replacement
+    had no translation (it produced nothing)."""
+    return [o for o in dask_runner.dask_overrides() if type(o).__name__ != "ReadOverride"]
+
+
+def _translatable(transform) -> bool:
+    return _TRANSLATIONS.get(transform.__class__) is not None
+
+
 class DaskRunner(dask_runner.DaskRunner):
     """Runs batch pipelines on a dask.distributed cluster (``--dask_client_address``)."""
 
@@ -203,25 +261,28 @@ class DaskRunner(dask_runner.DaskRunner):
             def leaves(self) -> list:
                 return [bag for node, bag in self.bags.items() if node not in self.consumed]
 
+            def _input_bag(self, pcoll: pvalue.PCollection):
+                bag = _bag_of(self.bags, pcoll)
+                if bag is None:  # dask_checks refuses what has no translation: a bug here
+                    raise RuntimeError(
+                        f"DaskRunner: no dask bag for {pcoll} (produced by "
+                        f"{pcoll.producer.full_label if pcoll.producer else '?'})")
+                return bag
+
             def visit_transform(self, transform_node) -> None:
                 op_class = _op_class(transform_node.transform)
                 op = op_class(transform_node, bag_kwargs=bag_kwargs)
                 kwargs: dict[str, Any] = {"input_bag": None, "side_inputs": None}
-                inputs = list(transform_node.inputs)
+                inputs = [i for i in transform_node.inputs if not isinstance(i, pvalue.PBegin)]
                 if inputs:
-                    bag_inputs: list[Any] = []
-                    for input_value in inputs:
-                        if isinstance(input_value, pvalue.PBegin):
-                            bag_inputs.append(None)
-                            continue
-                        self.consumed.add(input_value.producer)
-                        bag = _bag_of(self.bags, input_value)
-                        if bag is not None:
-                            bag_inputs.append(bag)
+                    self.consumed.update(i.producer for i in inputs)
+                    bag_inputs = [self._input_bag(i) for i in inputs]
                     if len(bag_inputs) == 1 and not isinstance(op, Flatten):
                         kwargs["input_bag"] = bag_inputs[0]
                     else:
                         kwargs["input_bag"] = bag_inputs
+                elif isinstance(op, Flatten):
+                    kwargs["input_bag"] = []
                 side_inputs = list(transform_node.side_inputs)
                 if side_inputs:
                     self.consumed.update(si.pvalue.producer for si in side_inputs)
@@ -241,39 +302,63 @@ class DaskRunner(dask_runner.DaskRunner):
         return DaskBagVisitor()
 
     def run_pipeline(self, pipeline, options):
-        """Beam's ``run_pipeline``, computing every leaf of the graph.
+        """Check, connect, translate, submit; every leaf of the graph is computed.
 
-        Beam computes only the bag of the last transform visited, "which should be
+        What Dask cannot run is refused before a client connects (``runners.dask_checks``).
+        Beam computed only the bag of the last transform visited, "which should be
         connected to the full graph": with two sinks (results and dead letters) it is
-        not, and the other branch never runs.
+        not, and the other branch never ran.
         """
         import dask
-        from dask import distributed
 
+        from runners.options import RunnerPresetOptions
+
+        pipeline.replace_all(_overrides())
+        check_pipeline(pipeline, options, _translatable)
         dask_options = options.view_as(dask_runner.DaskOptions).get_all_options(
             drop_default=True, current_only=True
         )
         bag_kwargs = dask_runner.DaskOptions._extract_bag_kwargs(dask_options)
-        client = distributed.Client(**dask_options)
-        pipeline.replace_all(dask_runner.dask_overrides())
-        visitor = self.to_dask_bag_visitor(bag_kwargs)
-        pipeline.visit(visitor)
-        graphs = dask.optimize(*visitor.leaves())
-        futures = client.compute(list(graphs))
+        client, address = connect(
+            dask_options, options.view_as(RunnerPresetOptions).dask_local_workers)
+        try:
+            bag_kwargs[PARALLELISM] = sum(client.nthreads().values()) or 1
+            visitor = self.to_dask_bag_visitor(bag_kwargs)
+            pipeline.visit(visitor)
+            graphs = dask.optimize(*visitor.leaves())
+            futures = client.compute(list(graphs))
+        except BaseException as exc:
+            client.close()
+            failure = cluster_failure(exc, address)
+            if failure is not None:
+                raise failure from None
+            raise
         result = _DaskResult(client, futures)
         result.persisted = visitor.persisted
+        result.address = address
         return result
 
 
 class _DaskResult(dask_runner.DaskRunnerResult):
-    """Closes this run's client when the run ends, so exiting does not wait on it.
+    """Closes this run's client when the run ends, so exiting does not wait on it (a
+    client left open tries to reconnect for 30 s once the local cluster stops); a
+    failure of the cluster itself ends the run with one line (``DaskClusterError``)."""
 
-    (A client left open tries to reconnect for 30 s once the local cluster stops.)
-    """
+    address = ""
 
     def wait_until_finish(self, duration=None) -> str:
         try:
             return super().wait_until_finish(duration)
+        except BeamPipelinesError:
+            raise
+        except BaseException as exc:
+            failure = None if self._state == PipelineState.CANCELLED else cluster_failure(
+                exc, self.address)
+            if failure is not None:
+                raise failure from None
+            raise
         finally:
-            if duration is None or self.state in ("DONE", "FAILED", "CANCELLED"):
+            if duration is None or self._state in (
+                PipelineState.DONE, PipelineState.FAILED, PipelineState.CANCELLED
+            ):
                 self.client.close()

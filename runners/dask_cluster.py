@@ -1,0 +1,119 @@
+"""The DaskRunner's cluster: connecting to it, and one line when it fails.
+
+Without ``--dask_client_address`` / ``--dask_scheduler_file`` a run uses a local
+``dask.distributed`` cluster (``--dask_local_workers`` processes, default 2), started once
+per process when the first pipeline is submitted, after the pipeline has been checked:
+a pipeline Dask cannot run is refused without starting one.
+
+A scheduler that does not accept connections is reported in one line at once (not after
+dask's 30 s connect timeout). When the cluster fails while a pipeline runs, the run
+ends with one line naming what failed (:class:`DaskClusterError`): the connection to the
+scheduler was lost, or the workers running a step kept dying (dask retries a task on
+another worker first: a worker killed once costs a recomputation, not the run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import re
+import socket
+from typing import Any, Optional
+from urllib.parse import urlparse
+
+from beam_pipelines.errors import BeamPipelinesError, NotAvailableError
+
+__all__ = ["DaskClusterError", "cluster_failure", "connect", "step_of_task"]
+
+DEFAULT_LOCAL_WORKERS = 2
+_PROBE_SECONDS = 10.0
+
+
+class DaskClusterError(BeamPipelinesError):
+    """The Dask cluster failed while a pipeline ran (scheduler lost, workers died)."""
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail in one line when nothing listens at a tcp:// scheduler address."""
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if parsed.scheme not in ("tcp", "tls") or not parsed.hostname or not parsed.port:
+        return  # inproc://, ucx:// ...: let dask connect
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout):
+            return
+    except OSError as exc:
+        raise NotAvailableError(
+            f"--dask_client_address: no Dask scheduler accepts connections at {address} "
+            f"({exc.strerror or exc}); start one (dask scheduler) or omit the flag to run "
+            "on a local cluster"
+        ) from None
+
+
+def connect(dask_options: dict, local_workers: Optional[int]) -> tuple[Any, str]:
+    """A ``distributed.Client`` for ``dask_options`` (Beam's DaskOptions as a dict) and
+    the scheduler's address; a local cluster when no scheduler is given."""
+    from dask import distributed
+
+    options = dict(dask_options)
+    if not options.get("address") and not options.get("scheduler_file"):
+        from runners.presets import local_dask_cluster
+
+        options["address"] = local_dask_cluster(local_workers or DEFAULT_LOCAL_WORKERS)
+    elif options.get("address"):
+        timeout = options.get("timeout")
+        _probe(options["address"], float(timeout) if isinstance(timeout, int) else _PROBE_SECONDS)
+    try:
+        client = distributed.Client(**options)
+    except (OSError, asyncio.TimeoutError) as exc:
+        where = options.get("address") or options.get("scheduler_file")
+        raise NotAvailableError(
+            f"--dask_client_address: cannot connect to the Dask scheduler at {where}: "
+            f"{_first_line(exc)}"
+        ) from None
+    return client, str(client.scheduler.address)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+_TOKEN = re.compile(r"-[0-9a-f]{32}$")
+
+
+def step_of_task(key: Any) -> str:
+    """The Beam step a dask task key belongs to (``runners.dask`` names tasks by step)."""
+    name = key[0] if isinstance(key, tuple) and key else key
+    return _TOKEN.sub("", str(name))
+
+
+def cluster_failure(exc: BaseException, address: str) -> Optional[DaskClusterError]:
+    """A one-line :class:`DaskClusterError` for a failure of the cluster itself, or None
+    for anything else (an error raised by a step is the step's to report)."""
+    from distributed.comm import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        worker = getattr(exc.last_worker, "address", exc.last_worker)
+        return DaskClusterError(
+            f"DaskRunner: the Dask workers running step {step_of_task(exc.task)!r} died "
+            f"{exc.allowed_failures + 1} times (the last was {worker}); see the workers' "
+            "logs (out of memory? killed?)"
+        )
+    if isinstance(exc, (asyncio.CancelledError, concurrent.futures.CancelledError)):
+        reason = getattr(exc, "reason", "unknown")
+        if reason == "scheduler-restart":
+            return DaskClusterError(
+                f"DaskRunner: the Dask cluster at {address} was restarted while the pipeline ran")
+        if reason != "scheduler-connection-lost":
+            key = getattr(exc, "key", None)
+            step = f" step {step_of_task(key)!r}" if key is not None else " the pipeline"
+            return DaskClusterError(
+                f"DaskRunner: the Dask scheduler at {address} cancelled{step} ({reason})")
+    if isinstance(exc, (asyncio.CancelledError, concurrent.futures.CancelledError,
+                        CommClosedError, ConnectionError)):
+        return DaskClusterError(
+            f"DaskRunner: lost the connection to the Dask scheduler at {address} while the "
+            f"pipeline ran ({_first_line(exc)})"
+        )
+    return None
