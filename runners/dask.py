@@ -19,7 +19,8 @@ Beam 2.77's DaskRunner translates each transform into a ``dask.Bag``, but:
   reads: with tagged outputs (``ParseRecords``: valid records + dead letters) every
   consumer saw every tag, and dead-letter writers received parsed events;
 * a side input's bag is iterated inside each consuming task, recomputing its whole
-  upstream graph there (``WriteToText`` left extra temporary directories behind);
+  upstream graph there (``WriteToText`` left extra temporary directories behind; a
+  Pub/Sub read split its messages between the computations);
 * only the last transform's bag is computed, so a second sink never ran;
 * what it cannot run (unbounded reads, state and timers, TestStream) fails late, and
   the client it left open retried a lost scheduler for 30 s.
@@ -30,8 +31,8 @@ and processed to the end, residuals included (``runners.dask_bundles``); Reshuff
 Create spread elements over every worker thread; each partition runs a fresh DoFn copy
 and finalizes its bundle; ParDo outputs keep their WindowedValue and tag, a consumer
 reads only its own tag, every ParDo subclass runs as a ParDo, GroupByKey keeps windows
-for GroupAlsoByWindow, side inputs are computed once, every leaf of the graph is
-computed; what Dask cannot run is refused before submission (``runners.dask_checks``)
+for GroupAlsoByWindow, side inputs are arguments of the consuming tasks (one graph,
+everything computed once), every leaf of the graph is computed; what Dask cannot run is refused before submission (``runners.dask_checks``)
 and a failing cluster ends the run in one line (``runners.dask_cluster``).
 See docs/runners.md.
 """
@@ -49,19 +50,24 @@ from apache_beam.runners.dask import overrides as dask_ops
 from apache_beam.runners.dask import transform_evaluator as dask_eval
 from apache_beam.runners.dask.transform_evaluator import (
     TRANSLATIONS,
-    DaskBagWindowedIterator,
     Flatten,
     NoOp,
 )
 from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms.core import Impulse
-from apache_beam.transforms.sideinputs import SideInputMap
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_pipelines.errors import BeamPipelinesError
-from runners.dask_bundles import DoFnBundle, SplittableBundle, redistribute
+from runners.dask_bundles import (
+    DoFnBundle,
+    SideInput,
+    SplittableBundle,
+    all_elements,
+    map_bundles,
+    redistribute,
+)
 from runners.dask_checks import check_pipeline
 from runners.dask_cluster import cluster_failure, connect
 
@@ -86,14 +92,15 @@ class _ParDo(dask_eval.ParDo):
         label = self.applied.full_label
         bundle_class = (SplittableBundle if DoFnSignature(transform.fn).is_splittable_dofn()
                         else DoFnBundle)
+        sides = side_inputs or []
         bundle = bundle_class(label, transform.fn, list(args), kwargs,
-                              _window_fn(self.applied), side_inputs)
+                              _window_fn(self.applied), [side for side, _ in sides])
         name = _task_name(label)
         if isinstance(bundle, SplittableBundle):
-            works = input_bag.map_partitions(bundle.restrictions, token=f"{name}/Split")
+            works = map_bundles(input_bag, bundle.restrictions, [], f"{name}/Split")
             input_bag = redistribute(works, _parallelism(self.bag_kwargs), by_size=True,
                                      label=f"{name}/Spread")
-        return input_bag.map_partitions(bundle, token=name)
+        return map_bundles(input_bag, bundle, [items for _, items in sides], name)
 
 
 class _Impulse(dask_eval.DaskBagOp):
@@ -218,22 +225,6 @@ def _bag_of(bags: dict, pcoll: pvalue.PCollection):
     return bag.filter(tag_filter.keep).map(_TagFilter.unwrap)
 
 
-def _side_input_bag(bags: dict, pcoll: pvalue.PCollection, keep: list):
-    """A side input's bag, computed once on the cluster.
-
-    Beam iterates a side input's bag inside the consuming task, which computes the
-    whole upstream graph again there, once per consumer: upstream DoFns ran several
-    times (``WriteToText`` created a temporary directory per run and left the extra ones
-    behind). Persisted, the consumers read the one result.
-    """
-    bag = _bag_of(bags, pcoll)
-    if bag is None:
-        return None
-    persisted = bag.persist()
-    keep.append(persisted)  # the cluster drops results nobody holds
-    return persisted
-
-
 def _overrides() -> list:
     """Beam's Dask overrides, except the one replacing ``Read``: without it a ``Read`` of
     a BoundedSource is Impulse + a splittable DoFn, which runs here; Beam's replacement
@@ -256,7 +247,6 @@ class DaskRunner(dask_runner.DaskRunner):
             def __init__(self) -> None:
                 self.bags: dict = {}
                 self.consumed: set = set()
-                self.persisted: list = []
 
             def leaves(self) -> list:
                 return [bag for node, bag in self.bags.items() if node not in self.consumed]
@@ -287,14 +277,9 @@ class DaskRunner(dask_runner.DaskRunner):
                 if side_inputs:
                     self.consumed.update(si.pvalue.producer for si in side_inputs)
                     kwargs["side_inputs"] = [
-                        SideInputMap(
-                            type(si),  # type: ignore[arg-type]
-                            si._view_options(),
-                            DaskBagWindowedIterator(
-                                _side_input_bag(self.bags, si.pvalue, self.persisted),
-                                si._window_mapping_fn,
-                            ),
-                        )
+                        (SideInput(type(si), si._view_options(), si._window_mapping_fn),
+                         all_elements(self._input_bag(si.pvalue),
+                                      _task_name(f"{si.pvalue.producer.full_label}/AsSide")))
                         for si in side_inputs
                     ]
                 self.bags[transform_node] = op.apply(**kwargs)
@@ -309,7 +294,6 @@ class DaskRunner(dask_runner.DaskRunner):
         connected to the full graph": with two sinks (results and dead letters) it is
         not, and the other branch never ran.
         """
-        import dask
 
         from runners.options import RunnerPresetOptions
 
@@ -325,8 +309,9 @@ class DaskRunner(dask_runner.DaskRunner):
             bag_kwargs[PARALLELISM] = sum(client.nthreads().values()) or 1
             visitor = self.to_dask_bag_visitor(bag_kwargs)
             pipeline.visit(visitor)
-            graphs = dask.optimize(*visitor.leaves())
-            futures = client.compute(list(graphs))
+            # One graph for every leaf, optimized together: dask.optimize(*leaves)
+            # optimized them apart and computed shared steps (a read) once per leaf.
+            futures = client.compute(visitor.leaves())
         except BaseException as exc:
             client.close()
             failure = cluster_failure(exc, address)
@@ -334,7 +319,6 @@ class DaskRunner(dask_runner.DaskRunner):
                 raise failure from None
             raise
         result = _DaskResult(client, futures)
-        result.persisted = visitor.persisted
         result.address = address
         return result
 

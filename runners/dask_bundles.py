@@ -32,10 +32,73 @@ from apache_beam.internal import pickler
 from apache_beam.runners.common import DoFnContext, DoFnInvoker, DoFnSignature, _OutputHandler
 from apache_beam.runners.dask.transform_evaluator import OneReceiver, get_windowed_value
 from apache_beam.transforms.core import DoFn
+from apache_beam.transforms.sideinputs import SideInputMap
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-__all__ = ["DoFnBundle", "SplittableBundle", "Work", "redistribute"]
+__all__ = [
+    "DoFnBundle", "SideInput", "SplittableBundle", "Work", "all_elements", "map_bundles",
+    "redistribute",
+]
+
+
+class SideInput(NamedTuple):
+    """How a step sees one side input; its elements arrive as an argument of the task."""
+
+    view_class: Any  # AsList, AsIter, AsSingleton, AsDict, ...
+    view_options: dict
+    window_mapping_fn: Any
+
+
+class _Elements:
+    """A side input's elements (WindowedValues) for ``SideInputMap``, re-iterable."""
+
+    def __init__(self, elements: list, window_fn: Any) -> None:
+        self._elements = elements
+        self._window_fn = window_fn
+
+    def __iter__(self):
+        for element in self._elements:
+            yield get_windowed_value(element, self._window_fn)
+
+
+def _concat(*partitions: list) -> list:
+    return [element for partition in partitions for element in partition]
+
+
+def all_elements(bag, label: str = "side-input"):
+    """A one-partition bag whose partition is every element of ``bag``: a side input.
+
+    The consuming step's tasks take it as an argument (:func:`map_bundles`), so it is
+    part of the same graph and computed once, with the rest of the pipeline. (This
+    runner used to persist it separately, which computed everything upstream of it a
+    second time in the main graph; dask's ``Bag.reduction`` items passed to
+    ``map_partitions`` are recomputed the same way: a Pub/Sub read then split its
+    messages between the computations.)
+    """
+    from dask.bag import Bag
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    name = f"{label}-{tokenize(bag, 'all-elements')}"
+    graph: dict[Any, Any] = {(name, 0): (_concat, *[(bag.name, i) for i in range(bag.npartitions)])}
+    return Bag(HighLevelGraph.from_collections(name, graph, dependencies=[bag]), name, 1)
+
+
+def map_bundles(bag, bundle, sides: list, label: str):
+    """``bundle(partition, *side_elements)`` for every partition of ``bag``, where each
+    of ``sides`` is a bag made by :func:`all_elements` (a plain task graph: dask's
+    ``map_partitions`` would recompute those; see :func:`all_elements`)."""
+    from dask.bag import Bag
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    name = f"{label}-{tokenize(bag, bundle, *sides)}"
+    side_keys = [(side.name, 0) for side in sides]
+    graph: dict[Any, Any] = {
+        (name, i): (bundle, (bag.name, i), *side_keys) for i in range(bag.npartitions)}
+    return Bag(HighLevelGraph.from_collections(name, graph, dependencies=[bag, *sides]), name,
+               bag.npartitions)
 
 
 class Work(NamedTuple):
@@ -56,11 +119,12 @@ class DoFnBundle:
         args: the ParDo's extra positional arguments (side input placeholders included).
         kwargs: the ParDo's extra keyword arguments.
         window_fn: the main input's WindowFn (for elements that carry no window yet).
-        side_inputs: ``SideInputMap`` s of the step, in order.
+        side_inputs: the step's side inputs, in order; their elements are the extra
+            arguments of each call (see :func:`all_elements`).
     """
 
     def __init__(self, label: str, fn: DoFn, args: list, kwargs: dict, window_fn: Any,
-                 side_inputs: Optional[list] = None) -> None:
+                 side_inputs: Optional[list[SideInput]] = None) -> None:
         self.label = label
         self._fn = pickler.dumps(fn)
         self._args = list(args)
@@ -71,7 +135,8 @@ class DoFnBundle:
     def __dask_tokenize__(self) -> tuple:
         return type(self).__name__, self.label, self._fn
 
-    def _invoker(self, fn: DoFn, receivers: OneReceiver, finalizer) -> DoFnInvoker:
+    def _invoker(self, fn: DoFn, receivers: OneReceiver, finalizer,
+                 side_values: tuple) -> DoFnInvoker:
         handler = _OutputHandler(
             window_fn=self._window_fn,
             main_receivers=receivers[None],
@@ -85,17 +150,21 @@ class DoFnBundle:
             DoFnSignature(fn),
             handler,
             context=DoFnContext(self.label, state=None),
-            side_inputs=self._side_inputs,
+            side_inputs=[
+                SideInputMap(side.view_class, side.view_options,
+                             _Elements(values, side.window_mapping_fn))
+                for side, values in zip(self._side_inputs, side_values, strict=True)
+            ],
             input_args=list(self._args),
             input_kwargs=dict(self._kwargs),
             user_state_context=None,
             bundle_finalizer_param=finalizer,
         )
 
-    def __call__(self, items) -> list:
+    def __call__(self, items, *side_values: list) -> list:
         receivers = OneReceiver()
         finalizer = DoFn.BundleFinalizerParam()
-        invoker = self._invoker(pickler.loads(self._fn), receivers, finalizer)
+        invoker = self._invoker(pickler.loads(self._fn), receivers, finalizer, side_values)
         invoker.invoke_setup()
         try:
             invoker.invoke_start_bundle()
