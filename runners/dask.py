@@ -39,6 +39,7 @@ See docs/runners.md.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from apache_beam import pvalue
@@ -69,7 +70,7 @@ from runners.dask_bundles import (
     redistribute,
 )
 from runners.dask_checks import check_pipeline
-from runners.dask_cluster import cluster_failure, connect
+from runners.dask_cluster import close_client, cluster_failure, connect, wait_for
 
 
 def _window_fn(applied) -> Any:
@@ -294,7 +295,6 @@ class DaskRunner(dask_runner.DaskRunner):
         connected to the full graph": with two sinks (results and dead letters) it is
         not, and the other branch never ran.
         """
-
         from runners.options import RunnerPresetOptions
 
         pipeline.replace_all(_overrides())
@@ -313,8 +313,8 @@ class DaskRunner(dask_runner.DaskRunner):
             # optimized them apart and computed shared steps (a read) once per leaf.
             futures = client.compute(visitor.leaves())
         except BaseException as exc:
-            client.close()
-            failure = cluster_failure(exc, address)
+            failure = cluster_failure(exc, address, client)
+            close_client(client, quietly=True)
             if failure is not None:
                 raise failure from None
             raise
@@ -324,25 +324,37 @@ class DaskRunner(dask_runner.DaskRunner):
 
 
 class _DaskResult(dask_runner.DaskRunnerResult):
-    """Closes this run's client when the run ends, so exiting does not wait on it (a
-    client left open tries to reconnect for 30 s once the local cluster stops); a
-    failure of the cluster itself ends the run with one line (``DaskClusterError``)."""
+    """Waits for every leaf, raising on a cancelled one (Beam's wait reported a run whose
+    scheduler died DONE); closes this run's client when the run ends (a client left open
+    tries to reconnect for 30 s once the local cluster stops); a failure of the cluster
+    itself ends the run with one line (``DaskClusterError``)."""
 
     address = ""
 
     def wait_until_finish(self, duration=None) -> str:
+        if self._state in (PipelineState.DONE, PipelineState.FAILED, PipelineState.CANCELLED):
+            return self._state
+        failed = False
         try:
-            return super().wait_until_finish(duration)
-        except BeamPipelinesError:
-            raise
+            try:
+                wait_for(self.client, list(self.futures),
+                         None if duration is None else duration / 1000)
+            except (TimeoutError, asyncio.TimeoutError):
+                if duration is None:
+                    raise
+                return self._state  # still running after ``duration`` milliseconds
+            self._state = PipelineState.DONE
         except BaseException as exc:
-            failure = None if self._state == PipelineState.CANCELLED else cluster_failure(
-                exc, self.address)
+            failed = True
+            cancelled = self._state == PipelineState.CANCELLED
+            self._state = PipelineState.CANCELLED if cancelled else PipelineState.FAILED
+            failure = None if cancelled or isinstance(exc, BeamPipelinesError) else (
+                cluster_failure(exc, self.address, self.client))
             if failure is not None:
+                close_client(self.client, quietly=True)
                 raise failure from None
             raise
         finally:
-            if duration is None or self._state in (
-                PipelineState.DONE, PipelineState.FAILED, PipelineState.CANCELLED
-            ):
-                self.client.close()
+            if self._state != PipelineState.RUNNING:
+                close_client(self.client, quietly=failed)
+        return self._state

@@ -16,17 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import re
 import socket
+import time
 from typing import Any, Optional
 from urllib.parse import urlparse
 
 from beam_pipelines.errors import BeamPipelinesError, NotAvailableError
 
-__all__ = ["DaskClusterError", "cluster_failure", "connect", "step_of_task"]
+__all__ = [
+    "DaskClusterError", "close_client", "cluster_failure", "connect", "step_of_task",
+    "wait_for",
+]
 
 DEFAULT_LOCAL_WORKERS = 2
 _PROBE_SECONDS = 10.0
+# A cluster whose workers all died gets this long for one to come back (a nanny
+# restarts a killed worker in seconds) before the run fails instead of waiting forever.
+NO_WORKERS_GRACE = 10.0
+_POLL_SECONDS = 1.0  # how often a waiting run asks the scheduler how many workers it has
+_ASK_SECONDS = 2.0
 
 
 class DaskClusterError(BeamPipelinesError):
@@ -87,9 +97,11 @@ def step_of_task(key: Any) -> str:
     return _TOKEN.sub("", str(name))
 
 
-def cluster_failure(exc: BaseException, address: str) -> Optional[DaskClusterError]:
+def cluster_failure(exc: BaseException, address: str,
+                    client: Any = None) -> Optional[DaskClusterError]:
     """A one-line :class:`DaskClusterError` for a failure of the cluster itself, or None
-    for anything else (an error raised by a step is the step's to report)."""
+    for anything else (an error raised by a step is the step's to report). ``client``
+    tells a cancellation without a reason apart: its connection is gone, or not."""
     from distributed.comm import CommClosedError
     from distributed.scheduler import KilledWorker
 
@@ -102,6 +114,8 @@ def cluster_failure(exc: BaseException, address: str) -> Optional[DaskClusterErr
         )
     if isinstance(exc, (asyncio.CancelledError, concurrent.futures.CancelledError)):
         reason = getattr(exc, "reason", "unknown")
+        if reason == "unknown" and client is not None and client.status != "running":
+            reason = "scheduler-connection-lost"
         if reason == "scheduler-restart":
             return DaskClusterError(
                 f"DaskRunner: the Dask cluster at {address} was restarted while the pipeline ran")
@@ -110,10 +124,88 @@ def cluster_failure(exc: BaseException, address: str) -> Optional[DaskClusterErr
             step = f" step {step_of_task(key)!r}" if key is not None else " the pipeline"
             return DaskClusterError(
                 f"DaskRunner: the Dask scheduler at {address} cancelled{step} ({reason})")
-    if isinstance(exc, (asyncio.CancelledError, concurrent.futures.CancelledError,
-                        CommClosedError, ConnectionError)):
+        return DaskClusterError(
+            f"DaskRunner: lost the connection to the Dask scheduler at {address} while the "
+            "pipeline ran")
+    if isinstance(exc, CommClosedError):  # not ConnectionError: a step's own is the step's
         return DaskClusterError(
             f"DaskRunner: lost the connection to the Dask scheduler at {address} while the "
             f"pipeline ran ({_first_line(exc)})"
         )
     return None
+
+
+def _workers(client: Any) -> Optional[int]:
+    """How many workers the scheduler has now; None when it does not answer promptly."""
+    try:
+        return len(client.sync(client.scheduler.ncores, callback_timeout=_ASK_SECONDS))
+    except Exception:  # a lost scheduler shows up as cancelled futures; don't wait here
+        return None
+
+
+def wait_for(client: Any, futures: list, timeout: Optional[float] = None,
+             no_workers_grace: float = NO_WORKERS_GRACE) -> None:
+    """Return when every future has finished; raise the first failure.
+
+    ``distributed.as_completed(..., with_results=True)`` (Beam's wait) yields a future
+    the client cancelled when it lost the scheduler like any other: the run was reported
+    DONE with nothing written. A cancelled future raises here. A cluster that had
+    workers and has had none for ``no_workers_grace`` seconds (every worker died and
+    none came back: tasks would wait forever) raises :class:`DaskClusterError`. Results
+    are not fetched: the leaves of a pipeline are its sinks' side effects.
+    ``TimeoutError`` after ``timeout`` seconds.
+    """
+    from dask import distributed
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending = list(futures)
+    had_workers = False
+    without_workers: Optional[float] = None
+    while pending:
+        step = _POLL_SECONDS if deadline is None else max(
+            0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
+        try:
+            done, not_done = distributed.wait(pending, timeout=step, return_when="FIRST_COMPLETED")
+        except (TimeoutError, asyncio.TimeoutError):
+            done, not_done = set(), set(pending)
+        for future in done:
+            if future.status != "finished":
+                future.result()  # the step's exception, or the cancellation and its reason
+                raise DaskClusterError(f"DaskRunner: a task ended as {future.status!r}")
+        pending = list(not_done)
+        if not pending:
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"the pipeline is still running after {timeout} s")
+        workers = _workers(client)
+        if workers:
+            had_workers, without_workers = True, None
+        elif workers == 0 and had_workers:
+            without_workers = without_workers or time.monotonic()
+            if time.monotonic() - without_workers >= no_workers_grace:
+                raise DaskClusterError(
+                    f"DaskRunner: every Dask worker of the scheduler at "
+                    f"{_address(client)} died and none came back for {no_workers_grace:g} s")
+
+
+def _address(client: Any) -> str:
+    try:
+        return str(client.scheduler.address)
+    except Exception:
+        return "?"
+
+
+def close_client(client: Any, quietly: bool = False) -> None:
+    """Close a run's client; ``quietly`` after a cluster failure, whose one line is said
+    elsewhere (closing a client that is reconnecting logs the cancelled attempt as an
+    error with a traceback)."""
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    if quietly:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        client.close()
+    except Exception:  # a client that lost its scheduler may fail to say goodbye
+        pass
+    finally:
+        logger.setLevel(level)
