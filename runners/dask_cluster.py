@@ -23,6 +23,8 @@ import time
 from typing import Any, Optional
 from urllib.parse import urlparse
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from beam_pipelines.errors import BeamPipelinesError, NotAvailableError
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "wait_for",
 ]
 
+_LOG = logging.getLogger(__name__)
 DEFAULT_LOCAL_WORKERS = 2
 _PROBE_SECONDS = 10.0
 # A cluster whose workers all died gets this long for one to come back (a nanny
@@ -80,7 +83,46 @@ def connect(dask_options: dict, local_workers: Optional[int]) -> tuple[Any, str]
             f"--dask_client_address: cannot connect to the Dask scheduler at {where}: "
             f"{_first_line(exc)}"
         ) from None
+    try:
+        client.register_plugin(QuietOwnErrors())
+    except Exception as exc:  # only log hygiene: never a reason not to run
+        _LOG.debug("could not register the worker log filter: %s", exc)
     return client, str(client.scheduler.address)
+
+
+class _OwnErrorRecords(logging.Filter):
+    """Drops a worker's "Compute Failed" record (a traceback dump) for our own errors:
+    they reach the client, whose one-line message (``error: ...``) is the whole story;
+    any other exception is logged as dask logs it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Compute Failed") or len(record.args or ()) < 4:
+            return True
+        text = str(record.args[3])  # type: ignore[index]  # the exception's text
+        return not any(text.startswith(f"{name}(") for name in _our_error_names())
+
+
+def _our_error_names() -> set[str]:
+    found, todo = set(), [BeamPipelinesError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+class QuietOwnErrors(WorkerPlugin):
+    """Worker plugin installing :class:`_OwnErrorRecords` on each worker's task log
+    (a local cluster's workers write to the terminal the pipeline was started from)."""
+
+    name = "beam-pipelines-quiet-own-errors"
+
+    def setup(self, worker: Any) -> None:
+        logger = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, _OwnErrorRecords) for f in logger.filters):
+            logger.addFilter(_OwnErrorRecords())
+
+
 
 
 def _first_line(exc: BaseException) -> str:

@@ -223,3 +223,20 @@ def test_cluster_failures_name_what_failed():
     # An error raised by a step is the step's to report, even a ConnectionError.
     assert cluster_failure(ConnectionRefusedError("db down"), "tcp://s:8786") is None
     assert cluster_failure(ValueError("bad"), "tcp://s:8786") is None
+
+
+def test_workers_do_not_dump_our_own_errors_only_the_client_says_them():
+    import logging
+
+    from runners.dask_cluster import _OwnErrorRecords
+
+    def record(exception_text: str) -> logging.LogRecord:
+        return logging.LogRecord(
+            "distributed.worker", logging.ERROR, __file__, 1,
+            "Compute Failed\nKey: %s\nState: %s\nTask: %s\nException: %r\nTraceback: %r\n",
+            ("k", "executing", "task", exception_text, "tb"), None)
+
+    quiet = _OwnErrorRecords()
+    assert not quiet.filter(record("SourceError('Kafka: partition 3 is gone')"))
+    assert not quiet.filter(record("DaskClusterError('x')"))
+    assert quiet.filter(record("ZeroDivisionError('division by zero')"))  # a bug: keep it
