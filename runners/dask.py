@@ -66,6 +66,7 @@ from runners.dask_bundles import (
     SideInput,
     SplittableBundle,
     all_elements,
+    from_values,
     map_bundles,
     redistribute,
 )
@@ -109,10 +110,8 @@ class _Impulse(dask_eval.DaskBagOp):
     after an Impulse, such as the Kafka and Event Hubs reads, got no input)."""
 
     def apply(self, input_bag, side_inputs=None):
-        import dask.bag as db
-
         impulse = WindowedValue(b"", MIN_TIMESTAMP, (GlobalWindow(),))
-        return db.from_sequence([impulse], npartitions=1)
+        return from_values([impulse], 1, _task_name(self.applied.full_label))
 
 
 class _Reshuffle(dask_eval.DaskBagOp):
@@ -126,19 +125,17 @@ class _Reshuffle(dask_eval.DaskBagOp):
 
 class _Create(dask_eval.DaskBagOp):
     """Create: the values in as many partitions as the cluster has threads (Beam's put
-    up to 128 values in each partition, and warned about it on every run)."""
+    up to 128 values in each partition, and warned about it on every run), or as
+    ``--dask_npartitions`` / ``--dask_partition_size`` say."""
 
     def apply(self, input_bag, side_inputs=None):
-        import dask.bag as db
-
         values = list(self.transform.values)
-        npartitions = self.bag_kwargs.get("npartitions")
         partition_size = self.bag_kwargs.get("partition_size")
-        if npartitions or partition_size:
-            return db.from_sequence(values, npartitions=npartitions,
-                                    partition_size=partition_size)
-        npartitions = max(1, min(len(values), _parallelism(self.bag_kwargs)))
-        return db.from_sequence(values, npartitions=npartitions)
+        if partition_size:
+            partitions = -(-len(values) // int(partition_size))
+        else:
+            partitions = _parallelism(self.bag_kwargs)
+        return from_values(values, partitions, _task_name(self.applied.full_label))
 
 
 PARALLELISM = "parallelism"  # bag_kwargs key: the partitions a Reshuffle spreads over

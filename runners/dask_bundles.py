@@ -37,8 +37,8 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 __all__ = [
-    "DoFnBundle", "SideInput", "SplittableBundle", "Work", "all_elements", "map_bundles",
-    "redistribute",
+    "DoFnBundle", "SideInput", "SplittableBundle", "Work", "all_elements", "from_values",
+    "map_bundles", "redistribute",
 ]
 
 
@@ -226,6 +226,30 @@ def _wait(delay: Any) -> None:
 
 
 # ---- spreading elements over the cluster --------------------------------------------
+
+def from_values(values: list, partitions: int, label: str):
+    """A bag of ``values`` in ``partitions`` contiguous partitions, named uniquely.
+
+    The root of every graph (Impulse, Create) gets a name of its own per run, so no key
+    of a run equals a key of another run of the same pipeline (dask's ``from_sequence``
+    names a bag by its contents: a second run submitted while the first one's results
+    were still held would have been given those results, reads and writes included).
+    """
+    import uuid
+
+    from dask.bag import Bag
+
+    partitions = max(1, min(int(partitions), len(values) or 1))
+    size, extra = divmod(len(values), partitions)
+    name = f"{label}-{uuid.uuid4().hex}"
+    graph: dict[Any, Any] = {}
+    start = 0
+    for i in range(partitions):
+        stop = start + size + (1 if i < extra else 0)
+        graph[(name, i)] = list(values[start:stop])
+        start = stop
+    return Bag(graph, name, partitions)
+
 
 def _deal(items, buckets: int, offset: int, by_size: bool) -> list[list]:
     """One partition's elements dealt into ``buckets`` lists: round robin, or (``by_size``)

@@ -24,7 +24,7 @@ from apache_beam.utils.timestamp import Duration
 from beam_pipelines import pageviews
 from beam_pipelines.errors import ConfigError, NotAvailableError
 from beam_pipelines.testing.servers import free_port
-from runners.dask_bundles import SplittableBundle, Work, _deal, redistribute
+from runners.dask_bundles import SplittableBundle, Work, _deal, from_values, redistribute
 from runners.dask_cluster import DaskClusterError, cluster_failure, step_of_task
 from transforms.io.synthetic import UnboundedSynthetic
 
@@ -113,6 +113,14 @@ def test_redistribute_deals_every_element_once():
     assert spread.npartitions == 3
     assert sorted(x for part in partitions for x in part) == list(range(10))
     assert sorted(len(part) for part in partitions) == [3, 3, 4]
+
+
+def test_every_run_gets_keys_of_its_own():
+    first, second = from_values(list(range(10)), 3, "Create"), from_values(list(range(10)), 3, "Create")
+    assert first.name != second.name  # a second run is never handed the first run's results
+    with dask.config.set(scheduler="sync"):
+        assert first.map_partitions(lambda part: [len(part)]).compute() == [4, 3, 3]
+        assert from_values([], 4, "Empty").compute() == []
 
 
 # ---- refusals, before a scheduler is contacted ----------------------------------------------
