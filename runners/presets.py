@@ -339,18 +339,15 @@ def local_dask_cluster(workers: int) -> str:
 
 
 def dask(options: PipelineOptions) -> PipelineOptions:
+    """The local cluster (no ``--dask_client_address``) is started by the runner once it
+    has checked the pipeline (``runners.dask_cluster``): a refusal starts nothing."""
     require("dask", "dask.distributed")
     if _streaming(options):
         raise ConfigError.from_message(
-            "--runner: DaskRunner runs bounded (batch) pipelines only; for --streaming use "
-            "--runner=FlinkRunner, DataflowRunner or LocalStreamingRunner"
+            "--runner: DaskRunner runs bounded (batch) pipelines only, and this one streams "
+            "(--streaming, or an unbounded source: bound the read, e.g. Kafka --stop_at=end); "
+            "for streaming use --runner=FlinkRunner, DataflowRunner or LocalStreamingRunner"
         )
-    from apache_beam.runners.dask.dask_runner import DaskOptions  # needs the [dask] extra
-
-    dask_options = options.view_as(DaskOptions)
-    if not dask_options.address and not dask_options.scheduler_file:
-        workers = options.view_as(RunnerPresetOptions).dask_local_workers or 2
-        dask_options.address = local_dask_cluster(workers)
     _set_runner(options, DASK)
     return options
 
