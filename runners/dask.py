@@ -60,7 +60,6 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from beam_pipelines.errors import BeamPipelinesError
 from runners.dask_bundles import (
     DoFnBundle,
     SideInput,
@@ -72,6 +71,8 @@ from runners.dask_bundles import (
 )
 from runners.dask_checks import check_pipeline
 from runners.dask_cluster import close_client, cluster_failure, connect, wait_for
+from runners.options import RunnerPresetOptions
+from transforms.base.errors import BeamPipelinesError
 
 
 def _window_fn(applied) -> Any:
@@ -292,8 +293,6 @@ class DaskRunner(dask_runner.DaskRunner):
         connected to the full graph": with two sinks (results and dead letters) it is
         not, and the other branch never ran.
         """
-        from runners.options import RunnerPresetOptions
-
         pipeline.replace_all(_overrides())
         check_pipeline(pipeline, options, _translatable)
         dask_options = options.view_as(dask_runner.DaskOptions).get_all_options(

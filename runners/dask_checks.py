@@ -17,7 +17,7 @@ from apache_beam.pipeline import AppliedPTransform, Pipeline, PipelineVisitor
 from apache_beam.runners.common import DoFnSignature
 from apache_beam.transforms.core import ParDo
 
-from beam_pipelines.errors import ConfigError
+from transforms.base.errors import ConfigError
 
 __all__ = ["check_pipeline", "unsupported"]
 

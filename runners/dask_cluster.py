@@ -25,7 +25,8 @@ from urllib.parse import urlparse
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from beam_pipelines.errors import BeamPipelinesError, NotAvailableError
+from runners.presets import local_dask_cluster
+from transforms.base.errors import BeamPipelinesError, NotAvailableError
 
 __all__ = [
     "DaskClusterError", "close_client", "cluster_failure", "connect", "step_of_task",
@@ -69,8 +70,6 @@ def connect(dask_options: dict, local_workers: Optional[int]) -> tuple[Any, str]
 
     options = dict(dask_options)
     if not options.get("address") and not options.get("scheduler_file"):
-        from runners.presets import local_dask_cluster
-
         options["address"] = local_dask_cluster(local_workers or DEFAULT_LOCAL_WORKERS)
     elif options.get("address"):
         timeout = options.get("timeout")

@@ -22,11 +22,11 @@ from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import Duration
 
 from beam_pipelines import pageviews
-from beam_pipelines.errors import ConfigError, NotAvailableError
 from beam_pipelines.testing.servers import free_port
 from runners.dask_bundles import SplittableBundle, Work, _deal, from_values, redistribute
 from runners.dask_cluster import DaskClusterError, cluster_failure, step_of_task
-from transforms.io.synthetic import UnboundedSynthetic
+from transforms.base.errors import ConfigError, NotAvailableError
+from transforms.io.synthetic.read import UnboundedSynthetic
 
 pytestmark = pytest.mark.unit
 
