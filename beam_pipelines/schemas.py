@@ -21,7 +21,7 @@ import json
 import sys
 import types
 import typing
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 from transforms.base.errors import ConfigError
 from transforms.records import DeadLetter, IoTAlert, IoTReading, PageViewCount, UserEvent, UtcTime
@@ -113,10 +113,13 @@ _REGENERATE = "python -m beam_pipelines.schemas --format markdown > docs/schemas
 
 class Field(NamedTuple):
     name: str
-    kind: str  # string | double | long | boolean | map
+    kind: str  # string | double | long | boolean | map | list
     nullable: bool
     doc: str
     constraints: dict[str, Any]
+    # kind "list": the NamedTuple each element has the fields of (list[ScoredPage]); the
+    # elements are dicts with those keys at run time, JSON objects in the sinks.
+    items: Optional[type] = None
 
     @property
     def is_time(self) -> bool:
@@ -142,7 +145,25 @@ def _kind(schema: str, name: str, hint: Any) -> tuple[str, bool]:
         return _KINDS[hint], nullable
     if typing.get_origin(hint) is dict and typing.get_args(hint)[:1] == (str,):
         return "map", nullable
+    if _list_items(hint) is not None:
+        return "list", nullable
     raise TypeError(f"{schema}.{name}: type {hint!r} has no schema mapping")
+
+
+def _list_items(hint: Any) -> Optional[type]:
+    """T of list[T] when T is a NamedTuple of scalar fields, else None."""
+    if typing.get_origin(hint) is not list:
+        return None
+    args = typing.get_args(hint)
+    item = args[0] if len(args) == 1 else None
+    if isinstance(item, type) and issubclass(item, tuple) and hasattr(item, "_fields"):
+        return item
+    return None
+
+
+def _item_fields(item: type) -> list[tuple[str, str]]:
+    """(name, kind) of a list element record's fields (scalars only)."""
+    return [(name, _KINDS[hint]) for name, hint in typing.get_type_hints(item).items()]
 
 
 Record = typing.Union[str, type]  # a schema's name in SCHEMAS, or the record type itself
@@ -187,7 +208,8 @@ def fields(name: Record) -> list[Field]:
         kind, nullable = _kind(key, field, hint)
         rules = {**_DATE_TIME} if _unwrapped(hint) is UtcTime else {}
         rules.update(constraints.get(field, {}))
-        out.append(Field(field, kind, nullable, docs.get(field, ""), rules))
+        out.append(Field(field, kind, nullable, docs.get(field, ""), rules,
+                         _list_items(_unwrapped(hint))))
     return out
 
 
@@ -216,6 +238,12 @@ def json_schema(name: str) -> dict[str, Any]:
     for f in fields(name):
         if f.kind == "map":
             prop: dict[str, Any] = {"type": "object", "additionalProperties": {"type": _SCALARS}}
+        elif f.kind == "list" and f.items is not None:
+            item_fields = _item_fields(f.items)
+            prop = {"type": "array", "items": {
+                "type": "object",
+                "properties": {n: {"type": _JSON_TYPES[k]} for n, k in item_fields},
+                "required": [n for n, _ in item_fields], "additionalProperties": False}}
         else:
             prop = {"type": _JSON_TYPES[f.kind]}
         if f.nullable:
@@ -248,6 +276,11 @@ def avro_schema(name: str) -> dict[str, Any]:
     for f in fields(name):
         if f.kind == "map":
             avro_type: Any = {"type": "map", "values": ["null", "boolean", "long", "double", "string"]}
+        elif f.kind == "list" and f.items is not None:
+            avro_type = {"type": "array", "items": {
+                "type": "record", "name": f.items.__name__,
+                "fields": [{"name": n, "type": _AVRO_TYPES[k]}
+                           for n, k in _item_fields(f.items)]}}
         else:
             avro_type = _AVRO_TYPES[f.kind]
         entry: dict[str, Any] = {"name": f.name, "type": avro_type, "doc": f.doc}
@@ -271,7 +304,12 @@ def row_type(name: str) -> type:
     resolved = []
     for field, hint in hints.items():
         kind, nullable = _kind(name, field, hint)
-        base = dict[str, Any] if kind == "map" else {v: k for k, v in _KINDS.items()}[kind]
+        items = _list_items(_unwrapped(hint))
+        if items is not None:
+            base: Any = list[NamedTuple(items.__name__, list(  # type: ignore[misc]
+                typing.get_type_hints(items).items()))]
+        else:
+            base = dict[str, Any] if kind == "map" else {v: k for k, v in _KINDS.items()}[kind]
         resolved.append((field, typing.Optional[base] if nullable else base))
     row: type = NamedTuple(name, resolved)  # type: ignore[misc]
     return row
@@ -295,6 +333,9 @@ def row_coder(name: str):
 
 def _markdown_type(f: Field) -> str:
     text = {"double": "number", "long": "integer", "map": "object (string keys)"}.get(f.kind, f.kind)
+    if f.kind == "list" and f.items is not None:
+        inner = ", ".join(f"{n}: {_JSON_TYPES[k]}" for n, k in _item_fields(f.items))
+        text = f"array of objects {{{inner}}}"
     if f.constraints.get("format") == "date-time":
         text = "string (ISO-8601 date-time)"
     return text

@@ -20,7 +20,8 @@ __all__ = ["PANE_COLUMNS", "ResultSpec"]
 
 PANE_COLUMNS = ("pane_timing", "pane_index", "is_final")
 _PANE_SQL = {"pane_timing": "text", "pane_index": "integer", "is_final": "boolean"}
-_SQL = {"string": "text", "long": "bigint", "double": "double precision", "boolean": "boolean"}
+_SQL = {"string": "text", "long": "bigint", "double": "double precision", "boolean": "boolean",
+        "list": "jsonb"}
 
 
 def _arrow_type(field: schemas.Field):
@@ -28,6 +29,8 @@ def _arrow_type(field: schemas.Field):
 
     if field.is_time:
         return pa.timestamp("us", tz="UTC")
+    if field.kind == "list" and field.items is not None:  # list[NamedTuple]: list<struct>
+        return pa.list_(pa.struct([(f.name, _arrow_type(f)) for f in schemas.fields(field.items)]))
     return {"string": pa.string(), "long": pa.int64(), "double": pa.float64(),
             "boolean": pa.bool_()}[field.kind]
 
@@ -50,12 +53,15 @@ class ResultSpec(NamedTuple):
     # Streaming only: a column whose value never decreases across panes of one window
     # (an accumulating count); the upsert then never replaces it with a smaller value.
     never_decrease: Optional[str] = None
+    # The field whose value keys each message on a keyed message sink (Kafka: records of
+    # one key stay in one partition, in order); None: unkeyed messages.
+    message_key: Optional[str] = None
 
     @classmethod
     def of(cls, record: type, *, name: str, key: Sequence[str], title: str,
            columns: Optional[Sequence[str]] = None, sort_by: Optional[Sequence[str]] = None,
            table: Optional[str] = None, table_columns: Optional[Sequence[str]] = None,
-           never_decrease: Optional[str] = None) -> ResultSpec:
+           never_decrease: Optional[str] = None, message_key: Optional[str] = None) -> ResultSpec:
         """The spec of ``record``'s results.
 
         :param record: the result record, a NamedTuple.
@@ -67,18 +73,19 @@ class ResultSpec(NamedTuple):
         :param table: the default PostgreSQL table (``--output_table`` overrides it).
         :param table_columns: the PostgreSQL column order (default: ``columns``).
         :param never_decrease: a column an upsert never lowers (an accumulating count).
+        :param message_key: the field keying each message on Kafka (default: no key).
         """
         names = [f for f in schemas.field_names(record) if f not in PANE_COLUMNS]
         columns = list(columns or names)
         for what, given in (("columns", columns), ("table_columns", table_columns or columns),
-                            ("key", key)):
+                            ("key", key), ("message_key", [message_key] if message_key else [])):
             unknown = sorted(set(given) - set(names))
-            if unknown or (what != "key" and sorted(given) != sorted(names)):
+            if unknown or (what in ("columns", "table_columns") and sorted(given) != sorted(names)):
                 raise ConfigError(what, f"the fields of {record.__name__} ({', '.join(names)})",
                                   list(given))
         panes = [f for f in PANE_COLUMNS if f in schemas.field_names(record)]
         return cls(name, record, columns, panes, list(sort_by or key), title, table or name,
-                   list(key), list(table_columns or columns), never_decrease)
+                   list(key), list(table_columns or columns), never_decrease, message_key)
 
     def field_specs(self) -> dict[str, schemas.Field]:
         return {f.name: f for f in schemas.fields(self.record)}

@@ -7,6 +7,7 @@ from the flags of ``beam_pipelines.options.kafka``.
 from __future__ import annotations
 
 import argparse
+import operator
 from typing import Any, Optional, Union
 
 import apache_beam as beam
@@ -118,14 +119,17 @@ def _writer_config(options: PipelineOptions) -> tuple[str, dict[str, Any]]:
     return ",".join(config.pop("bootstrap_servers")), config
 
 
-def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool) -> WriteToKafka:
-    """``--sink=kafka``: every result as a JSON object to the ``--output`` topic."""
+def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool,
+                      key_field: Optional[str] = None) -> WriteToKafka:
+    """``--sink=kafka``: every result as a JSON object to the ``--output`` topic, keyed by
+    the value of ``key_field`` when given (the result record's ``message_key``)."""
     topic = options.view_as(IOOptions).output
     if not topic:
         raise ConfigError("--output", "the topic to write results to when --sink=kafka")
     servers, config = _writer_config(options)
+    key_fn = operator.attrgetter(key_field) if key_field else None
     return WriteToKafka(servers, topic, config=config, pipeline=pipeline, step="write_results",
-                        flag="--output")
+                        flag="--output", key_fn=key_fn)
 
 
 def dead_letter_writer(target: str, options: Optional[PipelineOptions]) -> WriteToKafka:

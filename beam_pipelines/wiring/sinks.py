@@ -25,8 +25,12 @@ CONNECTORS: dict[str, Callable[..., beam.PTransform]] = {
 }
 
 
-def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool) -> beam.PTransform:
+def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool,
+                   message_key: Optional[str] = None) -> beam.PTransform:
     sink = options.view_as(IOOptions).sink
+    if sink == "kafka" and message_key:  # messages keyed by a field of the record
+        return kafka.sink_from_options(options, pipeline=pipeline, streaming=streaming,
+                                       key_field=message_key)
     return CONNECTORS[sink](options, pipeline=pipeline, streaming=streaming)
 
 
@@ -59,7 +63,7 @@ def write_results(
         return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
     else:
         written: Any = records | "WriteSink" >> connector_sink(
-            options, pipeline=spec.name, streaming=streaming)
+            options, pipeline=spec.name, streaming=streaming, message_key=spec.message_key)
         refused = getattr(written, "dead_letters", None)  # a WriteResult (Kafka)
         if refused is not None:
             return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())

@@ -23,7 +23,11 @@ The patches, as ``PATCHES`` lists them (a test checks this list against the code
 * ``downstream_first``: the executor runs the most downstream work first (Beam's queue
   was first in, first out, so a serial step got one bundle per trip through a queue the
   source kept full, and fell further behind every second: backpressure, as a streaming
-  runner applies it).
+  runner applies it);
+* ``triggered_side_inputs``: a side input in the global window with a trigger (the
+  slowly-updating side input; RunInference's model refresh) is available from its first
+  pane and each pane replaces the last (Beam blocked the main input until the end of
+  the global window: forever on a stream). See ``side_inputs.py``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from apache_beam.utils import counters
 from apache_beam.utils.timestamp import Timestamp
 
 from runners import introspection
+from runners.local_streaming.side_inputs import patch_triggered_side_inputs
 
 __all__ = ["PATCHES", "Patch", "installed"]
 
@@ -362,6 +367,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch("dofn_reuse", patch_dofn_reuse),
     Patch("dofn_introspection", patch_dofn_introspection),
     Patch("downstream_first", patch_downstream_first),
+    Patch("triggered_side_inputs", patch_triggered_side_inputs),
 )
 
 _LOCK = threading.Lock()

@@ -53,6 +53,14 @@ def redact_dsn(dsn: str) -> str:
 
 
 DEAD_LETTERS = "dead_letters"
+
+
+def _sql_value(value: Any) -> Any:
+    """A list or dict (a ``jsonb`` column, such as a list of records) as JSON text, which
+    PostgreSQL casts to the column's type; anything else as it is."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
 _CONNECT_ATTEMPTS = 3
 
 
@@ -143,7 +151,7 @@ class _UpsertDoFn(beam.DoFn):
 
     def process(self, record, window=beam.DoFn.WindowParam):
         row = as_dict(record)
-        self._rows.append(tuple(row.get(name) for name, _ in self._columns))
+        self._rows.append(tuple(_sql_value(row.get(name)) for name, _ in self._columns))
         self._windows.append(window)
 
     def finish_bundle(self):
