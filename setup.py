@@ -30,11 +30,15 @@ FORMATS = [
 # pyiceberg-core: Iceberg's partition transforms (day, hour, bucket) in Rust, needed to write
 # partitioned tables. A PostgreSQL SQL catalog also needs the [postgres] extra (psycopg 3).
 ICEBERG = ["pyiceberg[pyarrow,sql-sqlite,pyiceberg-core]>=0.12"]
+# The recommender (train_recommender, recommendations): scipy for the co-visitation model,
+# scikit-learn for Beam's SklearnModelHandlerNumpy (which loads the joblib model), ONNX
+# Runtime and onnx for --model_format=onnx (Beam's OnnxModelHandlerNumpy).
+ML = ["scikit-learn>=1.3", "scipy>=1.10", "joblib>=1.3", "onnx>=1.14", "onnxruntime>=1.16"]
 NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7"]
 # The benchmarks' peers (benchmarks/run.py): DuckDB and Spark local[2] (needs Java 17 or 21).
 BENCH = ["duckdb>=1.0", "pyspark>=4.0", "psutil>=5.9"]
 ALL = (KAFKA + PUBSUB + EVENTHUBS + POSTGRES + ICEBERG + DASK + METRICS + NOTEBOOKS + FORMATS
-       + ["tqdm>=4.60"])
+       + ML + ["tqdm>=4.60"])
 DEV = ALL + [
     "pytest>=7.4",
     "pytest-timeout>=2.2",
@@ -76,6 +80,7 @@ setup(
         "dask": DASK,
         "metrics": METRICS,
         "formats": FORMATS,
+        "ml": ML,
         "notebooks": NOTEBOOKS,
         "bench": BENCH,
         "all": ALL,
@@ -86,6 +91,8 @@ setup(
             "beam-pageviews=beam_pipelines.pageviews:main",
             "beam-iot-alerts=beam_pipelines.iot_alerts:main",
             "beam-produce=beam_pipelines.produce:main",
+            "beam-train-recommender=beam_pipelines.train_recommender:main",
+            "beam-recommendations=beam_pipelines.recommendations:main",
         ]
     },
     classifiers=[

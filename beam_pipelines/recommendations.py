@@ -40,7 +40,7 @@ from transforms.recommend.handler import MODEL_FORMATS
 from transforms.recommend.profile import DEFAULT_PROFILE, ProfileConfig
 from transforms.recommend.records import Recommendation
 from transforms.recommend.serve import ModelSource, Recommend
-from transforms.recommend.store import resolve
+from transforms.recommend.store import model_file_exists, resolve
 
 __all__ = ["DEFAULT_FORMAT", "PIPELINE", "ProfileOptions", "RECOMMENDATIONS", "RESULTS",
            "Recommendations", "RecommendationsOptions", "main", "planted_source",
@@ -157,7 +157,10 @@ class Recommendations(Pipeline):
             raise ConfigError("--model_poll_interval", "a number of seconds >= 0 (0: never)",
                               o.model_poll_interval)
         require_ml(o.model_format)
-        resolve(o.model).current()
+        version = resolve(o.model).current()
+        if not model_file_exists(version, o.model_format):
+            raise ConfigError("--model_format", f"a format {version} was written in (train "
+                              "with --model_formats=sklearn,onnx for onnx)", o.model_format)
         profile_config(options)
         super().check(options)
 

@@ -25,9 +25,9 @@ __all__ = ["DEFAULT_PROFILE", "Profile", "ProfileConfig", "Query", "query_of", "
 class ProfileConfig(NamedTuple):
     """How profiles decay, how big they get, when they expire."""
 
-    half_life: float = 1800.0  # seconds of event time for a page's weight to halve
+    half_life: float = 300.0  # seconds of event time for a page's weight to halve
     max_pages: int = 20  # the heaviest pages kept
-    ttl: float = 3600.0  # seconds without a click after which the profile is forgotten
+    ttl: float = 1800.0  # seconds without a click after which the profile is forgotten
     exclude_recent: int = 3  # previously seen pages excluded, besides the current one
 
     def validated(self) -> ProfileConfig:

@@ -172,15 +172,17 @@ class Recommend(beam.PTransform):
         self._streaming = streaming
         self._namespace = metrics_namespace
 
-    @property
-    def follows_new_versions(self) -> bool:
-        """Whether a version published while the stream runs is picked up."""
-        return bool(self._streaming and self._ref.follows_latest and self._model.poll_interval)
+    def follows_new_versions(self, events: beam.PCollection) -> bool:
+        """Whether a version published while the stream runs is picked up: streaming, over
+        an unbounded input (a watcher beside a bounded one would keep the run from ending),
+        following ``LATEST`` with a poll interval."""
+        return bool(self._streaming and not events.is_bounded and self._ref.follows_latest
+                    and self._model.poll_interval)
 
     def expand(self, events):
         queries = events | "Profiles" >> Profiles(self._profile, streaming=self._streaming)
         versions = None
-        if self.follows_new_versions:
+        if self.follows_new_versions(events):
             assert self._model.poll_interval is not None
             versions = events.pipeline | "WatchModelVersions" >> WatchModelVersions(
                 self._ref.root, self._model.poll_interval, model_format=self._model.model_format,

@@ -34,8 +34,9 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.base.errors import ConfigError
 
 __all__ = [
-    "ITEMS", "LATEST", "METADATA", "MODEL_FILES", "ModelRef", "latest_version", "publish",
-    "read_json", "resolve", "reserve_version", "version_number", "version_path",
+    "ITEMS", "LATEST", "METADATA", "MODEL_FILES", "ModelRef", "latest_version",
+    "model_file_exists", "publish", "read_json", "read_text", "resolve", "reserve_version",
+    "version_number", "version_path", "write_file", "write_version",
 ]
 
 LATEST = "LATEST"
@@ -77,6 +78,11 @@ def read_json(path: str) -> Any:
 
 def _exists(path: str) -> bool:
     return os.path.exists(path) if _local(path) else FileSystems.exists(path)
+
+
+def model_file_exists(version_dir: str, model_format: str) -> bool:
+    """Whether the version directory has the model file of ``model_format``."""
+    return _exists(_join(version_dir, MODEL_FILES[model_format]))
 
 
 def latest_version(root: str) -> Optional[int]:

@@ -66,7 +66,7 @@ class TrainConfig(NamedTuple):
     popularity_window: float = 86_400.0  # seconds: "popular" for users without history
     k: int = 5  # precision@k
     profile: ProfileConfig = DEFAULT_PROFILE  # as the stream will keep it
-    formats: tuple[str, ...] = FORMATS  # model files written
+    formats: tuple[str, ...] = ("sklearn",)  # model files written (onnx: opt in)
 
     def validated(self) -> TrainConfig:
         def whole(flag: str, value: Any, least: int) -> None:
@@ -314,8 +314,8 @@ class _WriteVersion(beam.DoFn):
                               "was written")
         model_hits, baseline_hits, cases = metrics
         k = self._config.k
-        precision = model_hits / (k * cases) if cases else None
-        baseline = baseline_hits / (k * cases) if cases else None
+        precision = round(model_hits / (k * cases), 4) if cases else None
+        baseline = round(baseline_hits / (k * cases), 4) if cases else None
         version, path = store.reserve_version(self._output_dir)
         files = {store.ITEMS: _json_bytes(fitted.pages)}
         if "sklearn" in self._config.formats:
