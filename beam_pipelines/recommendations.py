@@ -44,7 +44,7 @@ from transforms.recommend.store import model_file_exists, resolve
 
 __all__ = ["DEFAULT_FORMAT", "PIPELINE", "ProfileOptions", "RECOMMENDATIONS", "RESULTS",
            "Recommendations", "RecommendationsOptions", "main", "planted_source",
-           "profile_config", "require_ml", "run"]
+           "profile_config", "refuse_window_flags", "require_ml", "run"]
 
 PIPELINE = "recommendations"
 DESCRIPTION = (__doc__ or "").splitlines()[0]
@@ -121,6 +121,17 @@ logging.getLogger().addFilter(
     lambda record: not str(record.msg).startswith("Resource module is not available"))
 
 
+def refuse_window_flags(options: PipelineOptions, pipeline: str) -> None:
+    """The window flags every pipeline takes mean nothing here: refuse them, naming the
+    flag, instead of ignoring them."""
+    w = options.view_as(opts.WindowOptions)
+    for flag in ("window_size", "window_period", "early_firing", "allowed_lateness"):
+        if getattr(w, flag):
+            raise ConfigError.from_message(
+                f"--{flag}: {pipeline} has no event-time windows, so it takes no --{flag} "
+                "(profiles expire after --profile_ttl, sessions end at --session_gap)")
+
+
 def require_ml(model_format: str) -> None:
     """The [ml] extra for ``model_format``, or one line naming it."""
     for module in ("scipy.sparse", "sklearn", "joblib"):
@@ -156,6 +167,7 @@ class Recommendations(Pipeline):
         if o.model_poll_interval < 0:
             raise ConfigError("--model_poll_interval", "a number of seconds >= 0 (0: never)",
                               o.model_poll_interval)
+        refuse_window_flags(options, PIPELINE)
         require_ml(o.model_format)
         version = resolve(o.model).current()
         if not model_file_exists(version, o.model_format):

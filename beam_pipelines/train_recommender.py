@@ -32,6 +32,7 @@ from beam_pipelines.recommendations import (
     ProfileOptions,
     planted_source,
     profile_config,
+    refuse_window_flags,
     require_ml,
 )
 from beam_pipelines.skeleton import Context, Core, Inputs, Pipeline, ResultSpec, SourceSpec
@@ -140,6 +141,7 @@ class TrainRecommenderPipeline(Pipeline):
         if opts.is_streaming(options):
             raise ConfigError("--streaming", "no --streaming: training reads a bounded input "
                               "(files, or Kafka with --stop_at)")
+        refuse_window_flags(options, PIPELINE)
         config = train_config(options)
         for model_format in config.formats:
             require_ml(model_format)

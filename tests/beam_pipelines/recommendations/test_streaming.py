@@ -130,3 +130,17 @@ def test_a_file_replay_decides_what_the_stream_decides(trained, tmp_path):
 
     assert decided(replayed) == decided(r._asdict() for r in streamed)
     assert len(replayed) == len(clicks)
+
+
+@pytest.mark.parametrize("flags, named", [
+    ([], "--model"),
+    (["--model=/nowhere/models"], "--model"),
+    (["--model={models}", "--model_format=onnx"], "--model_format"),  # v1 has no model.onnx
+    (["--model={models}", "--window_size=60"], "--window_size"),
+    (["--model={models}", "--model_poll_interval=-1"], "--model_poll_interval"),
+    (["--model={models}", "--exclude_recent=-1"], "--exclude_recent"),
+])
+def test_a_bad_flag_is_one_line_naming_it(trained, flags, named, capsys):
+    assert RECOMMENDATIONS.main([f.format(models=trained.models) for f in flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {named}") and "\n" not in err

@@ -87,6 +87,7 @@ def test_latest_only_moves_forward(tmp_path):
     (["--output=m", "--similarity=magic"], "--similarity"),
     (["--output=m", "--model_formats=pmml"], "--model_formats"),
     (["--output=m", "--profile_ttl=-1"], "--profile_ttl"),
+    (["--output=m", "--window_size=60"], "--window_size"),
 ])
 def test_a_bad_flag_is_one_line_naming_it(flags, named, capsys):
     assert train_recommender.main(flags) == 2
