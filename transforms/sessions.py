@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Optional
 import apache_beam as beam
 from apache_beam.transforms.window import TimestampedValue
 
-from transforms.records import utc_iso
+from transforms.records import UtcTime, utc_iso
 from transforms.session_windows import (
     SessionConfig,
     SessionWindowedAggregate,
@@ -56,8 +56,8 @@ class UserSession(NamedTuple):
     """One user's session (batch) or one pane of it (streaming: pane fields set)."""
 
     user_id: str
-    session_start: str  # ISO-8601 UTC, the first event's time
-    session_end: str  # ISO-8601 UTC, the last event's time
+    session_start: UtcTime  # ISO-8601 UTC, the first event's time
+    session_end: UtcTime  # ISO-8601 UTC, the last event's time
     events: int
     distinct_pages: int
     first_page: str
