@@ -68,9 +68,10 @@ def test_a_pageviews_backfill_run_twice_leaves_one_copy_of_every_row(tmp_path, e
     table = load_table("web.page_views", **lake(tmp_path))
     expected = Counter((micros // 10**6 // 300 * 300, page) for _, micros, page in events)
     assert_replaced_twice(table, len(expected))
-    current = table.scan().to_arrow()  # DuckDB queries pyiceberg's scan (live files only)
-    got = duckdb.sql("SELECT epoch(window_start)::BIGINT, page, count, pane_index IS NULL "
-                     "FROM current").fetchall()
+    db = duckdb.connect()
+    db.register("page_views", table.scan().to_arrow())  # pyiceberg's scan: live files only
+    got = db.sql("SELECT epoch(window_start)::BIGINT, page, count, pane_index IS NULL "
+                 "FROM page_views").fetchall()
     assert sorted(got) == sorted((start, page, n, True) for (start, page), n in expected.items())
     assert [f.name for f in table.schema().fields] == [
         "window_start", "window_end", "page", "count", "pane_timing", "pane_index", "is_final"]

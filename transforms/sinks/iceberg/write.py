@@ -34,7 +34,6 @@ from transforms.base.extras import require
 from transforms.records import DeadLetter
 from transforms.sinks import as_dict
 from transforms.sinks.files import coerce_row
-from transforms.sinks.postgres import redact_dsn
 from transforms.sinks.iceberg import commit as commits
 from transforms.sinks.iceberg.catalog import (
     CatalogConfig,
@@ -48,6 +47,7 @@ from transforms.sinks.iceberg.partitioning import (
     default_partitioning,
     parse_partitioning,
 )
+from transforms.sinks.postgres import redact_dsn
 
 __all__ = ["MODES", "WriteToIceberg", "rows_to_arrow"]
 
