@@ -73,7 +73,8 @@ def catalog_from_options(options: PipelineOptions) -> tuple[CatalogConfig, Optio
         # A laptop's lake: the catalog file beside the data it points to.
         catalog = f"sqlite:///{os.path.join(os.path.abspath(warehouse), 'catalog.db')}"
     if catalog is not None and catalog.lower().endswith(_DOCUMENTS):
-        properties: dict[str, str] = _catalog_file(catalog, flags.iceberg_catalog_name or "default")
+        properties: dict[str, str] = _catalog_file(os.path.expanduser(catalog),
+                                                   flags.iceberg_catalog_name or "default")
     elif catalog is not None:
         if not extra:
             return catalog, warehouse
