@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import TimestampedValue
@@ -183,7 +183,8 @@ class Sessionize(beam.PTransform):
     def expand(self, events):
         aggregated = (
             events
-            | "KeyByUser" >> beam.Map(_key_by_user)
+            # String keys, declared: a deterministic key coder for the streaming state.
+            | "KeyByUser" >> beam.Map(_key_by_user).with_output_types(Tuple[str, Any])
             | "Sessionize"
             >> SessionWindowedAggregate(
                 SessionStatsFn(), self._config, streaming=self._streaming,

@@ -294,10 +294,6 @@ class WriteToIceberg(beam.PTransform):
             max_attempts=max_commit_attempts,
         )
 
-    @property
-    def mode(self) -> str:
-        return self._mode
-
     def check_table(self) -> None:
         """Open the catalog and create or check the table now, where the job starts: a
         wrong catalog, a missing driver or a table the result does not fit fails in one
