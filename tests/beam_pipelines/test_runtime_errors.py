@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from beam_pipelines import pageviews
 from beam_pipelines.testing import SyntheticEvents
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,6 +43,17 @@ def cli(*flags, prefix=(), limit_file_size=None):
 def leftovers(*directories):
     return [os.path.join(d, n) for d in directories if os.path.isdir(d)
             for n in os.listdir(d) if n.startswith("beam-temp-")]
+
+
+def test_an_unreadable_input_file(tmp_path):
+    events = write_events(tmp_path / "events.jsonl")
+    events.chmod(0)
+    out = tmp_path / "out"
+    code, err = cli(f"--input={events}", "--sink=jsonl", f"--output={out}",
+                    prefix=without_root_privileges())
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"error: --input: cannot read {events}: Permission denied"), err
+    assert not leftovers(out)
 
 
 def test_an_output_path_that_is_a_file(tmp_path):
@@ -80,3 +92,14 @@ def test_a_full_disk_keeps_the_previous_output_and_frees_the_space(tmp_path):
     assert code == 1 and len(err) == 1, err
     assert err[0].startswith(f"error: {out}: File too large"), err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no beam-temp-* either
+
+
+def test_a_gz_that_is_not_gzip(tmp_path, capsys):
+    events = write_events(tmp_path / "events.jsonl.gz", count=100)  # plain text, named .gz
+    out = tmp_path / "out"
+    assert pageviews.main([f"--input={events}", "--source=file", "--sink=jsonl",
+                           f"--output={out}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --input: {events}: not a gzip file: the name says gzip but the data "
+                   "does not start with a gzip header [while running 'Read/ReadBlocks']"]
+    assert not leftovers(out)

@@ -5,7 +5,9 @@
 exactly which line it was. Lines are split on ``\\n`` only (a stray ``\\r`` inside a line
 is data, a trailing ``\\r`` is stripped) and read as bytes, so invalid UTF-8 reaches the
 validator instead of crashing the reader. Any Beam filesystem path works (local, gs://,
-s3://, ...); compression follows the extension (``.gz``, ``.bz2``, ``.zst``, ...).
+s3://, ...); compression follows the extension (``.gz``, ``.bz2``, ``.zst``, ...), and a
+compressed file must reach its end-of-stream marker (:mod:`transforms.io.compressed`): a
+truncated or corrupt one fails the run with one line naming it, never a shorter read.
 
 Each file is read by one worker, in order, because line numbers need the lines before
 them; parallelism comes from having several files. Parquet files (``.parquet``) are read
@@ -31,6 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.base.errors import ConfigError, SourceError
+from transforms.io.compressed import CorruptInput, open_input
 from transforms.records import RawRecord
 
 _CHUNK = 1 << 20
@@ -81,7 +84,7 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
 def iter_blocks(path: str, size: int = BLOCK_BYTES) -> Iterator[LineBlock]:
     """``path`` as blocks of whole lines of about ``size`` bytes (the last line of the
     file may lack its newline), numbered as :func:`iter_lines` numbers lines."""
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+    with open_input(path) as handle:
         line = 1
         rest = b""
         newlines = _NewlineCounter()
@@ -189,6 +192,25 @@ def iter_parquet_rows(path: str) -> Iterator[tuple[int, bytes]]:
             yield rows.first_row + offset, parquet_row_payload(row)
 
 
+def read_failure(path: str, exc: BaseException) -> SourceError:
+    """One line naming ``path`` and why it could not be read (``--input: ...``)."""
+    if isinstance(exc, CorruptInput):
+        return SourceError(f"--input: {exc}")
+    if isinstance(exc, OSError) and exc.strerror:
+        return SourceError(f"--input: cannot read {path}: {exc.strerror}")
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return SourceError(f"--input: cannot read {path}: {first}")
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a file raises when the file (not our code) is at fault: I/O errors,
+    a compressed stream cut short, a Parquet file that is not one."""
+    import pyarrow as pa
+
+    return (OSError, CorruptInput, pa.ArrowException)
+
+
 class _ReadFile(beam.DoFn):
     def __init__(self) -> None:
         self._lines = Metrics.counter("files", "lines_read")
@@ -199,9 +221,12 @@ class _ReadFile(beam.DoFn):
         else:
             rows, kind = iter_lines(path), "line"
         count = 0
-        for number, payload in rows:
-            count += 1
-            yield RawRecord(payload, {"source": "file", "file": path, kind: number})
+        try:
+            for number, payload in rows:
+                count += 1
+                yield RawRecord(payload, {"source": "file", "file": path, kind: number})
+        except _read_errors() as exc:
+            raise read_failure(path, exc) from None
         self._lines.inc(count)
 
 
@@ -241,12 +266,15 @@ class _ReadBlocks(beam.DoFn):
         self._bytes = Metrics.counter("files", "bytes_read")
 
     def process(self, path: str):
-        if path.endswith(".parquet"):
-            yield from iter_parquet_batches(path)
-            return
-        for block in iter_blocks(path):
-            self._bytes.inc(len(block.data))
-            yield block
+        try:
+            if path.endswith(".parquet"):
+                yield from iter_parquet_batches(path)
+                return
+            for block in iter_blocks(path):
+                self._bytes.inc(len(block.data))
+                yield block
+        except _read_errors() as exc:
+            raise read_failure(path, exc) from None
 
 
 class ReadFileBlocks(_ReadFiles):
