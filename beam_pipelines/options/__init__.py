@@ -64,8 +64,10 @@ class IOOptions(PipelineOptions):
             "--input",
             type=non_empty("a file path or glob"),
             default=None,
-            help="File glob for --source=file: JSON lines (optionally .gz/.bz2/.zst) or "
-            ".parquet with the same fields; any Beam filesystem path (gs://, s3://, ...).",
+            help="Files for --source=file: JSON lines (optionally .gz/.bz2/.zst) or "
+            ".parquet with the same fields; any Beam filesystem path (gs://, s3://, ...). A "
+            "glob ('*' within a folder, '**' across folders), one file, or a directory: every "
+            "file under it, subfolders included, except names starting with '.' or '_'.",
         )
         parser.add_argument(
             "--sink",

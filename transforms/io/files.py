@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from typing import Any, Iterator, NamedTuple
 
 import apache_beam as beam
@@ -60,15 +61,59 @@ class ParquetRows(NamedTuple):
 
 
 def expand_glob(pattern: str) -> list[str]:
-    """Every file matching ``pattern``, sorted; a clear error when there are none."""
+    """Every file ``pattern`` names, sorted; a clear error when there are none.
+
+    A glob (``*``, ``?``, ``[``) matches as Beam matches it: ``*`` stays within a folder,
+    ``**`` crosses folders. A directory (``DIR/``, or ``DIR`` naming a directory) means
+    every file under it, subfolders included (``DIR/date=2024-01-01/part-0.jsonl.gz``),
+    except names starting with ``.`` or ``_`` at any level (``_SUCCESS``, ``_temporary/``,
+    ``.crc`` files: what Spark and Hadoop skip too). Anything else is one file.
+    """
+    if any(ch in pattern for ch in "*?["):
+        # Beam lists nothing for a glob without a folder ('*.gz'): look in "./".
+        bare = "://" not in pattern and "/" not in pattern
+        paths = _existing(_match("./" + pattern if bare else pattern),
+                          f"no files match {pattern!r}")
+        return [path[2:] if bare and path.startswith("./") else path for path in paths]
+    if pattern.endswith("/") or _is_local_dir(pattern):
+        return _files_under(pattern)
+    paths = [m.path for m in _match(pattern) if not _is_local_dir(m.path)]
+    if not paths:  # on object stores a "directory" is a prefix without a trailing slash
+        paths = _files_under(pattern, missing=f"no file or directory {pattern!r}")
+    return sorted(paths)
+
+
+def _match(pattern: str) -> list:
     try:
-        matches = FileSystems.match([pattern])[0].metadata_list
+        return FileSystems.match([pattern])[0].metadata_list
     except Exception as exc:  # Beam raises BeamIOError with nested causes
         raise SourceError(f"--input: cannot list {pattern!r}: {exc}") from None
-    paths = sorted(m.path for m in matches if m.size_in_bytes is not None)
+
+
+def _existing(matches: list, missing: str) -> list[str]:
+    paths = sorted(m.path for m in matches
+                   if m.size_in_bytes is not None and not _is_local_dir(m.path))
     if not paths:
-        raise SourceError(f"--input: no files match {pattern!r}")
+        raise SourceError(f"--input: {missing}")
     return paths
+
+
+def _is_local_dir(path: str) -> bool:
+    return "://" not in path and os.path.isdir(path)
+
+
+def _files_under(directory: str, missing: str = "") -> list[str]:
+    """Every file under ``directory``, recursively, but for hidden ones (see expand_glob)."""
+    base = directory.rstrip("/") + "/"
+    paths = []
+    for metadata in _match(base + "**"):
+        relative = metadata.path[len(base):] if metadata.path.startswith(base) else metadata.path
+        if any(part.startswith((".", "_")) for part in relative.split("/")):
+            continue
+        paths.append(metadata)
+    return _existing(paths, missing or (
+        f"no files in directory {directory!r} (subfolders included; names starting with "
+        "'.' or '_' are skipped)"))
 
 
 def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
