@@ -29,6 +29,7 @@ from beam_pipelines.options.values import (  # noqa: F401  (the flag types, for 
     fraction,
     from_rule,
     non_empty,
+    non_negative_seconds,
     positive_float,
     positive_int,
     positive_seconds,
@@ -39,8 +40,8 @@ from runners.options import register_dask_options
 from transforms.base.errors import ConfigError
 
 __all__ = ["IOOptions", "RunOptions", "SINKS", "SOURCES", "WindowOptions", "choice", "fraction",
-           "from_rule", "is_streaming", "non_empty", "parse", "positive_float", "positive_int",
-           "positive_seconds", "seconds"]
+           "from_rule", "is_streaming", "non_empty", "non_negative_seconds", "parse",
+           "positive_float", "positive_int", "positive_seconds", "seconds"]
 
 SOURCES = ("synthetic", "file", "kafka", "pubsub", "eventhubs")
 SINKS = ("console", "jsonl", "parquet", "postgres", "kafka", "pubsub", "eventhubs")
@@ -86,6 +87,15 @@ class IOOptions(PipelineOptions):
             "--output_table",
             default=None,
             help="Table for --sink=postgres (created if missing). Default: the pipeline's name.",
+        )
+        parser.add_argument(
+            "--sink_retry_seconds",
+            type=non_negative_seconds,
+            default=120.0,
+            help="How long a sink keeps retrying transient failures (a database restart or "
+            "failover, a lost connection, a serialization failure) before the run fails with "
+            "one line; backoff doubles from 0.2 s to 5 s, jittered. 0 retries nothing. "
+            "Default 120 (outlasts a 30 s database restart). PostgreSQL sink.",
         )
         parser.add_argument(
             "--dead_letter",
