@@ -41,6 +41,9 @@ from transforms.base.errors import ConfigError
 
 LATE = "late"
 _MICRO = Duration(micros=1)
+# Sliding windows put each event in size / period windows: beyond this many, a run does
+# that much work per event only when asked to (a period of 1 s on a day makes 86,400).
+MAX_WINDOWS_PER_EVENT = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,7 @@ class WindowConfig:
     period: Optional[int] = None  # sliding windows when set
     allowed_lateness: int = 0
     early_firing: Optional[int] = None  # processing-time early panes (streaming)
+    allow_many_windows: bool = False  # more than MAX_WINDOWS_PER_EVENT windows per event
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size <= 0:
@@ -69,6 +73,16 @@ class WindowConfig:
             not isinstance(self.early_firing, int) or self.early_firing <= 0
         ):
             raise ConfigError("--early_firing", "a whole number of seconds > 0", self.early_firing)
+        if self.windows_per_event > MAX_WINDOWS_PER_EVENT and not self.allow_many_windows:
+            raise ConfigError.from_message(
+                f"--window_period: --window_size={self.size} with --window_period={self.period} "
+                f"puts every event in {self.windows_per_event} windows (more than "
+                f"{MAX_WINDOWS_PER_EVENT}); pass --allow_many_windows if that is meant"
+            )
+
+    @property
+    def windows_per_event(self) -> int:
+        return 1 if self.period is None else -(-self.size // self.period)
 
     @property
     def slice_seconds(self) -> int:

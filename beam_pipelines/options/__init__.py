@@ -151,6 +151,14 @@ class WindowOptions(PipelineOptions):
             "Unset: tumbling windows.",
         )
         parser.add_argument(
+            "--allow_many_windows",
+            action="store_true",
+            default=False,
+            help="Run sliding windows that put each event in more than 1000 windows "
+            "(--window_size / --window_period); refused without it, as that much work per "
+            "event is rarely meant.",
+        )
+        parser.add_argument(
             "--allowed_lateness",
             type=seconds(0),
             default=0,

@@ -136,6 +136,7 @@ class Pipeline:
             period=w.window_period,
             allowed_lateness=w.allowed_lateness or 0,
             early_firing=w.early_firing,
+            allow_many_windows=w.allow_many_windows,
         )
 
     def option_classes(self) -> list[Type[PipelineOptions]]:
