@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Callable, Sequence
+from urllib.parse import unquote
 
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
@@ -55,9 +56,76 @@ def validate_dsn(dsn: Any, flag: str = "--output") -> str:
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with any password replaced by ***, for logs and errors."""
-    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", dsn)
+    """The DSN with every password replaced by ***, for logs and errors: a URI
+    (:func:`redact_uri`; any scheme, so SQLAlchemy and REST catalog URLs too) or libpq's
+    key/value form (:func:`redact_keyword_value`, which also takes a driver's message
+    holding either)."""
+    if _URI.match(dsn):
+        return redact_uri(dsn)
+    return redact_keyword_value(dsn)
+
+
+def _is_secret_key(key: str) -> bool:
+    key = key.lower()
+    return "password" in key or "secret" in key  # password, sslpassword, ...
+
+
+_URI = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://")
+# A keyword, '=' and the spaces libpq allows around it: "password = 'a b'" is one setting.
+_KEYWORD = re.compile(r"\s*([^\s=]+)\s*=\s*")
+_WORD = re.compile(r"\S+")
+
+
+def redact_keyword_value(conninfo: str) -> str:
+    """``host=h password='a b'`` -> ``host=h password=***``, read as libpq reads it: a
+    value is single-quoted (to the closing quote) or runs to the next space, and a
+    backslash escapes the next character in both; an unclosed quote runs to the end.
+
+    Words that are not ``key=value`` (the text of a message around a DSN) are kept, but
+    for a URI among them, shown as :func:`redact_uri` shows it."""
+    out: list[str] = []
+    i, n = 0, len(conninfo)
+    while i < n:
+        found = _KEYWORD.match(conninfo, i)
+        if found is None or "://" in found.group(1):
+            word = _WORD.search(conninfo, i)
+            if word is None:  # trailing spaces
+                out.append(conninfo[i:])
+                break
+            text = word.group(0)
+            out.append(conninfo[i:word.start()] + (redact_uri(text) if "://" in text else text))
+            i = word.end()
+            continue
+        out.append(conninfo[i:found.end()])
+        j = found.end()
+        quoted = j < n and conninfo[j] == "'"
+        k = j + 1 if quoted else j
+        while k < n and (conninfo[k] != "'" if quoted else not conninfo[k].isspace()):
+            k += 2 if conninfo[k] == "\\" else 1
+        end = min(k + 1 if quoted else k, n)
+        out.append("***" if _is_secret_key(found.group(1)) else conninfo[j:end])
+        i = end
+    return "".join(out)
+
+
+def redact_uri(uri: str) -> str:
+    """``postgresql://user:secret@host/db?password=x`` -> ``postgresql://user:***@host/db?
+    password=***``. The credentials end at the *last* '@' (a raw '@', '/' or '?' in a
+    password hides more, never less); query keys are compared percent-decoded."""
+    scheme, sep, rest = uri.partition("://")
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _password = rest[:at].partition(":")
+        if colon:
+            rest = f"{user}:***{rest[at:]}"
+    head, question, query = rest.partition("?")
+    if question:
+        params = []
+        for param in query.split("&"):
+            key, equals, _value = param.partition("=")
+            params.append(f"{key}=***" if equals and _is_secret_key(unquote(key)) else param)
+        query = "&".join(params)
+    return scheme + sep + head + question + query
 
 
 DEAD_LETTERS = "dead_letters"
