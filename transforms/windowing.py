@@ -15,7 +15,10 @@ timestamped with event time and produces one :class:`WindowedResult` per key and
   ``AfterWatermark(early=AfterProcessingTime(early_firing), late=AfterCount(1))`` with
   accumulating panes: an EARLY pane at most every ``early_firing`` seconds of processing
   time while data arrives, one ON_TIME pane when the watermark passes the window end,
-  one LATE pane per late record until ``window_end + allowed_lateness``.
+  one LATE pane per late record until ``window_end + allowed_lateness``, and when the
+  watermark passes that point a last LATE pane with the final value and
+  ``is_final=True`` (Beam's ``ClosingBehavior.FIRE_ALWAYS``; with no allowed lateness the
+  ON_TIME pane is the final one).
 
   Limitation, by design: a key learns the watermark from its own timers. A key with no
   open window that receives a record later than the allowed lateness counts it in a
@@ -267,10 +270,15 @@ class _StreamingAggregateFn(beam.DoFn):
         for start in sorted(windows):
             state = windows[start]
             w = self._window(start)
+            expired = fire_time >= self._expiry(w)
             if not state.on_time_done and fire_time >= w.max_timestamp():
                 state.on_time_done = True
-                yield self._pane(key, start, state, "ON_TIME", final=self._lateness == 0)
-            if fire_time >= self._expiry(w):
+                yield self._pane(key, start, state, "ON_TIME", final=expired)
+            elif expired:
+                # The window closes (watermark past end + allowed lateness): its last pane
+                # says so, repeating the count, so a consumer knows the value is final.
+                yield self._pane(key, start, state, "LATE", final=True)
+            if expired:
                 del windows[start]
         if windows:
             windows_state.write(windows)
