@@ -61,3 +61,20 @@ def test_half_an_archive_fails_the_run_and_keeps_the_previous_output(tmp_path, c
     assert len(err) == 1, err
     assert err[0].startswith(f"error: --input: {events}: truncated"), err[0]
     assert (snapshot(out), snapshot(dead)) == before  # nothing replaced, no beam-temp-* left
+
+
+def test_half_an_archive_keeps_previous_parquet_shards(tmp_path, capsys):
+    generator, payloads = lines(5000)
+    events = tmp_path / "events.jsonl.gz"
+    compressed = gzip.compress(b"".join(p + b"\n" for p in payloads))
+    events.write_bytes(compressed)
+    out = tmp_path / "out"
+    argv = ["--source=file", f"--input={events}", "--sink=parquet", f"--output={out}"]
+    assert pageviews.main(argv) == 0
+    capsys.readouterr()
+    before = snapshot(out)
+    events.write_bytes(compressed[: len(compressed) * 3 // 4])
+    assert pageviews.main(argv) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --input: {events}: truncated gzip file"), line
+    assert snapshot(out) == before
