@@ -15,10 +15,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines.options import IOOptions
 from beam_pipelines.options.kafka import KafkaOptions, bootstrap_servers
 from beam_pipelines.wiring.source_spec import SourceSpec
-from transforms.base.errors import ConfigError
+from transforms.base.errors import ConfigError, SinkError
 from transforms.io.kafka import (
     ReadFromKafka,
     WriteToKafka,
+    check_topics,
     client_config,
     json_event_time,
     to_raw_batch,
@@ -152,4 +153,7 @@ def dead_letter_limit(target: str, options: PipelineOptions) -> int:
     the record's key (the pipeline), header (reason_code) and framing."""
     topic = _dead_letter_topic(target)
     servers, config = _writer_config(options)
-    return max_message_bytes({**config, "bootstrap_servers": servers.split(",")}, topic) - 1024
+    reachable = {**config, "bootstrap_servers": servers.split(",")}
+    # An unreachable broker or a missing topic: the writer's own one-line error, in seconds.
+    check_topics(reachable, [topic], error=SinkError, flag="--dead_letter")
+    return max_message_bytes(reachable, topic) - 1024
