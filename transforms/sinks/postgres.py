@@ -219,7 +219,7 @@ class _UpsertDoFn(beam.DoFn):
             text = f"cannot connect to PostgreSQL at {where}: {first_line(exc)}"
         else:
             text = f"PostgreSQL sink: writing to {self._table} at {where} failed: {first_line(exc)}"
-        if budget.failures > 1 or budget.elapsed:
+        if budget.failures > 1:  # retried at least once (not the check at launch)
             text += (f" (retried for {budget.elapsed:.0f} s, {budget.failures} attempts; "
                      "--sink_retry_seconds sets how long)")
         return text
