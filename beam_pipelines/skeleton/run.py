@@ -19,7 +19,12 @@ from beam_pipelines.options import IOOptions, is_streaming
 from beam_pipelines.wiring.source_spec import SourceSpec
 from runners import prepare
 from runners.introspection import remember_dofn_introspection
-from transforms.base.errors import BeamPipelinesError
+from transforms.base.errors import (
+    BeamPipelinesError,
+    ConfigError,
+    MissingExtraError,
+    NotAvailableError,
+)
 from transforms.sinks.files import TEMP_PREFIX, remove_temp_folders, temp_folders
 
 __all__ = ["Launched", "describe_io_failure", "execute", "file_outputs", "launch", "main",
@@ -29,6 +34,10 @@ _LOG = logging.getLogger(__name__)
 # Set on an exception raised while the job ran (not while it was built): exit code 1.
 _FAILED_WHILE_RUNNING = "_beam_pipelines_failed_while_running"
 _STEP = re.compile(r" \[while running '([^']*)'\]")
+# Errors that say a job cannot run at all, whenever they are raised: a runner checks the
+# pipeline and connects to its cluster inside pipeline.run() (DaskRunner), a worker may
+# find a bad --kafka_config setting. Exit code 2 for them, as for a bad flag.
+_CANNOT_START = (ConfigError, MissingExtraError, NotAvailableError)
 
 
 def set_streaming(options: PipelineOptions, streaming: bool) -> None:
@@ -239,7 +248,8 @@ def main(run: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequen
     """Run a pipeline from the command line; every failure we can explain is one line.
 
     Exit code 2: the job did not start (a bad flag, no input files, a server or topic
-    that cannot be reached at launch); nothing was read or written. Exit code 1: the job
+    that cannot be reached at launch, a runner that refuses the pipeline or cannot reach
+    its cluster); nothing was read or written. Exit code 1: the job
     started and failed while it ran (a truncated archive, an unreadable file, a full disk,
     a sink that stayed unreachable past its retry budget); the previous output of a file
     sink is untouched. Any other exception keeps its traceback: that is a bug.
@@ -256,7 +266,7 @@ def main(run: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequen
         during_run = getattr(exc, _FAILED_WHILE_RUNNING, None)
         if isinstance(exc, BeamPipelinesError):
             print(f"error: {exc}", file=sys.stderr)
-            return 1 if during_run else 2
+            return 1 if during_run and not isinstance(exc, _CANNOT_START) else 2
         if isinstance(during_run, str):  # an I/O error, described in one line
             print(f"error: {during_run}", file=sys.stderr)
             return 1
