@@ -71,7 +71,8 @@ def catalog_from_options(options: PipelineOptions) -> tuple[CatalogConfig, Optio
                 "only --iceberg_warehouse=DIR, for a SQLite catalog in that directory)",
             )
         # A laptop's lake: the catalog file beside the data it points to.
-        catalog = f"sqlite:///{os.path.join(os.path.abspath(warehouse), 'catalog.db')}"
+        directory = os.path.abspath(os.path.expanduser(warehouse))
+        catalog = f"sqlite:///{os.path.join(directory, 'catalog.db')}"
     if catalog is not None and catalog.lower().endswith(_DOCUMENTS):
         properties: dict[str, str] = _catalog_file(os.path.expanduser(catalog),
                                                    flags.iceberg_catalog_name or "default")

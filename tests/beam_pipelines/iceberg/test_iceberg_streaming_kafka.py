@@ -16,10 +16,7 @@ times, and a "pusher" event per partition far ahead in event time moves the wate
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -29,7 +26,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from beam_pipelines import pageviews, sessions
-from beam_pipelines.testing.polling import wait_for
+from beam_pipelines.testing.jobs import Job
 from beam_pipelines.testing.sessions import (
     ReferenceSession,
     reference_events,
@@ -116,31 +113,11 @@ def counts(rows: list[dict]) -> dict[tuple[int, str], int]:
     return {(int(r["window_start"].timestamp()), r["page"]): r["count"] for r in latest.to_pylist()}
 
 
-def start_job(servers: str, topic: str, lake: Path, start_at: str, log: Path):
-    flags = [sys.executable, "-m", "beam_pipelines.pageviews", "--source=kafka",
-             f"--bootstrap_servers={servers}", f"--topic={topic}", "--consumer_group=lake",
-             f"--start_at={start_at}", f"--window_size={WINDOW}", "--idle_timeout=600",
-             *lake_flags(lake, "web.page_views")]
-    handle = open(log, "wb")
-    return subprocess.Popen(flags, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                            start_new_session=True), handle
-
-
-def wait_for_job(condition, what: str, job, log: Path, timeout: float = 120.0):
-    def exited():
-        return f"the job exited ({job.returncode})" if job.poll() is not None else None
-
-    try:
-        return wait_for(condition, timeout=timeout, what=what, interval=0.2, abort=exited)
-    except AssertionError as exc:
-        pytest.fail(f"{exc}:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def kill(job, handle) -> None:
-    if job.poll() is None:
-        os.killpg(job.pid, signal.SIGKILL)
-    job.wait(timeout=30)
-    handle.close()
+def start_job(servers: str, topic: str, lake: Path, start_at: str, log: Path) -> Job:
+    return Job.start([sys.executable, "-m", "beam_pipelines.pageviews", "--source=kafka",
+                      f"--bootstrap_servers={servers}", f"--topic={topic}", "--consumer_group=lake",
+                      f"--start_at={start_at}", f"--window_size={WINDOW}", "--idle_timeout=600",
+                      *lake_flags(lake, "web.page_views")], log=log, cwd=ROOT)
 
 
 def test_a_streaming_job_killed_and_restarted_leaves_one_row_per_pane_and_the_batch_answer(
@@ -151,25 +128,25 @@ def test_a_streaming_job_killed_and_restarted_leaves_one_row_per_pane_and_the_ba
 
     # Run 1 writes window A, then dies with the pusher's window (T0 + 900) open.
     produce(servers, topic, page_events(T0, 90, pusher=T0 + 1000))
-    job, handle = start_job(servers, topic, lake, "earliest", tmp_path / "run1.log")
+    job = start_job(servers, topic, lake, "earliest", tmp_path / "run1.log")
     try:
         want_a = {(T0, "/a"): 30, (T0, "/b"): 30, (T0, "/c"): 30}
-        wait_for_job(lambda: counts(rows_of(lake, "web.page_views")) == want_a,
-                     "window A in the table", job, tmp_path / "run1.log")
+        job.wait_for(lambda: counts(rows_of(lake, "web.page_views")) == want_a,
+                     "window A in the table")
     finally:
-        kill(job, handle)
+        job.kill()
 
     # While it is down window B arrives; the restart re-reads from the oldest open window.
     produce(servers, topic, page_events(T0 + 1300, 60, pusher=T0 + 3000))
     restart_from = utc_iso(T0 + 900)  # RESTART_FROM; --start_at=committed once offsets wait for outputs
-    job, handle = start_job(servers, topic, lake, restart_from, tmp_path / "run2.log")
+    job = start_job(servers, topic, lake, restart_from, tmp_path / "run2.log")
     try:
         closed = {(T0 + 900, "/pusher"): 2, (T0 + 1200, "/a"): 20, (T0 + 1200, "/b"): 20,
                   (T0 + 1200, "/c"): 20}
-        wait_for_job(lambda: counts(rows_of(lake, "web.page_views")) == {**want_a, **closed},
-                     "every closed window", job, tmp_path / "run2.log")
+        job.wait_for(lambda: counts(rows_of(lake, "web.page_views")) == {**want_a, **closed},
+                     "every closed window")
     finally:
-        kill(job, handle)
+        job.kill()
 
     # The batch answer: a backfill of the same topic (bounded read), into its own table.
     assert pageviews.main(["--source=kafka", f"--bootstrap_servers={servers}", f"--topic={topic}",
