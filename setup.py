@@ -90,6 +90,7 @@ setup(
         "console_scripts": [
             "beam-pageviews=beam_pipelines.pageviews:main",
             "beam-iot-alerts=beam_pipelines.iot_alerts:main",
+            "beam-sessions=beam_pipelines.sessions:main",
             "beam-produce=beam_pipelines.produce:main",
             "beam-train-recommender=beam_pipelines.train_recommender:main",
             "beam-recommendations=beam_pipelines.recommendations:main",

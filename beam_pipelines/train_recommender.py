@@ -35,6 +35,7 @@ from beam_pipelines.recommendations import (
     refuse_window_flags,
     require_ml,
 )
+from beam_pipelines.sessions import SessionsOptions
 from beam_pipelines.skeleton import Context, Core, Inputs, Pipeline, ResultSpec, SourceSpec
 from transforms.base.errors import ConfigError
 from transforms.contracts import USER_EVENTS
@@ -64,12 +65,6 @@ class TrainRecommenderOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        # --session_gap means the same here as in the sessions pipeline: whichever
-        # registers it first defines it (seconds, unset = 1800).
-        if "--session_gap" not in getattr(parser, "_option_string_actions", {}):
-            parser.add_argument(
-                "--session_gap", type=opts.seconds(1), default=None,
-                help="Seconds without an event that end a user's session. Default 1800.")
         parser.add_argument(
             "--pair_window", type=opts.positive_int, default=_DEFAULTS.pair_window,
             help="How many pages after a page (in one session) count as its successors; the "
@@ -115,7 +110,8 @@ RESULTS = ResultSpec.of(TrainedModel, name=PIPELINE, key=["version"],
 def train_config(options: PipelineOptions) -> TrainConfig:
     o = options.view_as(TrainRecommenderOptions)
     return TrainConfig(
-        session_gap=o.session_gap or _DEFAULTS.session_gap, pair_window=o.pair_window,
+        session_gap=options.view_as(SessionsOptions).session_gap or _DEFAULTS.session_gap,
+        pair_window=o.pair_window,
         similarity=o.similarity, neighbours=o.neighbours, popularity_weight=o.popularity_weight,
         holdout=o.holdout, max_items=o.max_items, popularity_window=o.popularity_window,
         k=o.eval_k, profile=profile_config(options), formats=o.model_formats,
@@ -129,7 +125,8 @@ class TrainRecommenderPipeline(Pipeline):
     description = DESCRIPTION
     contract = USER_EVENTS
     results = RESULTS
-    flags = (TrainRecommenderOptions, ProfileOptions)
+    # --session_gap is the sessions pipeline's flag: a session is the same thing in both.
+    flags = (TrainRecommenderOptions, SessionsOptions, ProfileOptions)
 
     def check(self, options: PipelineOptions) -> None:
         io = options.view_as(opts.IOOptions)
