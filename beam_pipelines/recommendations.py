@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import logging
 
+import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines import options as opts
 from beam_pipelines.skeleton import Context, Core, Inputs, Pipeline, ResultSpec, SourceSpec
+from beam_pipelines.skeleton.user_events import read_user_events
 from transforms.base.errors import ConfigError
 from transforms.base.extras import require
+from transforms.batches import user_events
 from transforms.contracts import USER_EVENTS
 from transforms.io.synthetic.read import ReadSynthetic
 from transforms.recommend.generate import PlantedEvents
@@ -41,10 +45,11 @@ from transforms.recommend.profile import DEFAULT_PROFILE, ProfileConfig
 from transforms.recommend.records import Recommendation
 from transforms.recommend.serve import ModelSource, Recommend
 from transforms.recommend.store import model_file_exists, resolve
+from transforms.session_windows import event_timestamp
 
 __all__ = ["DEFAULT_FORMAT", "PIPELINE", "ProfileOptions", "RECOMMENDATIONS", "RESULTS",
            "Recommendations", "RecommendationsOptions", "main", "planted_source",
-           "profile_config", "refuse_window_flags", "require_ml", "run"]
+           "profile_config", "read_events", "refuse_window_flags", "require_ml", "run"]
 
 PIPELINE = "recommendations"
 DESCRIPTION = (__doc__ or "").splitlines()[0]
@@ -141,6 +146,24 @@ def require_ml(model_format: str) -> None:
         require("ml", "onnx")
 
 
+def _timestamped_events(table):
+    """An Arrow table of valid events (the vectorized parse) -> its UserEvents, each
+    timestamped by its own event time (the table carries its earliest)."""
+    for event, _ in user_events(table):
+        yield TimestampedValue(event, event_timestamp(event.timestamp))
+
+
+def read_events(pipeline: beam.Pipeline, source: SourceSpec, ctx: Context) -> Inputs:
+    """UserEvents read the fast way where the source allows (``--batch_engine=arrow``:
+    files in blocks, Kafka one batch per poll, parsed as Arrow tables), then one element
+    per event for the per-user steps; dead letters worded as the per-record parser's."""
+    inputs = read_user_events(pipeline, source, ctx)
+    if inputs.form == "records":
+        return inputs
+    events = inputs.records | "EventsOfTables" >> beam.FlatMap(_timestamped_events)
+    return Inputs(events, inputs.dead_letters)
+
+
 def planted_source(options: PipelineOptions) -> SourceSpec:
     """``--source=synthetic`` (batch) for the recommender: user events with planted "A then
     B" structure (:class:`~transforms.recommend.generate.PlantedEvents`), so the default
@@ -158,7 +181,7 @@ class Recommendations(Pipeline):
     description = DESCRIPTION
     contract = USER_EVENTS
     results = RESULTS
-    flags = (RecommendationsOptions, ProfileOptions)
+    flags = (RecommendationsOptions, ProfileOptions, opts.BatchEngineOptions)
 
     def check(self, options: PipelineOptions) -> None:
         o = options.view_as(RecommendationsOptions)
@@ -175,6 +198,9 @@ class Recommendations(Pipeline):
                               "with --model_formats=sklearn,onnx for onnx)", o.model_format)
         profile_config(options)
         super().check(options)
+
+    def read(self, pipeline: beam.Pipeline, source: SourceSpec, ctx: Context) -> Inputs:
+        return read_events(pipeline, source, ctx)
 
     def synthetic_source(self, options: PipelineOptions) -> SourceSpec:
         if opts.is_streaming(options):

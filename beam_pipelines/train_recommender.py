@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
@@ -32,6 +33,7 @@ from beam_pipelines.recommendations import (
     ProfileOptions,
     planted_source,
     profile_config,
+    read_events,
     refuse_window_flags,
     require_ml,
 )
@@ -126,7 +128,7 @@ class TrainRecommenderPipeline(Pipeline):
     contract = USER_EVENTS
     results = RESULTS
     # --session_gap is the sessions pipeline's flag: a session is the same thing in both.
-    flags = (TrainRecommenderOptions, SessionsOptions, ProfileOptions)
+    flags = (TrainRecommenderOptions, SessionsOptions, ProfileOptions, opts.BatchEngineOptions)
 
     def check(self, options: PipelineOptions) -> None:
         io = options.view_as(opts.IOOptions)
@@ -143,6 +145,9 @@ class TrainRecommenderPipeline(Pipeline):
         for model_format in config.formats:
             require_ml(model_format)
         super().check(options)
+
+    def read(self, pipeline: beam.Pipeline, source: SourceSpec, ctx: Context) -> Inputs:
+        return read_events(pipeline, source, ctx)
 
     def synthetic_source(self, options: PipelineOptions) -> SourceSpec:
         return planted_source(options)
