@@ -24,6 +24,7 @@ import typing
 from typing import Any, NamedTuple, Sequence
 
 from transforms.base.errors import ConfigError
+from transforms.fraud.records import Decision
 from transforms.records import DeadLetter, IoTAlert, IoTReading, PageViewCount, UserEvent, UtcTime
 
 __all__ = [
@@ -38,6 +39,7 @@ SCHEMAS: dict[str, type] = {
     "IoTReading": IoTReading,
     "IoTAlert": IoTAlert,
     "DeadLetter": DeadLetter,
+    "Decision": Decision,
 }
 
 _PANE = {
@@ -92,6 +94,16 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
         "message id... (keys depend on the source).",
         "rejected_at": "When the record was rejected (processing time), UTC.",
     },
+    "Decision": {
+        "tx_id": "The transaction decided (its tx_id as given).",
+        "card_id": "The card the transaction was made with.",
+        "decision": "allow, review or block: block if any rule that fired says block, else "
+        "review if any fired, else allow.",
+        "rules": "The names of the rules that fired, sorted (empty for allow).",
+        "timestamp": "The transaction's event time, UTC (its fraction kept).",
+        "decided_at": "When the decision was made (processing time), UTC with milliseconds; "
+        "the only field that differs between runs.",
+    },
 }
 
 _DATE_TIME = {"format": "date-time"}  # every UtcTime field (transforms.records.UtcTime)
@@ -105,6 +117,8 @@ CONSTRAINTS: dict[str, dict[str, dict[str, Any]]] = {
     "IoTReading": {"DeviceId": {"minLength": 1}},
     "IoTAlert": {"DeviceId": {"minLength": 1}, **_PANE_RULES},
     "DeadLetter": {"payload_encoding": {"enum": ["utf-8", "base64"]}},
+    "Decision": {"tx_id": {"minLength": 1}, "card_id": {"minLength": 1},
+                 "decision": {"enum": ["allow", "review", "block"]}},
 }
 
 FORMATS = ("jsonschema", "avro", "markdown")
@@ -113,7 +127,7 @@ _REGENERATE = "python -m beam_pipelines.schemas --format markdown > docs/schemas
 
 class Field(NamedTuple):
     name: str
-    kind: str  # string | double | long | boolean | map
+    kind: str  # string | double | long | boolean | map | array (of strings)
     nullable: bool
     doc: str
     constraints: dict[str, Any]
@@ -142,6 +156,8 @@ def _kind(schema: str, name: str, hint: Any) -> tuple[str, bool]:
         return _KINDS[hint], nullable
     if typing.get_origin(hint) is dict and typing.get_args(hint)[:1] == (str,):
         return "map", nullable
+    if typing.get_origin(hint) is list and typing.get_args(hint) == (str,):
+        return "array", nullable
     raise TypeError(f"{schema}.{name}: type {hint!r} has no schema mapping")
 
 
@@ -216,6 +232,8 @@ def json_schema(name: str) -> dict[str, Any]:
     for f in fields(name):
         if f.kind == "map":
             prop: dict[str, Any] = {"type": "object", "additionalProperties": {"type": _SCALARS}}
+        elif f.kind == "array":
+            prop = {"type": "array", "items": {"type": "string"}}
         else:
             prop = {"type": _JSON_TYPES[f.kind]}
         if f.nullable:
@@ -248,6 +266,8 @@ def avro_schema(name: str) -> dict[str, Any]:
     for f in fields(name):
         if f.kind == "map":
             avro_type: Any = {"type": "map", "values": ["null", "boolean", "long", "double", "string"]}
+        elif f.kind == "array":
+            avro_type = {"type": "array", "items": "string"}
         else:
             avro_type = _AVRO_TYPES[f.kind]
         entry: dict[str, Any] = {"name": f.name, "type": avro_type, "doc": f.doc}
@@ -271,7 +291,8 @@ def row_type(name: str) -> type:
     resolved = []
     for field, hint in hints.items():
         kind, nullable = _kind(name, field, hint)
-        base = dict[str, Any] if kind == "map" else {v: k for k, v in _KINDS.items()}[kind]
+        base: Any = (dict[str, Any] if kind == "map" else list[str] if kind == "array"
+                     else {v: k for k, v in _KINDS.items()}[kind])
         resolved.append((field, typing.Optional[base] if nullable else base))
     row: type = NamedTuple(name, resolved)  # type: ignore[misc]
     return row
@@ -294,7 +315,8 @@ def row_coder(name: str):
 # ---- Markdown -------------------------------------------------------------------------
 
 def _markdown_type(f: Field) -> str:
-    text = {"double": "number", "long": "integer", "map": "object (string keys)"}.get(f.kind, f.kind)
+    text = {"double": "number", "long": "integer", "map": "object (string keys)",
+            "array": "array of strings"}.get(f.kind, f.kind)
     if f.constraints.get("format") == "date-time":
         text = "string (ISO-8601 date-time)"
     return text

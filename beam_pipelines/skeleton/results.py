@@ -4,7 +4,8 @@ The record (a NamedTuple) is the one definition: its fields and types give the c
 columns, the Parquet schema, the PostgreSQL DDL and the exported JSON Schema/Avro
 (``beam_pipelines.schemas``). A :class:`~transforms.records.UtcTime` field is a
 ``timestamp[us, UTC]`` Parquet column and a ``timestamptz`` SQL column; ``str`` is
-string/text, ``int`` int64/bigint, ``float`` float64/double precision, ``bool`` boolean;
+string/text, ``int`` int64/bigint, ``float`` float64/double precision, ``bool`` boolean,
+``list[str]`` list<string>/text[] (a native array: ``WHERE 'x' = ANY(rules)``);
 a field that is not Optional is ``NOT NULL``. The pane fields of a windowed result
 (``pane_timing``, ``pane_index``, ``is_final``) are written in streaming only.
 """
@@ -20,7 +21,8 @@ __all__ = ["PANE_COLUMNS", "ResultSpec"]
 
 PANE_COLUMNS = ("pane_timing", "pane_index", "is_final")
 _PANE_SQL = {"pane_timing": "text", "pane_index": "integer", "is_final": "boolean"}
-_SQL = {"string": "text", "long": "bigint", "double": "double precision", "boolean": "boolean"}
+_SQL = {"string": "text", "long": "bigint", "double": "double precision", "boolean": "boolean",
+        "array": "text[]"}
 
 
 def _arrow_type(field: schemas.Field):
@@ -29,7 +31,7 @@ def _arrow_type(field: schemas.Field):
     if field.is_time:
         return pa.timestamp("us", tz="UTC")
     return {"string": pa.string(), "long": pa.int64(), "double": pa.float64(),
-            "boolean": pa.bool_()}[field.kind]
+            "boolean": pa.bool_(), "array": pa.list_(pa.string())}[field.kind]
 
 
 class ResultSpec(NamedTuple):
@@ -50,12 +52,14 @@ class ResultSpec(NamedTuple):
     # Streaming only: a column whose value never decreases across panes of one window
     # (an accumulating count); the upsert then never replaces it with a smaller value.
     never_decrease: Optional[str] = None
+    # The field that keys each result's message on a message sink (Kafka), if any.
+    message_key: Optional[str] = None
 
     @classmethod
     def of(cls, record: type, *, name: str, key: Sequence[str], title: str,
            columns: Optional[Sequence[str]] = None, sort_by: Optional[Sequence[str]] = None,
            table: Optional[str] = None, table_columns: Optional[Sequence[str]] = None,
-           never_decrease: Optional[str] = None) -> ResultSpec:
+           never_decrease: Optional[str] = None, message_key: Optional[str] = None) -> ResultSpec:
         """The spec of ``record``'s results.
 
         :param record: the result record, a NamedTuple.
@@ -67,18 +71,20 @@ class ResultSpec(NamedTuple):
         :param table: the default PostgreSQL table (``--output_table`` overrides it).
         :param table_columns: the PostgreSQL column order (default: ``columns``).
         :param never_decrease: a column an upsert never lowers (an accumulating count).
+        :param message_key: the field that keys each result's Kafka message (fraud:
+            ``tx_id``, so a topic compacts to one decision per transaction).
         """
         names = [f for f in schemas.field_names(record) if f not in PANE_COLUMNS]
         columns = list(columns or names)
         for what, given in (("columns", columns), ("table_columns", table_columns or columns),
-                            ("key", key)):
+                            ("key", key), ("message_key", [message_key] if message_key else [])):
             unknown = sorted(set(given) - set(names))
-            if unknown or (what != "key" and sorted(given) != sorted(names)):
+            if unknown or (what in ("columns", "table_columns") and sorted(given) != sorted(names)):
                 raise ConfigError(what, f"the fields of {record.__name__} ({', '.join(names)})",
                                   list(given))
         panes = [f for f in PANE_COLUMNS if f in schemas.field_names(record)]
         return cls(name, record, columns, panes, list(sort_by or key), title, table or name,
-                   list(key), list(table_columns or columns), never_decrease)
+                   list(key), list(table_columns or columns), never_decrease, message_key)
 
     def field_specs(self) -> dict[str, schemas.Field]:
         return {f.name: f for f in schemas.fields(self.record)}

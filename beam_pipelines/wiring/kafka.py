@@ -7,6 +7,7 @@ from the flags of ``beam_pipelines.options.kafka``.
 from __future__ import annotations
 
 import argparse
+import operator
 from typing import Any, Optional, Union
 
 import apache_beam as beam
@@ -29,7 +30,7 @@ from transforms.io.kafka.rules import coerce, split_topics
 from transforms.io.results import ReadResult
 
 __all__ = ["config_from_options", "dead_letter_writer", "read_from_options",
-           "servers_from_options", "sink_from_options", "source_from_options"]
+           "servers_from_options", "sink_from_options", "source_from_options", "topic_writer"]
 
 
 def servers_from_options(options: PipelineOptions) -> str:
@@ -65,7 +66,9 @@ def _timestamp_policy(options: PipelineOptions) -> Union[str, TimestampFn]:
 
 
 def read_from_options(options: PipelineOptions, *, pipeline: str = "kafka",
-                      batches: bool = False) -> ReadFromKafka:
+                      batches: bool = False, start_at: Any = None) -> ReadFromKafka:
+    """The read ``--topic`` and friends describe; ``start_at`` (explicit offsets, say)
+    replaces ``--start_at``."""
     k = options.view_as(KafkaOptions)
     topics = split_topics(k.topic)
     if not topics:
@@ -75,7 +78,7 @@ def read_from_options(options: PipelineOptions, *, pipeline: str = "kafka",
         ",".join(config.pop("bootstrap_servers")),
         topics,
         consumer_group=k.consumer_group,
-        start_at=k.start_at or "latest",
+        start_at=start_at if start_at is not None else (k.start_at or "latest"),
         stop_at=k.stop_at or "never",
         max_records=k.max_records,
         max_read_time=k.max_read_time,
@@ -118,14 +121,25 @@ def _writer_config(options: PipelineOptions) -> tuple[str, dict[str, Any]]:
     return ",".join(config.pop("bootstrap_servers")), config
 
 
-def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool) -> WriteToKafka:
-    """``--sink=kafka``: every result as a JSON object to the ``--output`` topic."""
+def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool,
+                      key_field: Optional[str] = None) -> WriteToKafka:
+    """``--sink=kafka``: every result as a JSON object to the ``--output`` topic, keyed by
+    its ``key_field`` when the pipeline names one (fraud: ``tx_id``)."""
     topic = options.view_as(IOOptions).output
     if not topic:
         raise ConfigError("--output", "the topic to write results to when --sink=kafka")
+    return topic_writer(options, topic, pipeline=pipeline, key_field=key_field, flag="--output")
+
+
+def topic_writer(options: PipelineOptions, topic: str, *, pipeline: str,
+                 key_field: Optional[str] = None, step: str = "write_results",
+                 flag: str = "--output") -> WriteToKafka:
+    """Records as JSON objects to ``topic`` of the ``--bootstrap_servers`` cluster, keyed by
+    the record's ``key_field`` (none: no key); ``flag`` is what errors about the topic name."""
     servers, config = _writer_config(options)
-    return WriteToKafka(servers, topic, config=config, pipeline=pipeline, step="write_results",
-                        flag="--output")
+    key_fn = operator.attrgetter(key_field) if key_field else None
+    return WriteToKafka(servers, topic, config=config, key_fn=key_fn, pipeline=pipeline,
+                        step=step, flag=flag)
 
 
 def dead_letter_writer(target: str, options: Optional[PipelineOptions]) -> WriteToKafka:

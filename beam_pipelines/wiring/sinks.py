@@ -25,9 +25,12 @@ CONNECTORS: dict[str, Callable[..., beam.PTransform]] = {
 }
 
 
-def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool) -> beam.PTransform:
+def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool,
+                   key_field: Optional[str] = None) -> beam.PTransform:
+    """The message sink ``--sink`` names; Kafka keys each message by ``key_field``."""
     sink = options.view_as(IOOptions).sink
-    return CONNECTORS[sink](options, pipeline=pipeline, streaming=streaming)
+    extra = {"key_field": key_field} if sink == "kafka" and key_field else {}
+    return CONNECTORS[sink](options, pipeline=pipeline, streaming=streaming, **extra)
 
 
 def write_results(
@@ -59,7 +62,7 @@ def write_results(
         return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
     else:
         written: Any = records | "WriteSink" >> connector_sink(
-            options, pipeline=spec.name, streaming=streaming)
+            options, pipeline=spec.name, streaming=streaming, key_field=spec.message_key)
         refused = getattr(written, "dead_letters", None)  # a WriteResult (Kafka)
         if refused is not None:
             return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())

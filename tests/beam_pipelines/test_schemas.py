@@ -13,6 +13,7 @@ import pytest
 from beam_pipelines import schemas
 from beam_pipelines.iot_alerts import AlertStatsFn, Thresholds, _Having, parse_reading
 from beam_pipelines.pageviews import to_page_view_count
+from transforms.fraud import Engine, parse_transaction, rules_from_document
 from transforms.parse import parse_user_event
 from transforms.records import DeadLetter
 from transforms.sinks.files import to_json_line
@@ -32,6 +33,13 @@ def real_records() -> dict[str, list]:
     reading, _ = parse_reading(decode_json_object(
         b'{"DeviceId": "d1", "Temperature": 31, "Humidity": 40.5, '
         b'"EventTime": "2024-01-01T02:00:00.5+02:00"}'))
+    tx, _ = parse_transaction(decode_json_object(
+        b'{"tx_id": "tx-1", "card_id": "c-7", "amount": 2500.5, "currency": "EUR", "merchant": "m",'
+        b' "country": "DE", "lat": 52.52, "lon": 13.4, "timestamp": "2024-01-01T02:00:00.25+02:00"}'))
+    engine = Engine(rules_from_document([
+        {"name": "big", "kind": "threshold", "action": "review", "field": "amount", "op": ">",
+         "value": 2000},
+        {"name": "burst", "kind": "velocity", "action": "block", "window": 60, "max_count": 3}]))
     having = _Having(Thresholds()).process
     fn = AlertStatsFn()
     value = fn.extract_output(fn.add_input(fn.create_accumulator(), reading))
@@ -52,6 +60,7 @@ def real_records() -> dict[str, list]:
             DeadLetter.of("pageviews", "parse", "not UTF-8", b"\xff", {"source": "kafka",
                                                                     "partition": 0, "offset": 9}),
         ],
+        "Decision": [engine.decide(tx, engine.stateless_fired(tx)), engine.decide(tx, [])],
     }
 
 

@@ -56,6 +56,7 @@ from transforms.fraud.rules import (
     StatefulRule,
     VelocityRule,
 )
+from transforms.records import UtcTime
 
 __all__ = [
     "DEFAULT_STATE_TTL",
@@ -172,15 +173,7 @@ class KeyedRules:
             if earlier + 1 > velocity.max_count:
                 fired.append(velocity.name)
         if self.spikes:
-            # Newest first, within the TTL (an entry left stale by out-of-order arrival is
-            # skipped here rather than searched for on every transaction).
-            recent = [amount for when, amount in reversed(state.amounts) if when > horizon]
-            with decimal.localcontext(_EXACT):
-                for spike in self.spikes:
-                    count = min(spike.history, len(recent))
-                    if (count >= spike.min_history
-                            and tx.amount * count > spike.factor * sum(recent[:count], _ZERO)):
-                        fired.append(spike.name)
+            fired.extend(self._spikes(state, tx.amount, horizon))
         lat, lon = float(tx.lat), float(tx.lon)
         if self.geo and state.previous is not None:
             then, prev_lat, prev_lon = state.previous
@@ -194,6 +187,32 @@ class KeyedRules:
             state.amounts.append((t, tx.amount))
         if self.geo:
             state.previous = (t, lat, lon)
+        return fired
+
+    def _spikes(self, state: KeyState, amount: Decimal, horizon: Decimal) -> list[str]:
+        """The spike rules that fire: ``amount * n > factor * sum`` over the key's last
+        ``history`` earlier amounts within the TTL, newest first (an entry left stale by
+        out-of-order arrival is skipped here rather than searched for on every transaction).
+        Exact: the context's Inexact trap would raise rather than round."""
+        fired = []
+        longest = self.max_history
+        recent = []
+        for when, earlier in reversed(state.amounts):
+            if when > horizon:
+                recent.append(earlier)
+                if len(recent) == longest:
+                    break
+        add = _EXACT.add
+        multiply = _EXACT.multiply
+        for spike in self.spikes:
+            count = min(spike.history, len(recent))
+            if count < spike.min_history:
+                continue
+            total = _ZERO
+            for earlier in recent[:count]:
+                total = add(total, earlier)
+            if multiply(amount, count) > multiply(spike.factor, total):
+                fired.append(spike.name)
         return fired
 
     def _expire(self, state: KeyState, latest: Decimal) -> Decimal:
@@ -241,11 +260,16 @@ class Engine:
         """Names of the stateless rules (threshold, blocklist) that fire for ``tx``."""
         return [rule.name for rule in self._stateless if rule.fires(tx)]  # type: ignore[attr-defined]
 
-    def decide(self, tx: Transaction, fired: Iterable[str], decided_at: str | None = None) -> Decision:
+    def decide(self, tx: Transaction, fired: Iterable[str],
+               decided_at: UtcTime | None = None) -> Decision:
         """The Decision for ``tx`` given the names of every rule that fired for it."""
+        if not fired:
+            return Decision(tx.tx_id, tx.card_id, ALLOW, [], event_time_iso(tx.timestamp),
+                            decided_at or utc_now_iso_millis())
         names = sorted(set(fired))
-        actions = {self.rules.actions[name] for name in names}
-        verdict = BLOCK if BLOCK in actions else REVIEW if REVIEW in actions else ALLOW
+        actions = self.rules.actions
+        verdict = (BLOCK if any(actions[name] == BLOCK for name in names)
+                   else REVIEW)
         return Decision(tx.tx_id, tx.card_id, verdict, names, event_time_iso(tx.timestamp),
                         decided_at or utc_now_iso_millis())
 
@@ -256,12 +280,52 @@ class Engine:
         calls). This is what one process consuming a topic does."""
         states = {} if states is None else states
         for tx in transactions:
-            fired = self.stateless_fired(tx)
-            for key_field, keyed in self.keyed.items():
-                by_value = states.setdefault(key_field, {})
-                value = getattr(tx, key_field)
-                state = by_value.get(value)
-                if state is None:
-                    state = by_value[value] = keyed.new_state()
-                fired.extend(keyed.evaluate(state, tx))
-            yield self.decide(tx, fired)
+            yield self.decide(tx, self._fired(tx, states))
+
+    def decide_batch(self, transactions: Sequence[Transaction],
+                     states: dict[str, dict[str, KeyState]], *, replayed: int = 0,
+                     decided_at: UtcTime | None = None) -> list[Decision]:
+        """:meth:`decide_in_order` for a list (the transactions of one poll), all stamped
+        ``decided_at``. The first ``replayed`` transactions only join their keys' state (a
+        restart's warm-up, :mod:`transforms.fraud.replay`): they are not decided."""
+        decided_at = decided_at or utc_now_iso_millis()
+        fired_for = self._fired
+        decide = self.decide
+        decisions = []
+        for index, tx in enumerate(transactions):
+            fired = fired_for(tx, states)
+            if index >= replayed:
+                decisions.append(decide(tx, fired, decided_at))
+        return decisions
+
+    def _fired(self, tx: Transaction, states: dict[str, dict[str, KeyState]]) -> list[str]:
+        """Every rule that fires for ``tx``; ``tx`` joins its keys' states."""
+        fired = self.stateless_fired(tx)
+        for key_field, keyed in self.keyed.items():
+            by_value = states.get(key_field)
+            if by_value is None:
+                by_value = states[key_field] = {}
+            value = getattr(tx, key_field)
+            state = by_value.get(value)
+            if state is None:
+                state = by_value[value] = keyed.new_state()
+            fired.extend(keyed.evaluate(state, tx))
+        return fired
+
+    def expire(self, states: dict[str, dict[str, KeyState]], upto: Decimal) -> Decimal | None:
+        """Forget every key whose state would be all expired for a transaction at ``upto``
+        (``latest + state_ttl <= upto``); returns the earliest time another key expires
+        (None when no key is left)."""
+        earliest: Decimal | None = None
+        for key_field, by_value in states.items():
+            keyed = self.keyed[key_field]
+            gone = []
+            for value, state in by_value.items():
+                expires = keyed.expires_at(state)
+                if expires is None or expires <= upto:
+                    gone.append(value)
+                elif earliest is None or expires < earliest:
+                    earliest = expires
+            for value in gone:
+                del by_value[value]
+        return earliest
