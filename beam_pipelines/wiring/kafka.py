@@ -106,13 +106,15 @@ class _ReadAs(beam.PTransform):
                           read.dead_letters)
 
 
-def source_from_options(options: PipelineOptions) -> SourceSpec:
+def source_from_options(options: PipelineOptions, *, start_at: Any = None) -> SourceSpec:
     """``--source=kafka``: RawRecords with their topic/partition/offset; bounded unless
-    never. The same read as RawBatches (one per poll) for pipelines that take batches."""
-    read = read_from_options(options)
+    never. The same read as RawBatches (one per poll) for pipelines that take batches.
+    ``start_at`` (explicit offsets, say) replaces ``--start_at``."""
+    read = read_from_options(options, start_at=start_at)
     return SourceSpec(
         _ReadAs(read, "ToRawRecord", to_raw_record), bounded=read.bounded,
-        batches=_ReadAs(read_from_options(options, batches=True), "ToRawBatch", to_raw_batch),
+        batches=_ReadAs(read_from_options(options, batches=True, start_at=start_at),
+                        "ToRawBatch", to_raw_batch),
     )
 
 
