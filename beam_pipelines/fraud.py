@@ -120,7 +120,7 @@ RESULTS = ResultSpec.of(
 )
 
 # The restart plan of each pipeline being built (read() computes it, core() uses it).
-_PLANS: "weakref.WeakKeyDictionary[beam.Pipeline, ReplayPlan]" = weakref.WeakKeyDictionary()
+_PLANS: weakref.WeakKeyDictionary[beam.Pipeline, ReplayPlan] = weakref.WeakKeyDictionary()
 
 
 def _flags(options: PipelineOptions) -> FraudOptions:

@@ -47,15 +47,17 @@ def _variant(obj: dict[str, Any], rnd: random.Random) -> bytes:
     return text.encode()
 
 
-def transactions(seed: int, count: int = 2500) -> list[bytes]:
+def transactions(seed: int, count: int = 2500, *, cards: int | None = None,
+                 rate: float | None = None) -> list[bytes]:
     """Unseen lines: realistic traffic with bursts, spikes, far-away use, blocklisted
     merchants, ties, lines out of event-time order, every contract form, invalid lines of
-    every kind, blank lines and rarer valid forms mixed in."""
+    every kind, blank lines and rarer valid forms mixed in. ``cards`` and ``rate``
+    (transactions per second of event time) are drawn from the seed unless given."""
     rnd = random.Random(seed)
     generator = SyntheticTransactions(
-        seed=seed, cards=rnd.randint(60, 120), merchants=rnd.randint(30, 80),
-        rate=rnd.choice([0.5, 1.0, 2.0]), dirty=0.06, burst=0.04, spike=0.03, far_away=0.02,
-        blocked=0.02, tie=0.03, out_of_order=0.05)
+        seed=seed, cards=cards or rnd.randint(60, 120), merchants=rnd.randint(30, 80),
+        rate=rate or rnd.choice([0.5, 1.0, 2.0]), dirty=0.06, burst=0.04, spike=0.03,
+        far_away=0.02, blocked=0.02, tie=0.03, out_of_order=0.05)
     lines: list[bytes] = []
     for obj, payload in generator.records(count):
         if obj is not None and rnd.random() < 0.05:
