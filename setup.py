@@ -31,8 +31,9 @@ FORMATS = [
 # partitioned tables. A PostgreSQL SQL catalog also needs the [postgres] extra (psycopg 3).
 ICEBERG = ["pyiceberg[pyarrow,sql-sqlite,pyiceberg-core]>=0.12"]
 NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7"]
-# The benchmarks' peers (benchmarks/run.py): DuckDB and Spark local[2] (needs Java 17 or 21).
-BENCH = ["duckdb>=1.0", "pyspark>=4.0", "psutil>=5.9"]
+# The benchmarks' peers (benchmarks/run.py): DuckDB and Spark local[2] (needs Java 17 or 21);
+# Quix Streams beside the fraud pipeline (benchmarks/fraud.py).
+BENCH = ["duckdb>=1.0", "pyspark>=4.0", "psutil>=5.9", "quixstreams>=3"]
 ALL = (KAFKA + PUBSUB + EVENTHUBS + POSTGRES + ICEBERG + DASK + METRICS + NOTEBOOKS + FORMATS
        + ["tqdm>=4.60"])
 DEV = ALL + [
@@ -85,6 +86,7 @@ setup(
         "console_scripts": [
             "beam-pageviews=beam_pipelines.pageviews:main",
             "beam-iot-alerts=beam_pipelines.iot_alerts:main",
+            "beam-fraud=beam_pipelines.fraud:main",
             "beam-produce=beam_pipelines.produce:main",
         ]
     },
