@@ -58,7 +58,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+from beam_pipelines.testing.kafka import KafkaBroker
 from benchmarks.streaming import Profiler, machine, percentile, print_profile, summarize_profile
+from transforms.fraud.generate import SyntheticTransactions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULES = os.path.join(REPO, "docs", "examples", "fraud", "rules.json")
@@ -75,11 +77,9 @@ _ID = b"__ID__"
 def templates(count: int, seed: int = 7) -> list[Optional[bytes]]:
     """Payload templates with the tx_id and the timestamp left to fill in (None: an
     invalid transaction, sent as it is)."""
-    from transforms.fraud.generate import SyntheticTransactions
-
     out: list[Optional[bytes]] = []
-    for obj, payload in SyntheticTransactions(seed=seed, cards=2000, rate=1000.0,
-                                              dirty=0.01).records(count):
+    generator = SyntheticTransactions(seed=seed, cards=2000, rate=1000.0, dirty=0.01)
+    for obj, _ in generator.records(count):
         if obj is None:
             out.append(None)
             continue
@@ -487,8 +487,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.bootstrap_servers:
         servers = args.bootstrap_servers
     else:
-        from beam_pipelines.testing.kafka import KafkaBroker
-
         broker = KafkaBroker().start()
         servers = broker.bootstrap_servers
 

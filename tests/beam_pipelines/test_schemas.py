@@ -16,6 +16,7 @@ from beam_pipelines.pageviews import to_page_view_count
 from transforms.fraud import Engine, parse_transaction, rules_from_document
 from transforms.parse import parse_user_event
 from transforms.records import DeadLetter
+from transforms.sessions import SessionStatsFn, to_user_session
 from transforms.sinks.files import to_json_line
 from transforms.validation import decode_json_object
 from transforms.windowing import WindowedResult
@@ -41,6 +42,9 @@ def real_records() -> dict[str, list]:
          "value": 2000},
         {"name": "burst", "kind": "velocity", "action": "block", "window": 60, "max_count": 3}]))
     having = _Having(Thresholds()).process
+    stats = SessionStatsFn()
+    session = stats.extract_output(stats.add_input(stats.add_input(
+        stats.create_accumulator(), event), event._replace(page="/b", timestamp=T0 + 61.5)))
     fn = AlertStatsFn()
     value = fn.extract_output(fn.add_input(fn.create_accumulator(), reading))
     return {
@@ -53,6 +57,10 @@ def real_records() -> dict[str, list]:
         "IoTAlert": [
             *having(WindowedResult("d1", T0, T0 + 60, value)),
             *having(WindowedResult("d1", T0, T0 + 60, value, "EARLY", 0, False)),
+        ],
+        "UserSession": [
+            to_user_session(WindowedResult("7", T0, T0 + 1861.5, session)),
+            to_user_session(WindowedResult("7", T0, T0 + 1861.5, session, "EARLY", 0, False)),
         ],
         "DeadLetter": [
             DeadLetter.of("iot_alerts", "parse", "invalid JSON", b"{", {"source": "file", "file": "f",
