@@ -46,6 +46,7 @@ from runners.presets import LOCAL_STREAMING
 from transforms.base.errors import ConfigError
 from transforms.contracts import TRANSACTIONS
 from transforms.fraud import DEFAULT_STATE_TTL, DecideTransactions, Decision, Engine, load_rules
+from transforms.fraud.kafka_blocklist import register_kafka_blocklists
 from transforms.fraud.records import BLOCK, DECISIONS, REVIEW
 from transforms.fraud.replay import ReplayPlan, plan_replay
 from transforms.fraud.rules import RuleSet
@@ -128,11 +129,14 @@ def _flags(options: PipelineOptions) -> FraudOptions:
 
 
 def rules_of(options: PipelineOptions) -> RuleSet:
-    """``--rules``, loaded and checked (one line naming the rule and field at fault)."""
+    """``--rules``, loaded and checked (one line naming the rule and field at fault);
+    ``"list": "kafka://TOPIC"`` blocklists follow TOPIC on the ``--bootstrap_servers``
+    cluster."""
     path = _flags(options).rules
     if not path:
         raise ConfigError("--rules", "the rules file (JSON or YAML), e.g. "
                           "--rules=docs/examples/fraud/rules.json")
+    register_kafka_blocklists(kafka_wiring.config_from_options(options))
     return load_rules(path)
 
 

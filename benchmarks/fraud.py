@@ -141,8 +141,10 @@ def _produce(servers: str, topic: str, run: str, count: int, rate: Optional[floa
     for i, shape in enumerate(shapes):
         if rate:
             due = started + i / rate
-            while time.time() < due:
-                time.sleep(min(0.002, due - time.time()))
+            left = due - time.time()
+            while left > 0:
+                time.sleep(min(0.002, left))
+                left = due - time.time()
         now = time.time()
         if shape is None:
             producer.send(topic, b'{"tx_id":"broken","amount":', b"broken")
@@ -303,9 +305,13 @@ def _producer(servers: str, topic: str, run: str, count: int, rate: Optional[flo
     return process, times
 
 
-def _send_times(path: str, count: int) -> list[float]:
+def _send_times(producer: multiprocessing.Process, path: str, count: int) -> list[float]:
+    """The send time of each transaction (0.0: invalid, not measured)."""
     from array import array
 
+    producer.join()
+    if producer.exitcode != 0:
+        raise SystemExit(f"the producer process failed (exit code {producer.exitcode})")
     sent = array("d")
     with open(path, "rb") as handle:
         sent.fromfile(handle, count)
@@ -342,8 +348,7 @@ def latency_run(servers: str, create: Callable[[int], str], engine: str, partiti
                 _wait(lambda: len(set(reader.other)) >= partitions, 1.0, process)
         count = int(rate * duration)
         producer, times_path = _producer(servers, source, run, count, rate)
-        producer.join()
-        sent = _send_times(times_path, count)
+        sent = _send_times(producer, times_path, count)
         valid = [i for i, t in enumerate(sent) if t]
         result.produced = len(valid)
         _wait(lambda: len(reader.received) >= len(valid), settle, process)
@@ -368,8 +373,7 @@ def throughput_run(servers: str, create: Callable[[int], str], engine: str, part
     source, output = create(partitions), create(1)
     run = uuid.uuid4().hex[:8]
     producer, times_path = _producer(servers, source, run, count, None, span=count / 1000.0)
-    producer.join()
-    valid = sum(1 for t in _send_times(times_path, count) if t)
+    valid = sum(1 for t in _send_times(producer, times_path, count) if t)
     result.produced = valid
     reader = DecisionReader(servers, output, run)
     process = Engine(engine_command(engine, servers, source, output, f"g-{run}", "earliest"),

@@ -98,7 +98,7 @@ def speed_kmh(distance_km: float, seconds: Decimal) -> float:
 class KeyState:
     """What one key value's stateful rules remember. Picklable; small and bounded."""
 
-    __slots__ = ("latest", "times", "amounts", "previous")
+    __slots__ = ("latest", "times", "amounts", "previous", "total", "ordered")
 
     def __init__(self, history: int = 0) -> None:
         self.latest: Decimal | None = None  # the latest event time seen
@@ -106,13 +106,36 @@ class KeyState:
         self.amounts: collections.deque[tuple[Decimal, Decimal]] = collections.deque(
             maxlen=history or None)  # spikes: (event time, amount), evaluation order
         self.previous: tuple[Decimal, float, float] | None = None  # geo: (time, lat, lon)
+        # The exact sum of ``amounts``, and whether their times never decrease (then none
+        # is expired once the oldest is not, and a spike needs no search).
+        self.total: Decimal = _ZERO
+        self.ordered = True
 
     def __getstate__(self) -> tuple:
-        return (self.latest, self.times, list(self.amounts), self.amounts.maxlen, self.previous)
+        return (self.latest, self.times, list(self.amounts), self.amounts.maxlen, self.previous,
+                self.total, self.ordered)
 
     def __setstate__(self, state: tuple) -> None:
-        self.latest, self.times, amounts, maxlen, self.previous = state
+        self.latest, self.times, amounts, maxlen, self.previous, self.total, self.ordered = state
         self.amounts = collections.deque(amounts, maxlen=maxlen)
+
+    def add_amount(self, when: Decimal, amount: Decimal) -> None:
+        """``amount`` at ``when`` joins the spike history (the oldest leaves a full one)."""
+        amounts = self.amounts
+        if amounts:
+            if when < amounts[-1][0]:
+                self.ordered = False
+            if len(amounts) == amounts.maxlen:
+                self.total = _EXACT.subtract(self.total, amounts[0][1])
+        amounts.append((when, amount))
+        self.total = _EXACT.add(self.total, amount)
+
+    def drop_oldest_amount(self) -> None:
+        _, amount = self.amounts.popleft()
+        if self.amounts:
+            self.total = _EXACT.subtract(self.total, amount)
+        else:
+            self.total, self.ordered = _ZERO, True
 
     def __len__(self) -> int:
         """Entries held (for bounds checks and metrics)."""
@@ -184,34 +207,49 @@ class KeyedRules:
         if self.velocity:
             bisect.insort_right(state.times, t)
         if self.spikes:
-            state.amounts.append((t, tx.amount))
+            state.add_amount(t, tx.amount)
         if self.geo:
             state.previous = (t, lat, lon)
         return fired
 
     def _spikes(self, state: KeyState, amount: Decimal, horizon: Decimal) -> list[str]:
         """The spike rules that fire: ``amount * n > factor * sum`` over the key's last
-        ``history`` earlier amounts within the TTL, newest first (an entry left stale by
-        out-of-order arrival is skipped here rather than searched for on every transaction).
-        Exact: the context's Inexact trap would raise rather than round."""
+        ``history`` earlier amounts within the TTL, newest first. Exact: the context's
+        Inexact trap would raise rather than round.
+
+        When the amounts arrived in time order none is expired (the oldest is not, see
+        _expire), and a rule over the whole history uses the running total; otherwise an
+        entry left stale by out-of-order arrival is skipped here."""
         fired = []
-        longest = self.max_history
-        recent = []
-        for when, earlier in reversed(state.amounts):
-            if when > horizon:
-                recent.append(earlier)
-                if len(recent) == longest:
-                    break
-        add = _EXACT.add
-        multiply = _EXACT.multiply
+        amounts = state.amounts
+        if state.ordered:
+            recent: list[Decimal] | None = None
+            available = len(amounts)
+        else:
+            recent = []
+            ordered = True
+            later = None
+            for when, earlier in reversed(amounts):
+                if when > horizon:
+                    recent.append(earlier)
+                if later is not None and when > later:
+                    ordered = False
+                later = when
+            available = len(recent)
+            # The entry that arrived out of order may have left: the fast path again.
+            state.ordered = ordered
         for spike in self.spikes:
-            count = min(spike.history, len(recent))
+            count = min(spike.history, available)
             if count < spike.min_history:
                 continue
-            total = _ZERO
-            for earlier in recent[:count]:
-                total = add(total, earlier)
-            if multiply(amount, count) > multiply(spike.factor, total):
+            if recent is None and count == len(amounts):
+                total = state.total
+            else:
+                newest = recent if recent is not None else [a for _, a in reversed(amounts)]
+                total = _ZERO
+                for earlier in newest[:count]:
+                    total = _EXACT.add(total, earlier)
+            if _EXACT.multiply(amount, count) > _EXACT.multiply(spike.factor, total):
                 fired.append(spike.name)
         return fired
 
@@ -225,7 +263,7 @@ class KeyedRules:
         horizon = _EXACT.subtract(latest, self.state_ttl)
         amounts = state.amounts
         while amounts and amounts[0][0] <= horizon:  # oldest first
-            amounts.popleft()
+            state.drop_oldest_amount()
         if state.previous is not None and state.previous[0] <= horizon:
             state.previous = None
         return horizon
