@@ -24,7 +24,16 @@ import typing
 from typing import Any, NamedTuple, Sequence
 
 from transforms.base.errors import ConfigError
-from transforms.records import DeadLetter, IoTAlert, IoTReading, PageViewCount, UserEvent, UtcTime
+from transforms.records import (
+    DeadLetter,
+    IoTAlert,
+    IoTReading,
+    PageViewCount,
+    ServiceErrorRate,
+    ServiceLog,
+    UserEvent,
+    UtcTime,
+)
 
 __all__ = [
     "avro_schema", "beam_schema", "CONSTRAINTS", "description", "export", "Field", "FIELD_DOCS",
@@ -37,6 +46,8 @@ SCHEMAS: dict[str, type] = {
     "PageViewCount": PageViewCount,
     "IoTReading": IoTReading,
     "IoTAlert": IoTAlert,
+    "ServiceLog": ServiceLog,
+    "ServiceErrorRate": ServiceErrorRate,
     "DeadLetter": DeadLetter,
 }
 
@@ -80,6 +91,26 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
         "WindowStart": "Start of the window (inclusive), UTC.",
         **_PANE,
     },
+    "ServiceLog": {
+        "service": "The service that wrote the line.",
+        "error": "Whether the line counts as an error: an HTTP status >= 500, or, without a "
+        "status, an error level (error, critical, fatal...). The status decides when both are "
+        "given.",
+        "level": "The level as written, lower-cased (null when the line has none).",
+        "status": "The HTTP status (null when the line has none).",
+        "timestamp": "When the line was written: epoch seconds or ISO-8601 with an offset in the "
+        "input, normalised to UTC; it decides the windows.",
+    },
+    "ServiceErrorRate": {
+        "window_start": "Start of the sliding event-time window (inclusive), UTC.",
+        "window_end": "End of the window (exclusive), UTC.",
+        "service": "The service counted.",
+        "events": "Log lines of the service in the window (so far, for EARLY panes).",
+        "errors": "Of those, the errors.",
+        "error_ratio": "errors / events.",
+        "breaching": "error_ratio is above --max_error_ratio and events >= --min_events.",
+        **_PANE,
+    },
     "DeadLetter": {
         "pipeline": "The pipeline that rejected the record (pageviews, iot_alerts...).",
         "step": "The step that rejected it: parse, window, quality...",
@@ -104,6 +135,10 @@ CONSTRAINTS: dict[str, dict[str, dict[str, Any]]] = {
     "PageViewCount": {"page": {"minLength": 1}, "count": {"minimum": 1}, **_PANE_RULES},
     "IoTReading": {"DeviceId": {"minLength": 1}},
     "IoTAlert": {"DeviceId": {"minLength": 1}, **_PANE_RULES},
+    "ServiceLog": {"service": {"minLength": 1}, "status": {"minimum": 100, "maximum": 599}},
+    "ServiceErrorRate": {"service": {"minLength": 1}, "events": {"minimum": 1},
+                         "errors": {"minimum": 0}, "error_ratio": {"minimum": 0, "maximum": 1},
+                         **_PANE_RULES},
     "DeadLetter": {"payload_encoding": {"enum": ["utf-8", "base64"]}},
 }
 

@@ -11,12 +11,13 @@ A pipeline is a subclass of :class:`Pipeline` that declares
   any late records, dead letters and further outputs).
 
 The skeleton provides the source (``--source``), parsing and ``--quality_rules``, the
-sink (``--sink``), dead letters of every step (``--dead_letter``), metrics, the
-end-of-run summary and ``run()`` / ``main()``; :meth:`Pipeline.launch` starts a run
-without waiting (the seam tests use). Hooks a pipeline may override: :meth:`check`
-(validate its flags before anything starts), :meth:`read` (how inputs are read and
-parsed), :meth:`write` (more outputs beside the main sink) and :meth:`finish` (after
-the run). docs/sdk.md walks through a pipeline written on it.
+sink (``--sink``), notifications (``--sink=slack|pagerduty|webhook``, ``--notify``),
+dead letters of every step (``--dead_letter``), metrics, the end-of-run summary and
+``run()`` / ``main()``; :meth:`Pipeline.launch` starts a run without waiting (the seam
+tests use). Hooks a pipeline may override: :meth:`check` (validate its flags before
+anything starts), :meth:`read` (how inputs are read and parsed), :meth:`write` (more
+outputs beside the main sink), :meth:`alerts` (what its notifications are about) and
+:meth:`finish` (after the run). docs/sdk.md walks through a pipeline written on it.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from beam_pipelines import options as opts
 from beam_pipelines.options.quality import QualityOptions
 from beam_pipelines.skeleton import run as runs
 from beam_pipelines.skeleton.results import ResultSpec
-from beam_pipelines.wiring import quality
+from beam_pipelines.wiring import notifications, quality
 from beam_pipelines.wiring.dead_letters import write_dead_letters
+from beam_pipelines.wiring.notifications import Alerts
 from beam_pipelines.wiring.sinks import write_results
 from beam_pipelines.wiring.source_spec import SourceSpec
 from beam_pipelines.wiring.sources import source_spec
@@ -45,7 +47,7 @@ from transforms.measure import MeasureOutput
 from transforms.sinks.dead_letter_sink import late_record_to_dead_letter
 from transforms.windowing import WindowConfig
 
-__all__ = ["Context", "Core", "Inputs", "Pipeline"]
+__all__ = ["Alerts", "Context", "Core", "Inputs", "Pipeline"]
 
 
 class Context(NamedTuple):
@@ -96,6 +98,9 @@ class Pipeline:
     # comes after them.
     flags: ClassVar[tuple[Type[PipelineOptions], ...]] = ()
     default_window: ClassVar[int] = 300  # seconds, when --window_size is not given
+    # Sliding windows by default: a window starts every this many seconds (at most the
+    # window size) when --window_period is not given; None: tumbling windows.
+    default_window_period: ClassVar[Optional[int]] = None
     default_source: ClassVar[str] = "synthetic"
 
     # ---- what a pipeline writes --------------------------------------------------------
@@ -123,6 +128,13 @@ class Pipeline:
         """Write ``core.outputs`` beside the main sink; returns their dead letters."""
         return []
 
+    def alerts(self, core: Core, ctx: Context) -> Optional[Alerts]:
+        """What the pipeline notifies about, for ``--sink=slack|pagerduty|webhook`` and
+        ``--notify``: its alert records, how they read, and optionally the incident key
+        and the results incidents are tracked on (see :class:`Alerts`). A pipeline that
+        does not override it emits no alerts, and those flags are refused for it."""
+        return None
+
     def finish(self, result: PipelineResult, options: PipelineOptions) -> None:
         """After the run and its summary (say how many alerts were emitted, say)."""
 
@@ -131,9 +143,13 @@ class Pipeline:
     def window_config(self, options: PipelineOptions) -> WindowConfig:
         """The windows of ``--window_size`` (default :attr:`default_window`) and friends."""
         w = options.view_as(opts.WindowOptions)
+        size = w.window_size or self.default_window
+        period = w.window_period
+        if period is None and self.default_window_period is not None:
+            period = min(self.default_window_period, size)
         return WindowConfig(
-            size=w.window_size or self.default_window,
-            period=w.window_period,
+            size=size,
+            period=period,
             allowed_lateness=w.allowed_lateness or 0,
             early_firing=w.early_firing,
         )
@@ -162,6 +178,16 @@ class Pipeline:
             module = spec.name if spec is not None else self.name
         return module
 
+    def has_alerts(self) -> bool:
+        """Whether the pipeline overrides :meth:`alerts` (it can notify)."""
+        return type(self).alerts is not Pipeline.alerts
+
+    def check_all(self, options: PipelineOptions) -> None:
+        """Everything checked before a run starts: :meth:`check` (the pipeline's flags)
+        and the skeleton's own (the notification flags and secrets)."""
+        self.check(options)
+        notifications.prepare(options, pipeline=self.name, has_alerts=self.has_alerts())
+
     def source(self, options: PipelineOptions) -> SourceSpec:
         return source_spec(options, default=self.default_source, synthetic=self.synthetic_source)
 
@@ -180,6 +206,13 @@ class Pipeline:
             ))
         dead_parts += list(core.dead_letters)
         dead_parts += self.write(core, ctx)
+        if notifications.channels(options):
+            alerts = self.alerts(core, ctx)
+            if alerts is None:
+                notifications.prepare(options, pipeline=self.name, has_alerts=False)  # raises
+            else:
+                dead_parts += notifications.write_notifications(
+                    alerts, options, pipeline=self.name, streaming=streaming)
         if refused is not None:
             dead_parts.append(refused)
         dead = dead_parts | "AllDeadLetters" >> beam.Flatten()
@@ -195,14 +228,14 @@ class Pipeline:
         options, and any source (default: the one ``--source`` names)."""
         options = flags if isinstance(flags, PipelineOptions) else self.parse_flags(flags)
         if source is None:
-            self.check(options)
+            self.check_all(options)
             source = self.source(options)
         return runs.launch(options, source, build=self.build)
 
     def run(self, argv: Optional[Sequence[str]] = None) -> PipelineResult:
         """Parse flags, build and run the pipeline; returns the PipelineResult."""
         options = self.parse_flags(argv)
-        self.check(options)
+        self.check_all(options)
         source = self.source(options)
         result = runs.execute(options, source, pipeline_name=self.name, build=self.build)
         self.finish(result, options)

@@ -11,6 +11,7 @@ from apache_beam.transforms.window import GlobalWindows
 from beam_pipelines.options import IOOptions
 from beam_pipelines.skeleton.results import ResultSpec
 from beam_pipelines.wiring import eventhubs, kafka, pubsub
+from beam_pipelines.wiring.notifications import NOTIFICATION_SINKS
 from transforms.sinks.console import WriteToConsole
 from transforms.sinks.files import WriteJsonLines, WriteParquet
 from transforms.sinks.postgres import WriteToPostgres
@@ -36,6 +37,8 @@ def write_results(
     """Write results to ``--sink``; returns the sink's dead letters where it has any (in
     the global window, where the dead letters of every step are flattened together)."""
     io = options.view_as(IOOptions)
+    if io.sink in NOTIFICATION_SINKS:
+        return None  # the results are not kept: the skeleton sends the pipeline's alerts
     if io.sink == "console":
         columns = spec.columns + (spec.pane_columns if streaming else [])
         records | "WriteConsole" >> WriteToConsole(
