@@ -79,9 +79,8 @@ def channels(options: PipelineOptions) -> list[str]:
     for group in options.view_as(NotificationOptions).notify or []:
         for name in group:
             if name in chosen:
-                flag = "--sink" if name == sink else "--notify"
                 raise ConfigError.from_message(
-                    f"{flag}: {name} is named twice (--sink={sink}, --notify=...): each channel "
+                    f"--notify: {name} is named twice (--sink={sink}, --notify=...): each channel "
                     "once; several endpoints of one kind need several runs")
             chosen.append(name)
     return chosen
@@ -147,8 +146,9 @@ def _endpoints(options: PipelineOptions, chosen: list[str]) -> _Endpoints:
                 raise ConfigError.from_message(
                     f"--{dest}: {channel} is not a channel of this run (add --notify={channel})")
             return None
-        if io.sink == channel and io.output:
-            flag, value = "--output", io.output
+        if io.sink == channel:
+            flag = "--output"
+            value = io.output if io.output else getattr(flags, dest)
         else:
             flag, value = f"--{dest}", getattr(flags, dest)
         env = ENV_FALLBACKS.get(dest)
