@@ -36,7 +36,7 @@ import operator
 import sys
 from decimal import Decimal
 from fractions import Fraction
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -172,6 +172,7 @@ class ErrorRate(Pipeline):
     def core(self, inputs: Inputs, ctx: Context) -> Core:
         counted = (inputs.records
                    | "KeyByService" >> beam.Map(lambda line: (line.service, line))
+                   .with_output_types(Tuple[str, ServiceLog])
                    | "CountErrors" >> WindowedAggregate(
                        CountErrors(), self.window_config(ctx.options), streaming=ctx.streaming,
                        metrics_namespace=PIPELINE))
