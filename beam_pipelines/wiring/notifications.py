@@ -227,11 +227,13 @@ _FLAG_OF = {"slack": "--slack_url", "pagerduty": "--pagerduty_routing_key",
 def _sink(channel: str, endpoints: _Endpoints, delivery: dict[str, Any], *, pipeline: str,
           message: MessageSpec) -> beam.PTransform:
     if channel == "slack":
+        assert endpoints.slack_url is not None
         return WriteToSlack(endpoints.slack_url, message=message, pipeline=pipeline, **delivery)
     if channel == "pagerduty":
         assert endpoints.pagerduty_key is not None
         return WriteToPagerDuty(endpoints.pagerduty_key, url=endpoints.pagerduty_url.reveal(),
                                 message=message, pipeline=pipeline, **delivery)
+    assert endpoints.webhook_url is not None
     return WriteToWebhook(endpoints.webhook_url, secret=endpoints.webhook_secret,
                           headers=endpoints.webhook_headers, message=message,
                           pipeline=pipeline, **delivery)
