@@ -17,6 +17,7 @@ from beam_pipelines.pageviews import to_page_view_count
 from transforms.contracts.service_logs import parse_service_log
 from transforms.parse import parse_user_event
 from transforms.records import DeadLetter, IoTAlert
+from transforms.sessions import SessionStatsFn, to_user_session
 from transforms.sinks.files import to_json_line
 from transforms.validation import decode_json_object
 from transforms.windowing import WindowedResult
@@ -40,6 +41,9 @@ def real_records() -> dict[str, list]:
     log, _ = parse_service_log(decode_json_object(
         b'{"service": "api", "level": "ERROR", "status": "503", "timestamp": "2024-01-01T01:00:00+01:00"}'))
     rate = _Rate(Limits()).process
+    stats = SessionStatsFn()
+    session = stats.extract_output(stats.add_input(stats.add_input(
+        stats.create_accumulator(), event), event._replace(page="/b", timestamp=T0 + 61.5)))
     fn = AlertStatsFn()
     value = fn.extract_output(fn.add_input(fn.create_accumulator(), reading))
     return {
@@ -57,6 +61,10 @@ def real_records() -> dict[str, list]:
         "ServiceErrorRate": [
             *rate(WindowedResult("api", T0, T0 + 60, (40, 3))),
             *rate(WindowedResult("api", T0, T0 + 60, (1, 1), "EARLY", 0, False)),
+        ],
+        "UserSession": [
+            to_user_session(WindowedResult("7", T0, T0 + 1861.5, session)),
+            to_user_session(WindowedResult("7", T0, T0 + 1861.5, session, "EARLY", 0, False)),
         ],
         "DeadLetter": [
             DeadLetter.of("iot_alerts", "parse", "invalid JSON", b"{", {"source": "file", "file": "f",
