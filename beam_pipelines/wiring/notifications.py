@@ -122,7 +122,7 @@ def prepare(options: PipelineOptions, *, pipeline: str, has_alerts: bool) -> lis
             "--output: not used by --sink=pagerduty (its endpoint is --pagerduty_url, its key "
             "--pagerduty_routing_key)")
     endpoints = _endpoints(options, chosen)
-    if "incidents" != (flags.notify_on or "incidents") and flags.resolve_after is not None:
+    if flags.notify_on == "alerts" and flags.resolve_after is not None:
         raise ConfigError.from_message(
             "--resolve_after: applies to --notify_on=incidents only")
     _refuse_remote_sealed(options, endpoints)
