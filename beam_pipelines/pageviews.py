@@ -17,7 +17,9 @@ streaming and in bounded reads). Records are parsed and validated as Arrow recor
 batches and pre-aggregated per (page, window slice) before Beam's combine (batch) or the
 stateful windowed count (streaming); only records the vectorized checks cannot prove
 valid go through the per-record parser, which decides them (and words every dead letter)
-exactly as ``--batch_engine=records`` does for every record. Both give the same counts,
+exactly as ``--batch_engine=records`` does for every record. Avro topics (``--format=avro``)
+take the same path, one Arrow table per poll; Protobuf and JSON Schema topics are decoded
+record by record inside it. Both engines give the same counts,
 panes and dead letters (in streaming, the late records of one poll fire one LATE pane
 together); the records engine is the reference the tests compare against. The
 synthetic, Pub/Sub and Event Hubs sources, and ``--quality_rules``, use the per-record path.
@@ -230,10 +232,10 @@ class Pageviews(Pipeline):
         if engine == "batches":
             assert source.batches is not None  # vectorized() checked it
             raw_batches, rejected = read_records(pipeline, source._replace(transform=source.batches))
-            tables = raw_batches | "Parse" >> ParseUserEventBatches(PIPELINE)
+            tables = raw_batches | "Parse" >> ParseUserEventBatches(PIPELINE, source.decoder)
             return Inputs(tables.valid, [*rejected, tables.dead_letters], form="batches")
         raw, rejected = read_records(pipeline, source)
-        parsed = raw | "Parse" >> USER_EVENTS.parser(PIPELINE)
+        parsed = raw | "Parse" >> USER_EVENTS.parser(PIPELINE, decoder=source.decoder)
         checked = quality.apply_quality(parsed.valid, ctx.options, PIPELINE)
         dead = (parsed.dead_letters, checked.dead_letters) | "Rejected" >> beam.Flatten()
         return Inputs(checked.valid, [*rejected, dead])

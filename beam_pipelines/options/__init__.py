@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 # Every option module is imported here, so --help and strict parsing know every flag.
-from beam_pipelines.options import eventhubs, kafka, metrics, pubsub, quality  # noqa: F401
+from beam_pipelines.options import eventhubs, formats, kafka, metrics, pubsub, quality  # noqa: F401
 from beam_pipelines.options.values import (  # noqa: F401  (the flag types, for pipelines)
     choice,
     fraction,
