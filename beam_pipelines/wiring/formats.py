@@ -37,6 +37,9 @@ _MODULES = {"avro": ("fastavro",), "protobuf": ("google.protobuf",),
 _REGISTRY_MODULE = "confluent_kafka.schema_registry"
 _SOURCE_ONLY = ("value_schema", "message_name", "reader_schema")
 _SINK_ONLY = ("sink_value_schema", "sink_message_name", "subject_name_strategy")
+_REGISTRY = ("schema_registry_url", "schema_registry_basic_auth_file",
+             "schema_registry_bearer_token_file", "schema_registry_logical_cluster",
+             "schema_registry_ca")
 
 
 def check_extras(fmt: str, registry: bool) -> None:
@@ -56,8 +59,7 @@ def registry_from_options(options: PipelineOptions) -> Optional[SchemaRegistry]:
     o = options.view_as(FormatOptions)
     url = o.schema_registry_url or os.environ.get(ENV_PREFIX + "URL")
     if not url:
-        for name in ("schema_registry_basic_auth_file", "schema_registry_bearer_token_file",
-                     "schema_registry_logical_cluster", "schema_registry_ca"):
+        for name in _REGISTRY[1:]:
             if getattr(o, name):
                 raise ConfigError(_flag(name), "--schema_registry_url (or SCHEMA_REGISTRY_URL) "
                                   "with it")
@@ -83,6 +85,11 @@ def decoder_from_options(options: PipelineOptions, source: str,
         for name in _SOURCE_ONLY:
             if getattr(o, name):
                 raise ConfigError(_flag(name), "--format=avro|protobuf|jsonschema with it")
+        if (o.sink_format or "json") == "json":
+            for name in _REGISTRY:
+                if getattr(o, name):
+                    raise ConfigError(_flag(name), "--format or --sink_format="
+                                      "avro|protobuf|jsonschema with it (JSON needs no registry)")
         return None
     if source not in MESSAGE_SOURCES:
         raise ConfigError("--format", f"json with --source={source} (formats apply to the "

@@ -205,3 +205,124 @@ def test_a_protobuf_topic_counts_as_the_json_topic(topics, tmp_path, mode, engin
     counts, letters = _run(topics, topics.protobuf, tmp_path, "proto", *flags)
     assert counts == topics.expected
     _check_dead_letters(letters, topics.protobuf, topics.bad[topics.protobuf])
+
+
+# ---- writing: --sink=kafka --sink_format=avro ------------------------------------------
+
+def _consume(servers: str, topic: str) -> list[bytes]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning()
+        end = consumer.end_offsets(parts)
+        values: list[bytes] = []
+        while any(consumer.position(p) < end[p] for p in parts):
+            for records in consumer.poll(timeout_ms=1000).values():
+                values += [r.value for r in records]
+        return values
+    finally:
+        consumer.close()
+
+
+def test_avro_results_read_by_confluents_deserializer(topics, kafka_broker, tmp_path):
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+
+    out = kafka_broker.create_topic(f"fmt_counts_{time.time_ns() % 10**8}", 1)
+    pageviews.run(["--source=kafka", f"--bootstrap_servers={topics.servers}",
+                   f"--topic={topics.json}", "--start_at=earliest", "--stop_at=end",
+                   f"--window_size={WINDOW}", "--sink=kafka", f"--output={out}",
+                   "--sink_format=avro", f"--schema_registry_url={topics.registry}"])
+    client = SchemaRegistryClient({"url": topics.registry})
+    deserialize = AvroDeserializer(client)
+    ctx = SerializationContext(out, MessageField.VALUE)
+    rows = [deserialize(value, ctx) for value in _consume(topics.servers, out)]
+    from transforms.base.times import epoch_seconds, parse_iso
+
+    assert {(int(epoch_seconds(parse_iso(r["window_start"]))), r["page"]): r["count"]
+            for r in rows} == topics.expected
+    assert len(rows) == len(topics.expected) and rows[0]["pane_timing"] is None
+    registered = client.get_latest_version(f"{out}-value")
+    assert json.loads(registered.schema.schema_str)["name"] == "PageViewCount"
+
+
+def test_an_incompatible_sink_schema_stops_the_run_at_start_in_one_line(topics, kafka_broker,
+                                                                       tmp_path, capsys):
+    from confluent_kafka.schema_registry import Schema
+
+    out = kafka_broker.create_topic(f"fmt_taken_{time.time_ns() % 10**8}", 1)
+    theirs = {"type": "record", "name": "Other", "fields": [{"name": "id", "type": "string"}]}
+    SchemaRegistryClient({"url": topics.registry}).register_schema(
+        f"{out}-value", Schema(json.dumps(theirs), "AVRO"))
+    code = pageviews.main(["--source=kafka", f"--bootstrap_servers={topics.servers}",
+                           f"--topic={topics.json}", "--start_at=earliest", "--stop_at=end",
+                           "--sink=kafka", f"--output={out}", "--sink_format=avro",
+                           f"--schema_registry_url={topics.registry}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: schema registry refused the schema for subject '{out}-value'")
+    assert not _consume(topics.servers, out)
+
+
+# ---- without a registry: schemaless Avro, raw Protobuf ----------------------------------
+
+def test_schemaless_avro_and_raw_protobuf_from_local_schema_files(topics, kafka_broker,
+                                                                  tmp_path):
+    import io
+
+    import fastavro
+
+    events = _events(int(time.time()))
+    avsc_path = tmp_path / "pageview.avsc"
+    avsc_path.write_text(avsc(PAGEVIEW_V1))
+    parsed = fastavro.parse_schema(PAGEVIEW_V1)
+
+    def schemaless(event: dict[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, parsed, {**event, "timestamp": float(event["timestamp"]),
+                                                    "session": "s"})
+        return buffer.getvalue()
+
+    avro_good = [schemaless(e) for e in events]
+    avro_payloads, avro_reasons = _with_bad(avro_good, [(avro_good[0][:-1], "truncated")])
+    avro_topic = kafka_broker.create_topic(f"fmt_plain_avro_{time.time_ns() % 10**8}", PARTITIONS)
+    avro_at = _produce(topics.servers, avro_topic, avro_payloads)
+
+    desc = write_descriptor_set(str(tmp_path / "pageview.desc"))
+    cls = message_factory.GetMessageClass(
+        load_descriptor_set(desc).FindMessageTypeByName("shop.v1.PageView"))
+    proto_good = [cls(user_id=str(e["user_id"]), action=e["action"], page=e["page"],
+                      timestamp=e["timestamp"]).SerializeToString() for e in events]
+    proto_payloads, proto_reasons = _with_bad(proto_good, [(proto_good[0][:-1], "truncated")])
+    proto_topic = kafka_broker.create_topic(f"fmt_plain_proto_{time.time_ns() % 10**8}", PARTITIONS)
+    proto_at = _produce(topics.servers, proto_topic, proto_payloads)
+
+    counts, letters = _run(topics, avro_topic, tmp_path, "plain_avro", *BOUNDED, "--format=avro",
+                           f"--value_schema={avsc_path}")
+    assert counts == _expected_counts(events)
+    _check_dead_letters(letters, avro_topic,
+                        {at: r for at, r in zip(avro_at, avro_reasons, strict=True) if r})
+    counts, letters = _run(topics, proto_topic, tmp_path, "plain_proto", *BOUNDED,
+                           "--batch_engine=records", "--format=protobuf",
+                           f"--value_schema={desc}", "--message_name=shop.v1.PageView")
+    assert counts == _expected_counts(events)
+    _check_dead_letters(letters, proto_topic,
+                        {at: r for at, r in zip(proto_at, proto_reasons, strict=True) if r})
+
+
+def test_schemas_register_publishes_the_pipelines_schemas(topics, capsys):
+    from beam_pipelines import schemas
+
+    assert schemas.main(["--register", f"--schema_registry_url={topics.registry}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    subjects = dict(line.split("\t") for line in lines)
+    assert set(subjects) == {f"beam_pipelines.records.{n}" for n in schemas.SCHEMAS}
+    client = SchemaRegistryClient({"url": topics.registry})
+    latest = client.get_latest_version("beam_pipelines.records.PageViewCount")
+    assert str(latest.schema_id) == subjects["beam_pipelines.records.PageViewCount"]
+    assert schemas.main(["--register", "--format=jsonschema", "--schema=UserEvent",
+                         "--topic=user_events_js", f"--schema_registry_url={topics.registry}"]) == 0
+    assert capsys.readouterr().out.startswith("user_events_js-value\t")
+    assert client.get_latest_version("user_events_js-value").schema.schema_type == "JSON"
