@@ -326,3 +326,33 @@ def test_schemas_register_publishes_the_pipelines_schemas(topics, capsys):
                          "--topic=user_events_js", f"--schema_registry_url={topics.registry}"]) == 0
     assert capsys.readouterr().out.startswith("user_events_js-value\t")
     assert client.get_latest_version("user_events_js-value").schema.schema_type == "JSON"
+
+
+def test_produce_sends_avro_events_the_contract_reads(topics, kafka_broker):
+    from beam_pipelines import produce
+    from transforms.formats import decoder_for
+    from transforms.io.synthetic.events import SyntheticEvents
+    from transforms.validation import InvalidRecord
+
+    topic = kafka_broker.create_topic(f"fmt_produced_{time.time_ns() % 10**8}", 1)
+    flags = ["--seed=3", "--malformed=0.05", "--start=2024-12-01T00:00:00Z", "--count=200"]
+    assert produce.run([f"--bootstrap_servers={topics.servers}", f"--topic={topic}",
+                        "--format=avro", f"--schema_registry_url={topics.registry}",
+                        "--no_progress", *flags]) == 200
+    sent = list(SyntheticEvents(seed=3, rate=20.0, malformed=0.05, start=1733011200.0,
+                                out_of_order=0.05, max_delay=5.0).payloads(200))
+    decoder = decoder_for("avro", topics.registry, reader_schema="user_events")
+    decoded = 0
+    for original, payload in zip(sent, _consume(topics.servers, topic), strict=True):
+        try:
+            event = json.loads(original)
+        except ValueError:
+            event = None
+        try:
+            record = decoder.decode(payload)
+        except InvalidRecord:
+            assert payload == original  # not an event: sent as it is, a dead letter later
+            continue
+        decoded += 1
+        assert isinstance(event, dict) and {k: event[k] for k in record} == record
+    assert 150 < decoded < 200
