@@ -5,7 +5,8 @@ Confluent's own ``AvroSerializer`` (two versions of the schema, the second evolv
 field removed, one added with a default, ``user_id`` widened to a union), and as
 Confluent-framed Protobuf by Confluent's ``ProtobufSerializer``. Each binary topic also
 holds three records that do not decode (a wrong magic byte, an unknown schema id, a
-truncated record) at known offsets. ``pageviews`` gives every topic the same counts,
+truncated record) at known offsets; a JSON Schema topic (Confluent's ``JSONSerializer``)
+holds one that breaks its schema instead of the truncated one. ``pageviews`` gives every topic the same counts,
 bounded and streaming, on both ``--batch_engine`` values, and one dead letter per
 undecodable record with its reason and its Kafka coordinates.
 """
@@ -21,12 +22,14 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import message_factory
 
 from beam_pipelines import pageviews
 from tests.transforms.formats.samples import PAGEVIEW_V1, PAGEVIEW_V2, avsc, write_descriptor_set
+from transforms.formats.contracts import user_event_json_schema
 from transforms.formats.protobuf import load_descriptor_set
 from transforms.formats.wire import frame
 
@@ -71,13 +74,14 @@ class Topics:
     """The three topics and what the test knows about them."""
 
     def __init__(self, servers: str, registry: str, json_topic: str, avro_topic: str,
-                 proto_topic: str, events: list[dict[str, Any]],
+                 proto_topic: str, jsonschema_topic: str, events: list[dict[str, Any]],
                  bad: dict[str, dict[tuple[int, int], str]]) -> None:
         self.servers = servers
         self.registry = registry
         self.json = json_topic
         self.avro = avro_topic
         self.protobuf = proto_topic
+        self.jsonschema = jsonschema_topic
         self.expected = _expected_counts(events)
         self.bad = bad  # topic -> {(partition, offset): reason_code}
 
@@ -138,9 +142,23 @@ def topics(kafka_broker, schema_registry, tmp_path_factory) -> Topics:
     ])
     proto_at = _produce(servers, proto_topic, payloads)
 
+    # JSON Schema with Confluent's serializer (the contract's schema for writers).
+    js_topic = kafka_broker.create_topic(f"fmt_js_{suffix}", PARTITIONS)
+    serialize_js = JSONSerializer(json.dumps(user_event_json_schema()), client)
+    good = [serialize_js(e, SerializationContext(js_topic, MessageField.VALUE)) for e in events]
+    payloads, js_reasons = _with_bad(good, [
+        (json.dumps(events[0]).encode(), "bad_magic_byte"),
+        (frame(987_656, good[1][5:]), "unknown_schema_id"),
+        (frame(int.from_bytes(good[2][1:5], "big"),
+               json.dumps({**events[2], "action": ""}).encode()), "schema_violation"),
+    ])
+    js_at = _produce(servers, js_topic, payloads)
+
     bad = {avro_topic: {at: r for at, r in zip(avro_at, reasons, strict=True) if r},
-           proto_topic: {at: r for at, r in zip(proto_at, proto_reasons, strict=True) if r}}
-    return Topics(servers, schema_registry, json_topic, avro_topic, proto_topic, events, bad)
+           proto_topic: {at: r for at, r in zip(proto_at, proto_reasons, strict=True) if r},
+           js_topic: {at: r for at, r in zip(js_at, js_reasons, strict=True) if r}}
+    return Topics(servers, schema_registry, json_topic, avro_topic, proto_topic, js_topic,
+                  events, bad)
 
 
 def _rows(directory) -> list[dict[str, Any]]:
@@ -198,13 +216,21 @@ def test_an_evolved_avro_topic_counts_as_the_json_topic(topics, tmp_path, mode, 
     assert all(d["payload_encoding"] == "base64" for d in letters if d["reason_code"] != "bad_magic_byte")
 
 
-@pytest.mark.parametrize("mode,engine", [("bounded", "arrow"), ("streaming", "records")])
+@pytest.mark.parametrize("mode,engine", [("bounded", "arrow"), ("bounded", "records"),
+                                         ("streaming", "arrow"), ("streaming", "records")])
 def test_a_protobuf_topic_counts_as_the_json_topic(topics, tmp_path, mode, engine):
     flags = (*(BOUNDED if mode == "bounded" else STREAMING), f"--batch_engine={engine}",
              "--format=protobuf", f"--schema_registry_url={topics.registry}")
     counts, letters = _run(topics, topics.protobuf, tmp_path, "proto", *flags)
     assert counts == topics.expected
     _check_dead_letters(letters, topics.protobuf, topics.bad[topics.protobuf])
+
+
+def test_a_json_schema_topic_counts_as_the_json_topic(topics, tmp_path):
+    counts, letters = _run(topics, topics.jsonschema, tmp_path, "js", *BOUNDED,
+                           "--format=jsonschema", f"--schema_registry_url={topics.registry}")
+    assert counts == topics.expected
+    _check_dead_letters(letters, topics.jsonschema, topics.bad[topics.jsonschema])
 
 
 # ---- writing: --sink=kafka --sink_format=avro ------------------------------------------
