@@ -56,11 +56,12 @@ SCHEMAS: dict[str, type] = {
 
 _PANE = {
     "pane_timing": "Streaming only: EARLY (a running result, --early_firing), ON_TIME (the "
-    "watermark passed the window end) or LATE (updated by data within --allowed_lateness). "
-    "Null in batch.",
+    "watermark passed the window end) or LATE (updated by data within --allowed_lateness, "
+    "and the final pane when the window expires). Null in batch.",
     "pane_index": "Streaming only: 0, 1, 2... per key and window, in firing order. Null in batch.",
     "is_final": "Streaming only: true on the last pane of the window (no later data can change "
-    "it). Null in batch.",
+    "it): the ON_TIME pane without --allowed_lateness, else a LATE pane repeating the final "
+    "value when the watermark passes window end + lateness. Null in batch.",
 }
 
 FIELD_DOCS: dict[str, dict[str, str]] = {

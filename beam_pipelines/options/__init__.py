@@ -29,6 +29,7 @@ from beam_pipelines.options.values import (  # noqa: F401  (the flag types, for 
     fraction,
     from_rule,
     non_empty,
+    non_negative_seconds,
     positive_float,
     positive_int,
     positive_seconds,
@@ -39,8 +40,8 @@ from runners.options import register_dask_options
 from transforms.base.errors import ConfigError
 
 __all__ = ["IOOptions", "RunOptions", "SINKS", "SOURCES", "WindowOptions", "choice", "fraction",
-           "from_rule", "is_streaming", "non_empty", "parse", "positive_float", "positive_int",
-           "positive_seconds", "seconds"]
+           "from_rule", "is_streaming", "non_empty", "non_negative_seconds", "parse",
+           "positive_float", "positive_int", "positive_seconds", "seconds"]
 
 SOURCES = ("synthetic", "file", "kafka", "pubsub", "eventhubs")
 SINKS = ("console", "jsonl", "parquet", "postgres", "kafka", "pubsub", "eventhubs")
@@ -64,8 +65,10 @@ class IOOptions(PipelineOptions):
             "--input",
             type=non_empty("a file path or glob"),
             default=None,
-            help="File glob for --source=file: JSON lines (optionally .gz/.bz2/.zst) or "
-            ".parquet with the same fields; any Beam filesystem path (gs://, s3://, ...).",
+            help="Files for --source=file: JSON lines (optionally .gz/.bz2/.zst) or "
+            ".parquet with the same fields; any Beam filesystem path (gs://, s3://, ...). A "
+            "glob ('*' within a folder, '**' across folders), one file, or a directory: every "
+            "file under it, subfolders included, except names starting with '.' or '_'.",
         )
         parser.add_argument(
             "--sink",
@@ -84,6 +87,15 @@ class IOOptions(PipelineOptions):
             "--output_table",
             default=None,
             help="Table for --sink=postgres (created if missing). Default: the pipeline's name.",
+        )
+        parser.add_argument(
+            "--sink_retry_seconds",
+            type=non_negative_seconds,
+            default=120.0,
+            help="How long a sink keeps retrying transient failures (a database restart or "
+            "failover, a lost connection, a serialization failure) before the run fails with "
+            "one line; backoff doubles from 0.2 s to 5 s, jittered. 0 retries nothing. "
+            "Default 120 (outlasts a 30 s database restart). PostgreSQL sink.",
         )
         parser.add_argument(
             "--dead_letter",
@@ -137,6 +149,14 @@ class WindowOptions(PipelineOptions):
             default=None,
             help="Sliding windows: start a window every this many seconds (<= --window_size). "
             "Unset: tumbling windows.",
+        )
+        parser.add_argument(
+            "--allow_many_windows",
+            action="store_true",
+            default=False,
+            help="Run sliding windows that put each event in more than 1000 windows "
+            "(--window_size / --window_period); refused without it, as that much work per "
+            "event is rarely meant.",
         )
         parser.add_argument(
             "--allowed_lateness",

@@ -136,6 +136,7 @@ class Pipeline:
             period=w.window_period,
             allowed_lateness=w.allowed_lateness or 0,
             early_firing=w.early_firing,
+            allow_many_windows=w.allow_many_windows,
         )
 
     def option_classes(self) -> list[Type[PipelineOptions]]:
@@ -210,7 +211,9 @@ class Pipeline:
         return result
 
     def main(self, argv: Optional[Sequence[str]] = None) -> int:
-        """The command line: our errors become one line and exit code 2."""
+        """The command line: our errors become one line; exit code 2 when the job did not
+        start (a bad flag, no input), 1 when it failed while running (see
+        :func:`beam_pipelines.skeleton.run.main`)."""
         return runs.main(self.run, argv)
 
 

@@ -62,6 +62,7 @@ def write_results(
             spec.postgres_key,
             pipeline=spec.name,
             never_decrease=spec.never_decrease if streaming else None,
+            retry_seconds=io.sink_retry_seconds,
         )
         return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
     else:
