@@ -47,7 +47,10 @@ count it reached). Reported:
   for a stalled run, what it counted over the time to its last update;
 * ``drain s`` = that interval; ``read events/s`` = N / (all offsets committed - start of
   reading), reading alone; ``end-to-end events/s`` = N / (last update - process launch),
-  which includes interpreter and pipeline start-up.
+  which includes interpreter and pipeline start-up;
+* ``CPU us/event`` = CPU time the pipeline process used over the drain / N (utime + stime
+  from /proc, sampled every 0.25 s): unlike the rates, it hardly moves when other processes
+  share the cores, so it compares runs (JSON vs Avro) on a busy machine.
 
 **Latency** (``--rates R[,R...]``, ``--duration D``): the pipeline is started first and
 is live once a warm-up event per partition (page ``/warmup``, not measured) has been
@@ -382,6 +385,9 @@ class PipelineProcess:
         self.total = 0  # sum of the latest count of every (window, page), warm-up excluded
         self.timeline: list[tuple[float, int]] = []  # (time, total) after each pane
         self.launched = 0.0
+        # (time, CPU seconds the pipeline process has used), sampled every 0.25 s: its CPU
+        # per event does not depend on what else the machine runs, as its wall clock does.
+        self.cpu: list[tuple[float, float]] = []
         self._lock = threading.Condition()
         self._process: Optional[subprocess.Popen] = None
         self._log: Optional[IO[bytes]] = None
@@ -401,7 +407,26 @@ class PipelineProcess:
             stdin=subprocess.DEVNULL, start_new_session=True)
         self._reader = threading.Thread(target=self._read, name="panes", daemon=True)
         self._reader.start()
+        threading.Thread(target=self._sample_cpu, name="cpu", daemon=True).start()
         return self
+
+    def _sample_cpu(self) -> None:
+        """Linux: utime + stime of /proc/PID/stat (every thread of the process)."""
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        path = f"/proc/{self.pid}/stat"
+        while self.running():
+            try:
+                with open(path, encoding="ascii") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                return
+            self.cpu.append((time.time(), (int(fields[11]) + int(fields[12])) / ticks))
+            time.sleep(0.25)
+
+    def cpu_at(self, moment: float) -> Optional[float]:
+        """CPU seconds used by ``moment`` (the last sample at or before it)."""
+        before = [cpu for at, cpu in list(self.cpu) if at <= moment]
+        return before[-1] if before else None
 
     def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -752,6 +777,10 @@ def throughput_run(servers: str, create: Callable[[str, int], str], events: int,
         "pipeline_log_tail": pipeline.log_tail(),
     }
     sustained = (counted / details["drain_s"]) if details["drain_s"] else None
+    cpu_start = pipeline.cpu_at(read_start) if read_start else None
+    cpu_end = pipeline.cpu_at(last_update) if last_update else None
+    if cpu_start is not None and cpu_end is not None and counted:
+        details["cpu_us_per_event"] = (cpu_end - cpu_start) / counted * 1e6
     if profiler is not None:
         details["profile"] = summarize_profile(profiler.path, max(counted, 1))
     return Result("throughput", None, events, counted, status, sustained=sustained,
@@ -907,7 +936,8 @@ def table(results: Sequence[Result]) -> str:
             notes = (f"{d.get('data', 'uniform')} data; {r.status}; counted {r.counted} valid "
                      f"of {r.events}; drain {_num(d.get('drain_s'), '.1f')} s; "
                      f"read {_num(d.get('read_events_per_s'))}/s; end-to-end "
-                     f"{_num(d.get('end_to_end_events_per_s'))}/s")
+                     f"{_num(d.get('end_to_end_events_per_s'))}/s; CPU "
+                     f"{_num(d.get('cpu_us_per_event'), '.1f')} us/event")
         else:
             rate = f"{r.target_rate:,.0f}"
             notes = (f"{r.status}; produced {_num(r.produce_rate)}/s; uncounted "
