@@ -28,6 +28,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import message_factory
 
 from beam_pipelines import pageviews
+from beam_pipelines.testing.kafka import read_topic
 from tests.transforms.formats.samples import PAGEVIEW_V1, PAGEVIEW_V2, avsc, write_descriptor_set
 from transforms.formats.contracts import user_event_json_schema
 from transforms.formats.protobuf import load_descriptor_set
@@ -205,25 +206,19 @@ def test_the_json_topic_counts_what_the_events_hold(topics, tmp_path):
     assert counts == topics.expected and not letters
 
 
+@pytest.mark.parametrize("fmt", ["avro", "protobuf"])
 @pytest.mark.parametrize("mode,engine", [("bounded", "arrow"), ("bounded", "records"),
                                          ("streaming", "arrow"), ("streaming", "records")])
-def test_an_evolved_avro_topic_counts_as_the_json_topic(topics, tmp_path, mode, engine):
+def test_an_evolved_avro_topic_and_a_protobuf_topic_count_as_the_json_topic(
+        topics, tmp_path, fmt, mode, engine):
+    topic = topics.avro if fmt == "avro" else topics.protobuf
     flags = (*(BOUNDED if mode == "bounded" else STREAMING), f"--batch_engine={engine}",
-             "--format=avro", f"--schema_registry_url={topics.registry}")
-    counts, letters = _run(topics, topics.avro, tmp_path, "avro", *flags)
+             f"--format={fmt}", f"--schema_registry_url={topics.registry}")
+    counts, letters = _run(topics, topic, tmp_path, fmt, *flags)
     assert counts == topics.expected
-    _check_dead_letters(letters, topics.avro, topics.bad[topics.avro])
-    assert all(d["payload_encoding"] == "base64" for d in letters if d["reason_code"] != "bad_magic_byte")
-
-
-@pytest.mark.parametrize("mode,engine", [("bounded", "arrow"), ("bounded", "records"),
-                                         ("streaming", "arrow"), ("streaming", "records")])
-def test_a_protobuf_topic_counts_as_the_json_topic(topics, tmp_path, mode, engine):
-    flags = (*(BOUNDED if mode == "bounded" else STREAMING), f"--batch_engine={engine}",
-             "--format=protobuf", f"--schema_registry_url={topics.registry}")
-    counts, letters = _run(topics, topics.protobuf, tmp_path, "proto", *flags)
-    assert counts == topics.expected
-    _check_dead_letters(letters, topics.protobuf, topics.bad[topics.protobuf])
+    _check_dead_letters(letters, topic, topics.bad[topic])
+    assert all(d["payload_encoding"] == "base64" for d in letters
+               if d["reason_code"] != "bad_magic_byte")
 
 
 def test_a_json_schema_topic_counts_as_the_json_topic(topics, tmp_path):
@@ -234,24 +229,6 @@ def test_a_json_schema_topic_counts_as_the_json_topic(topics, tmp_path):
 
 
 # ---- writing: --sink=kafka --sink_format=avro ------------------------------------------
-
-def _consume(servers: str, topic: str) -> list[bytes]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(parts)
-        consumer.seek_to_beginning()
-        end = consumer.end_offsets(parts)
-        values: list[bytes] = []
-        while any(consumer.position(p) < end[p] for p in parts):
-            for records in consumer.poll(timeout_ms=1000).values():
-                values += [r.value for r in records]
-        return values
-    finally:
-        consumer.close()
-
 
 def test_avro_results_read_by_confluents_deserializer(topics, kafka_broker, tmp_path):
     from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -264,7 +241,7 @@ def test_avro_results_read_by_confluents_deserializer(topics, kafka_broker, tmp_
     client = SchemaRegistryClient({"url": topics.registry})
     deserialize = AvroDeserializer(client)
     ctx = SerializationContext(out, MessageField.VALUE)
-    rows = [deserialize(value, ctx) for value in _consume(topics.servers, out)]
+    rows = [deserialize(value, ctx) for value in read_topic(topics.servers, out)]
     from transforms.base.times import epoch_seconds, parse_iso
 
     assert {(int(epoch_seconds(parse_iso(r["window_start"]))), r["page"]): r["count"]
@@ -289,7 +266,7 @@ def test_an_incompatible_sink_schema_stops_the_run_at_start_in_one_line(topics, 
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"error: schema registry refused the schema for subject '{out}-value'")
-    assert not _consume(topics.servers, out)
+    assert not read_topic(topics.servers, out)
 
 
 # ---- without a registry: schemaless Avro, raw Protobuf ----------------------------------
@@ -369,7 +346,7 @@ def test_produce_sends_avro_events_the_contract_reads(topics, kafka_broker):
                                 out_of_order=0.05, max_delay=5.0).payloads(200))
     decoder = decoder_for("avro", topics.registry, reader_schema="user_events")
     decoded = 0
-    for original, payload in zip(sent, _consume(topics.servers, topic), strict=True):
+    for original, payload in zip(sent, read_topic(topics.servers, topic), strict=True):
         try:
             event = json.loads(original)
         except ValueError:
