@@ -23,7 +23,15 @@ from apache_beam.options.pipeline_options import (
 )
 
 # Every option module is imported here, so --help and strict parsing know every flag.
-from beam_pipelines.options import eventhubs, formats, kafka, metrics, pubsub, quality  # noqa: F401
+from beam_pipelines.options import (  # noqa: F401
+    eventhubs,
+    formats,
+    iceberg,
+    kafka,
+    metrics,
+    pubsub,
+    quality,
+)
 from beam_pipelines.options.values import (  # noqa: F401  (the flag types, for pipelines)
     choice,
     fraction,
@@ -39,12 +47,14 @@ from runners import options as runner_options  # noqa: F401  (RunnerPresetOption
 from runners.options import register_dask_options
 from transforms.base.errors import ConfigError
 
-__all__ = ["IOOptions", "RunOptions", "SINKS", "SOURCES", "WindowOptions", "choice", "fraction",
-           "from_rule", "is_streaming", "non_empty", "non_negative_seconds", "parse",
-           "positive_float", "positive_int", "positive_seconds", "seconds"]
+__all__ = ["BATCH_ENGINES", "BatchEngineOptions", "IOOptions", "RunOptions", "SINKS", "SOURCES",
+           "WindowOptions", "choice", "fraction", "from_rule", "is_streaming", "non_empty",
+           "non_negative_seconds", "parse", "positive_float", "positive_int", "positive_seconds",
+           "seconds"]
 
 SOURCES = ("synthetic", "file", "kafka", "pubsub", "eventhubs")
-SINKS = ("console", "jsonl", "parquet", "postgres", "kafka", "pubsub", "eventhubs")
+SINKS = ("console", "jsonl", "parquet", "postgres", "iceberg", "kafka", "pubsub", "eventhubs")
+BATCH_ENGINES = ("arrow", "records")
 
 
 # ---- the shared option groups -----------------------------------------------------
@@ -74,14 +84,15 @@ class IOOptions(PipelineOptions):
             "--sink",
             type=choice(*SINKS),
             default="console",
-            help="Where results go: console (default), jsonl, parquet or postgres; kafka, "
-            "pubsub and eventhubs with their connectors.",
+            help="Where results go: console (default), jsonl, parquet, postgres or iceberg "
+            "(an Apache Iceberg table); kafka, pubsub and eventhubs with their connectors.",
         )
         parser.add_argument(
             "--output",
             default=None,
             help="Directory for --sink=jsonl/parquet, or a PostgreSQL DSN for "
-            "--sink=postgres (postgresql://USER@HOST:PORT/DB), or a topic for message sinks.",
+            "--sink=postgres (postgresql://USER@HOST:PORT/DB), NAMESPACE.TABLE for "
+            "--sink=iceberg, or a topic for message sinks.",
         )
         parser.add_argument(
             "--output_table",
@@ -171,6 +182,22 @@ class WindowOptions(PipelineOptions):
             default=None,
             help="Streaming: emit EARLY panes with the running (accumulating) count every this "
             "many seconds of processing time, like Spark's 'update' output mode.",
+        )
+
+
+class BatchEngineOptions(PipelineOptions):
+    """How user events from files and Kafka are parsed: vectorized or one by one."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--batch_engine",
+            type=choice(*BATCH_ENGINES),
+            default="arrow",
+            help="How records from files (batch) and Kafka (batch and streaming) are parsed "
+            "(pageviews: and counted): arrow (vectorized record batches, the default) or "
+            "records (one record at a time, the reference). Same results either way; other "
+            "sources always use records.",
         )
 
 

@@ -35,7 +35,7 @@ from beam_pipelines.skeleton import run as runs
 from beam_pipelines.skeleton.results import ResultSpec
 from beam_pipelines.wiring import quality
 from beam_pipelines.wiring.dead_letters import write_dead_letters
-from beam_pipelines.wiring.sinks import write_results
+from beam_pipelines.wiring.sinks import check_sink, write_results
 from beam_pipelines.wiring.source_spec import SourceSpec
 from beam_pipelines.wiring.sources import source_spec
 from beam_pipelines.wiring.synthetic import synthetic_source
@@ -163,6 +163,14 @@ class Pipeline:
             module = spec.name if spec is not None else self.name
         return module
 
+    def checked_source(self, options: PipelineOptions) -> SourceSpec:
+        """Everything checked before a run starts (the pipeline's :meth:`check`, then the
+        sink: ``--sink=iceberg`` opens its catalog and table), and the source."""
+        self.check(options)
+        source = self.source(options)
+        check_sink(options, self.results)  # last: it may create the table
+        return source
+
     def source(self, options: PipelineOptions) -> SourceSpec:
         return source_spec(options, default=self.default_source, synthetic=self.synthetic_source,
                            contract=self.contract)
@@ -197,15 +205,13 @@ class Pipeline:
         options, and any source (default: the one ``--source`` names)."""
         options = flags if isinstance(flags, PipelineOptions) else self.parse_flags(flags)
         if source is None:
-            self.check(options)
-            source = self.source(options)
+            source = self.checked_source(options)
         return runs.launch(options, source, build=self.build)
 
     def run(self, argv: Optional[Sequence[str]] = None) -> PipelineResult:
         """Parse flags, build and run the pipeline; returns the PipelineResult."""
         options = self.parse_flags(argv)
-        self.check(options)
-        source = self.source(options)
+        source = self.checked_source(options)
         result = runs.execute(options, source, pipeline_name=self.name, build=self.build)
         self.finish(result, options)
         return result

@@ -10,12 +10,12 @@ from apache_beam.transforms.window import GlobalWindows
 
 from beam_pipelines.options import IOOptions
 from beam_pipelines.skeleton.results import ResultSpec
-from beam_pipelines.wiring import eventhubs, formats, kafka, pubsub
+from beam_pipelines.wiring import eventhubs, formats, iceberg, kafka, pubsub
 from transforms.sinks.console import WriteToConsole
 from transforms.sinks.files import WriteJsonLines, WriteParquet
 from transforms.sinks.postgres import WriteToPostgres
 
-__all__ = ["CONNECTORS", "FORMATTED", "connector_sink", "write_results"]
+__all__ = ["CONNECTORS", "FORMATTED", "check_sink", "connector_sink", "write_results"]
 
 # --sink value -> the function making the message sink from the flags.
 CONNECTORS: dict[str, Callable[..., beam.PTransform]] = {
@@ -34,6 +34,15 @@ def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool,
     sink = options.view_as(IOOptions).sink
     extra = {"record": record} if sink in FORMATTED else {}
     return CONNECTORS[sink](options, pipeline=pipeline, streaming=streaming, **extra)
+
+
+def check_sink(options: PipelineOptions, spec: ResultSpec) -> None:
+    """Before the run: what the sink needs is there (``--sink=iceberg``: the extra, the
+    catalog and a table the results fit), or one line naming the flag or the table."""
+    sink = options.view_as(IOOptions).sink
+    formats.check_sink(options, sink)  # --sink_format only where it applies
+    if sink == "iceberg":
+        iceberg.check(options, spec)
 
 
 def write_results(
@@ -64,6 +73,10 @@ def write_results(
             never_decrease=spec.never_decrease if streaming else None,
             retry_seconds=io.sink_retry_seconds,
         )
+        return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
+    elif io.sink == "iceberg":
+        refused = records | "WriteIceberg" >> iceberg.sink_from_options(
+            options, spec, streaming=streaming)
         return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
     else:
         written: Any = records | "WriteSink" >> connector_sink(
