@@ -25,6 +25,7 @@ from apache_beam.options.pipeline_options import (
 # Every option module is imported here, so --help and strict parsing know every flag.
 from beam_pipelines.options import (  # noqa: F401
     eventhubs,
+    formats,
     iceberg,
     kafka,
     metrics,

@@ -119,7 +119,7 @@ class Pipeline:
     def read(self, pipeline: beam.Pipeline, source: SourceSpec, ctx: Context) -> Inputs:
         """Read, parse (dead-lettering what breaks the contract) and apply ``--quality_rules``."""
         records, rejected = read_records(pipeline, source)
-        parsed = records | "Parse" >> self.contract.parser(self.name)
+        parsed = records | "Parse" >> self.contract.parser(self.name, decoder=source.decoder)
         checked = quality.apply_quality(parsed.valid, ctx.options, self.name,
                                         schema=self.contract.schema)
         return Inputs(checked.valid, [*rejected, parsed.dead_letters, checked.dead_letters])
@@ -198,7 +198,8 @@ class Pipeline:
         return source
 
     def source(self, options: PipelineOptions) -> SourceSpec:
-        return source_spec(options, default=self.default_source, synthetic=self.synthetic_source)
+        return source_spec(options, default=self.default_source, synthetic=self.synthetic_source,
+                           contract=self.contract)
 
     def build(self, pipeline: beam.Pipeline, options: PipelineOptions, source: SourceSpec,
               streaming: bool) -> tuple[beam.PCollection, beam.PCollection]:
