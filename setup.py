@@ -87,6 +87,7 @@ setup(
             "beam-pageviews=beam_pipelines.pageviews:main",
             "beam-iot-alerts=beam_pipelines.iot_alerts:main",
             "beam-fraud=beam_pipelines.fraud:main",
+            "beam-error-rate=beam_pipelines.error_rate:main",
             "beam-sessions=beam_pipelines.sessions:main",
             "beam-produce=beam_pipelines.produce:main",
         ]

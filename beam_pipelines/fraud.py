@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 import weakref
 from decimal import Decimal
-from typing import Optional
+from typing import Any, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -122,6 +122,8 @@ RESULTS = ResultSpec.of(
 
 # The restart plan of each pipeline being built (read() computes it, core() uses it).
 _PLANS: weakref.WeakKeyDictionary[beam.Pipeline, ReplayPlan] = weakref.WeakKeyDictionary()
+# read() -> core(): the source's decoder (--format), for DecideTransactions' parse step.
+_DECODERS: weakref.WeakKeyDictionary[beam.Pipeline, Any] = weakref.WeakKeyDictionary()
 
 
 def _flags(options: PipelineOptions) -> FraudOptions:
@@ -195,6 +197,7 @@ class Fraud(Pipeline):
             source = kafka_wiring.source_from_options(ctx.options, start_at=plan.starts)
         if ctx.streaming and source.batches is not None:
             source = source._replace(transform=source.batches)
+        _DECODERS[pipeline] = source.decoder
         raw, rejected = read_records(pipeline, source)
         return Inputs(raw, rejected, form="raw")
 
@@ -203,7 +206,8 @@ class Fraud(Pipeline):
         result = inputs.records | "Decide" >> DecideTransactions(
             rules_of(ctx.options), streaming=ctx.streaming, state_ttl=state_ttl(ctx.options),
             pipeline=PIPELINE, single_process=single_process(ctx.options, ctx.streaming),
-            resume=plan.resume if plan is not None else None)
+            resume=plan.resume if plan is not None else None,
+            decoder=_DECODERS.get(inputs.records.pipeline))
         routes = _flags(ctx.options).route_decisions or {}
         outputs = None
         if routes:

@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.options import IOOptions
 from beam_pipelines.options.kafka import KafkaOptions, bootstrap_servers
+from beam_pipelines.wiring import formats
 from beam_pipelines.wiring.source_spec import SourceSpec
 from transforms.base.errors import ConfigError, SinkError
 from transforms.io.kafka import (
@@ -23,6 +24,7 @@ from transforms.io.kafka import (
     check_topics,
     client_config,
     json_event_time,
+    to_json_bytes,
     to_raw_batch,
     to_raw_record,
 )
@@ -64,7 +66,10 @@ def config_from_options(options: PipelineOptions) -> dict[str, Any]:
 
 def _timestamp_policy(options: PipelineOptions) -> Union[str, TimestampFn]:
     policy = options.view_as(KafkaOptions).timestamp_policy or "log_time"
-    return json_event_time("timestamp") if policy == "event_time" else policy
+    if policy != "event_time":
+        return policy
+    decoder = formats.decoder_from_options(options, "kafka")  # None: JSON payloads
+    return json_event_time("timestamp", decoder.decode if decoder is not None else None)
 
 
 def read_from_options(options: PipelineOptions, *, pipeline: str = "kafka",
@@ -126,24 +131,29 @@ def _writer_config(options: PipelineOptions) -> tuple[str, dict[str, Any]]:
 
 
 def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool,
-                      key_field: Optional[str] = None) -> WriteToKafka:
-    """``--sink=kafka``: every result as a JSON object to the ``--output`` topic, keyed by
+                      key_field: Optional[str] = None,
+                      record: Optional[type] = None) -> WriteToKafka:
+    """``--sink=kafka``: every result to the ``--output`` topic, as a JSON object or in
+    ``--sink_format`` (the schema derived from ``record``, the result record), keyed by
     its ``key_field`` when the pipeline names one (fraud: ``tx_id``)."""
     topic = options.view_as(IOOptions).output
     if not topic:
         raise ConfigError("--output", "the topic to write results to when --sink=kafka")
-    return topic_writer(options, topic, pipeline=pipeline, key_field=key_field, flag="--output")
+    return topic_writer(options, topic, pipeline=pipeline, key_field=key_field, record=record,
+                        flag="--output")
 
 
 def topic_writer(options: PipelineOptions, topic: str, *, pipeline: str,
-                 key_field: Optional[str] = None, step: str = "write_results",
+                 key_field: Optional[str] = None, record: Optional[type] = None,
+                 step: str = "write_results",
                  flag: str = "--output") -> WriteToKafka:
     """Records as JSON objects to ``topic`` of the ``--bootstrap_servers`` cluster, keyed by
     the record's ``key_field`` (none: no key); ``flag`` is what errors about the topic name."""
     servers, config = _writer_config(options)
     key_fn = operator.attrgetter(key_field) if key_field else None
-    return WriteToKafka(servers, topic, config=config, key_fn=key_fn, pipeline=pipeline,
-                        step=step, flag=flag)
+    encode = formats.record_encoder(options, topic=topic, record=record)
+    return WriteToKafka(servers, topic, value_fn=encode or to_json_bytes, config=config,
+                        key_fn=key_fn, pipeline=pipeline, step=step, flag=flag)
 
 
 def _dead_letter_topic(target: str) -> str:

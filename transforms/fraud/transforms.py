@@ -53,6 +53,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 
 from transforms.base.errors import ConfigError
+from transforms.formats.base import Decoder
 from transforms.fraud.batches import TransactionBatch, parse_transaction_payloads
 from transforms.fraud.contract import arrival_position, parse_transaction
 from transforms.fraud.engine import DEFAULT_STATE_TTL, Engine
@@ -95,9 +96,10 @@ class FraudResult(NamedTuple):
     dead_letters: beam.PCollection
 
 
-def ParseTransactions(pipeline: str = PIPELINE) -> ParseRecords:
-    """ParseRecords for the transactions contract: RawRecord -> Transaction + dead letters."""
-    return ParseRecords(parse_transaction, pipeline=pipeline, step="parse")
+def ParseTransactions(pipeline: str = PIPELINE, decoder: Optional[Decoder] = None) -> ParseRecords:
+    """ParseRecords for the transactions contract: RawRecord -> Transaction + dead letters
+    (payloads decoded by ``decoder``, JSON objects by default)."""
+    return ParseRecords(parse_transaction, pipeline=pipeline, step="parse", decoder=decoder)
 
 
 class _ParseToBatches(beam.DoFn):
@@ -106,8 +108,11 @@ class _ParseToBatches(beam.DoFn):
     DeadLetterBatch for a batch). Blank inputs are skipped and counted. Inputs before a
     ``resume`` offset are parsed for the state only: no dead letters, no counts as parsed."""
 
-    def __init__(self, pipeline: str, step: str, resume: Optional[Resume]) -> None:
+    def __init__(self, pipeline: str, step: str, resume: Optional[Resume],
+                 decoder: Optional[Decoder] = None) -> None:
         self._pipeline = pipeline
+        # The one-pass msgspec parse reads JSON only; any other format goes per record.
+        self._decoder = None if decoder is None or decoder.format == "json" else decoder
         self._step = step
         self._resume = dict(resume or {})
         self._parsed = Metrics.counter(pipeline, "events_parsed")
@@ -132,7 +137,7 @@ class _ParseToBatches(beam.DoFn):
             return
         resume = self._resume_at(raw.origin)
         replay = resume is not None and raw.origin.get("offset", resume) < resume
-        decided = parse_or_reject(parse_transaction, raw.payload)
+        decided = parse_or_reject(parse_transaction, raw.payload, self._decoder)
         if isinstance(decided, InvalidRecord):
             if not replay:
                 self._rejected.inc()
@@ -146,6 +151,10 @@ class _ParseToBatches(beam.DoFn):
                                                 1 if replay else 0), second)
 
     def _batch(self, raw: RawBatch):
+        if self._decoder is not None:
+            for record in raw.records():
+                yield from self._record(record)
+            return
         resume = self._resume_at(raw.origin)
         replay_before = 0 if resume is None else bisect.bisect_left(raw.positions, resume)
         parsed = parse_transaction_payloads(raw.payloads)
@@ -244,11 +253,14 @@ class DecideTransactions(beam.PTransform):
         state (see the module docstring). Refused with ``streaming=False``.
     :param resume: ``{(topic, partition): offset}``: records before the offset only
         rebuild state (a restart's warm-up); None: every record is decided.
+    :param decoder: how a payload becomes a dict (:class:`~transforms.formats.Decoder`:
+        Avro, Protobuf, JSON Schema); default: a JSON object.
     """
 
     def __init__(self, rules: RuleSet, *, streaming: bool,
                  state_ttl: float | Decimal = DEFAULT_STATE_TTL, pipeline: str = PIPELINE,
-                 single_process: bool = False, resume: Optional[Resume] = None) -> None:
+                 single_process: bool = False, resume: Optional[Resume] = None,
+                 decoder: Optional[Decoder] = None) -> None:
         super().__init__()
         if not isinstance(streaming, bool):
             raise ConfigError("streaming", "True or False", streaming)
@@ -260,10 +272,11 @@ class DecideTransactions(beam.PTransform):
         self._pipeline = pipeline
         self._single_process = bool(single_process)
         self._resume = dict(resume or {})
+        self._decoder = decoder
 
     def expand(self, raw: beam.PCollection) -> FraudResult:
         parsed = raw | "Parse" >> beam.ParDo(
-            _ParseToBatches(self._pipeline, "parse", self._resume)
+            _ParseToBatches(self._pipeline, "parse", self._resume, self._decoder)
         ).with_outputs(DEAD_LETTERS, main=VALID)
         batches = parsed[VALID] | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
         engine = self._engine
