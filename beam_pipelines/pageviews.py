@@ -32,12 +32,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import options as opts
 from beam_pipelines.options.quality import QualityOptions
-from beam_pipelines.skeleton import Context, Core, Inputs, Pipeline, ResultSpec, read_records
-from beam_pipelines.wiring import quality
+from beam_pipelines.skeleton import Context, Core, Inputs, Pipeline, ResultSpec
+from beam_pipelines.skeleton.user_events import read_user_events, vectorized
 from beam_pipelines.wiring.source_spec import SourceSpec
 from transforms.batches import user_events
 from transforms.contracts import USER_EVENTS
-from transforms.parse import ParseBlocks, ParseUserEventBatches
 from transforms.records import PageViewCount, utc_iso
 from transforms.windowing import (
     CountPerSlice,
@@ -56,7 +55,7 @@ __all__ = [
 PIPELINE = "pageviews"
 DESCRIPTION = (__doc__ or "").splitlines()[0]
 DEFAULT_WINDOW = 300
-BATCH_ENGINES = ("arrow", "records")
+BATCH_ENGINES = opts.BATCH_ENGINES  # --batch_engine: beam_pipelines.options.BatchEngineOptions
 
 
 class PageviewsOptions(PipelineOptions):
@@ -68,15 +67,6 @@ class PageviewsOptions(PipelineOptions):
             "--action",
             default=None,
             help="Count only events with this action (e.g. page_view). Default: every event.",
-        )
-        parser.add_argument(
-            "--batch_engine",
-            type=opts.choice(*BATCH_ENGINES),
-            default="arrow",
-            help="How records from files (batch) and Kafka (batch and streaming) are parsed "
-            "and counted: arrow (vectorized record batches, the default) or records (one "
-            "record at a time, the reference). Same results either way; other sources "
-            "always use records.",
         )
 
 
@@ -194,21 +184,6 @@ class _Counts(NamedTuple):
     late: Optional[beam.PCollection]  # None when there can be none
 
 
-def vectorized(options: PipelineOptions, source: SourceSpec, streaming: bool) -> Optional[str]:
-    """Which vectorized Arrow path this run takes (see the module docstring): "blocks"
-    (files, batch), "batches" (a source that polls in bulk), or None (per record)."""
-    if (
-        options.view_as(PageviewsOptions).batch_engine != "arrow"
-        or options.view_as(QualityOptions).quality_rules
-    ):
-        return None
-    if not streaming and source.blocks is not None:
-        return "blocks"
-    if source.batches is not None:
-        return "batches"
-    return None
-
-
 class Pageviews(Pipeline):
     """Page views per page and event-time window (see the module docstring)."""
 
@@ -216,27 +191,12 @@ class Pageviews(Pipeline):
     description = DESCRIPTION
     contract = USER_EVENTS
     results = RESULTS
-    flags = (QualityOptions, PageviewsOptions)
+    flags = (QualityOptions, PageviewsOptions, opts.BatchEngineOptions)
     default_window = DEFAULT_WINDOW
 
     def read(self, pipeline: beam.Pipeline, source: SourceSpec, ctx: Context) -> Inputs:
         """Per record (as the skeleton reads), or as Arrow tables on the vectorized path."""
-        engine = vectorized(ctx.options, source, ctx.streaming)
-        if engine == "blocks":
-            assert source.blocks is not None  # vectorized() checked it
-            blocks = pipeline | "Read" >> source.blocks
-            tables = blocks | "Parse" >> ParseBlocks(PIPELINE)
-            return Inputs(tables.valid, [tables.dead_letters], form="blocks")
-        if engine == "batches":
-            assert source.batches is not None  # vectorized() checked it
-            raw_batches, rejected = read_records(pipeline, source._replace(transform=source.batches))
-            tables = raw_batches | "Parse" >> ParseUserEventBatches(PIPELINE)
-            return Inputs(tables.valid, [*rejected, tables.dead_letters], form="batches")
-        raw, rejected = read_records(pipeline, source)
-        parsed = raw | "Parse" >> USER_EVENTS.parser(PIPELINE)
-        checked = quality.apply_quality(parsed.valid, ctx.options, PIPELINE)
-        dead = (parsed.dead_letters, checked.dead_letters) | "Rejected" >> beam.Flatten()
-        return Inputs(checked.valid, [*rejected, dead])
+        return read_user_events(pipeline, source, ctx)
 
     def core(self, inputs: Inputs, ctx: Context) -> Core:
         action = ctx.flags(PageviewsOptions).action

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Sequence
 
 from transforms.base.errors import ConfigError
 from transforms.records import DeadLetter, IoTAlert, IoTReading, PageViewCount, UserEvent, UtcTime
+from transforms.sessions import UserSession
 
 __all__ = [
     "avro_schema", "beam_schema", "CONSTRAINTS", "description", "export", "Field", "FIELD_DOCS",
@@ -37,16 +38,18 @@ SCHEMAS: dict[str, type] = {
     "PageViewCount": PageViewCount,
     "IoTReading": IoTReading,
     "IoTAlert": IoTAlert,
+    "UserSession": UserSession,
     "DeadLetter": DeadLetter,
 }
 
 _PANE = {
     "pane_timing": "Streaming only: EARLY (a running result, --early_firing), ON_TIME (the "
-    "watermark passed the window end) or LATE (updated by data within --allowed_lateness). "
-    "Null in batch.",
+    "watermark passed the window end) or LATE (updated by data within --allowed_lateness, "
+    "and the final pane when the window expires). Null in batch.",
     "pane_index": "Streaming only: 0, 1, 2... per key and window, in firing order. Null in batch.",
     "is_final": "Streaming only: true on the last pane of the window (no later data can change "
-    "it). Null in batch.",
+    "it): the ON_TIME pane without --allowed_lateness, else a LATE pane repeating the final "
+    "value when the watermark passes window end + lateness. Null in batch.",
 }
 
 FIELD_DOCS: dict[str, dict[str, str]] = {
@@ -80,6 +83,19 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
         "WindowStart": "Start of the window (inclusive), UTC.",
         **_PANE,
     },
+    "UserSession": {
+        "user_id": "The user, as the string form of the input's id (123 and \"123\" are one user).",
+        "session_start": "The session's first event time, UTC (fractions of a second kept).",
+        "session_end": "The session's last event time, UTC (the session window ends --session_gap "
+        "later).",
+        "events": "Events in the session (so far, for EARLY panes).",
+        "distinct_pages": "Distinct pages among the session's events.",
+        "first_page": "The page of the first event (of events at the same instant, the smallest).",
+        "last_page": "The page of the last event, where the user dropped off (of events at the "
+        "same instant, the largest).",
+        "duration_seconds": "session_end - session_start in seconds; 0 for a single event.",
+        **_PANE,
+    },
     "DeadLetter": {
         "pipeline": "The pipeline that rejected the record (pageviews, iot_alerts...).",
         "step": "The step that rejected it: parse, window, quality...",
@@ -104,6 +120,10 @@ CONSTRAINTS: dict[str, dict[str, dict[str, Any]]] = {
     "PageViewCount": {"page": {"minLength": 1}, "count": {"minimum": 1}, **_PANE_RULES},
     "IoTReading": {"DeviceId": {"minLength": 1}},
     "IoTAlert": {"DeviceId": {"minLength": 1}, **_PANE_RULES},
+    "UserSession": {"user_id": {"minLength": 1}, "events": {"minimum": 1},
+                    "distinct_pages": {"minimum": 1}, "first_page": {"minLength": 1},
+                    "last_page": {"minLength": 1}, "duration_seconds": {"minimum": 0},
+                    **_PANE_RULES},
     "DeadLetter": {"payload_encoding": {"enum": ["utf-8", "base64"]}},
 }
 

@@ -16,12 +16,12 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import TimestampedValue
 
-from transforms.records import utc_iso
+from transforms.records import UtcTime, utc_iso
 from transforms.session_windows import (
     SessionConfig,
     SessionWindowedAggregate,
@@ -56,8 +56,8 @@ class UserSession(NamedTuple):
     """One user's session (batch) or one pane of it (streaming: pane fields set)."""
 
     user_id: str
-    session_start: str  # ISO-8601 UTC, the first event's time
-    session_end: str  # ISO-8601 UTC, the last event's time
+    session_start: UtcTime  # ISO-8601 UTC, the first event's time
+    session_end: UtcTime  # ISO-8601 UTC, the last event's time
     events: int
     distinct_pages: int
     first_page: str
@@ -183,7 +183,8 @@ class Sessionize(beam.PTransform):
     def expand(self, events):
         aggregated = (
             events
-            | "KeyByUser" >> beam.Map(_key_by_user)
+            # String keys, declared: a deterministic key coder for the streaming state.
+            | "KeyByUser" >> beam.Map(_key_by_user).with_output_types(Tuple[str, Any])
             | "Sessionize"
             >> SessionWindowedAggregate(
                 SessionStatsFn(), self._config, streaming=self._streaming,

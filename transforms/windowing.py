@@ -15,7 +15,10 @@ timestamped with event time and produces one :class:`WindowedResult` per key and
   ``AfterWatermark(early=AfterProcessingTime(early_firing), late=AfterCount(1))`` with
   accumulating panes: an EARLY pane at most every ``early_firing`` seconds of processing
   time while data arrives, one ON_TIME pane when the watermark passes the window end,
-  one LATE pane per late record until ``window_end + allowed_lateness``.
+  one LATE pane per late record until ``window_end + allowed_lateness``, and when the
+  watermark passes that point a last LATE pane with the final value and
+  ``is_final=True`` (Beam's ``ClosingBehavior.FIRE_ALWAYS``; with no allowed lateness the
+  ON_TIME pane is the final one).
 
   Limitation, by design: a key learns the watermark from its own timers. A key with no
   open window that receives a record later than the allowed lateness counts it in a
@@ -42,6 +45,9 @@ from transforms.base.errors import ConfigError
 
 LATE = "late"
 _MICRO = Duration(micros=1)
+# Sliding windows put each event in size / period windows: beyond this many, a run does
+# that much work per event only when asked to (a period of 1 s on a day makes 86,400).
+MAX_WINDOWS_PER_EVENT = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +58,7 @@ class WindowConfig:
     period: Optional[int] = None  # sliding windows when set
     allowed_lateness: int = 0
     early_firing: Optional[int] = None  # processing-time early panes (streaming)
+    allow_many_windows: bool = False  # more than MAX_WINDOWS_PER_EVENT windows per event
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size <= 0:
@@ -70,6 +77,16 @@ class WindowConfig:
             not isinstance(self.early_firing, int) or self.early_firing <= 0
         ):
             raise ConfigError("--early_firing", "a whole number of seconds > 0", self.early_firing)
+        if self.windows_per_event > MAX_WINDOWS_PER_EVENT and not self.allow_many_windows:
+            raise ConfigError.from_message(
+                f"--window_period: --window_size={self.size} with --window_period={self.period} "
+                f"puts every event in {self.windows_per_event} windows (more than "
+                f"{MAX_WINDOWS_PER_EVENT}); pass --allow_many_windows if that is meant"
+            )
+
+    @property
+    def windows_per_event(self) -> int:
+        return 1 if self.period is None else -(-self.size // self.period)
 
     @property
     def slice_seconds(self) -> int:
@@ -280,15 +297,21 @@ class _StreamingAggregateFn(beam.DoFn):
             state = windows[start]
             w = self._window(start)
             owner = (self._step, key, start)
+            expired = fire_time >= self._expiry(w)
             if not state.on_time_done and fire_time >= w.max_timestamp():
                 state.on_time_done = True
                 if scope is not None:
                     scope.attach(owner)
-                yield self._pane(key, start, state, "ON_TIME", final=self._lateness == 0)
-            if fire_time >= self._expiry(w):
+                yield self._pane(key, start, state, "ON_TIME", final=expired)
+            elif expired:
+                # The window closes (watermark past end + allowed lateness): its last pane
+                # says so, repeating the count, so a consumer knows the value is final.
+                if scope is not None:
+                    scope.attach(owner)
+                yield self._pane(key, start, state, "LATE", final=True)
+            if expired:
                 del windows[start]
                 if scope is not None:  # its last pane is out: what it counted may commit
-                    scope.attach(owner)
                     scope.release(owner)
         if windows:
             windows_state.write(windows)

@@ -123,6 +123,10 @@ def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     if report.fix_errors:
         print(f"warning: the fix raised an exception on {report.fix_errors} record(s); they "
               "were not replayed", file=out)
+    if report.truncated:
+        print(f"warning: {report.truncated} dead letter(s) were truncated to fit their "
+              "destination and were not replayed: find the originals by origin.truncated."
+              "original_sha256 at their origin", file=out)
     if report.still_invalid:
         counts = ", ".join(f"{code}={n}" for code, n in sorted(report.still_invalid.items()))
         verb = "left out" if args.drop_invalid else "the pipeline will dead-letter them again"

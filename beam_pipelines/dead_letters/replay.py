@@ -17,6 +17,7 @@ from transforms.base.errors import ConfigError, SinkError
 from transforms.contracts import IOT_READINGS, USER_EVENTS
 from transforms.io.kafka import client
 from transforms.records import DeadLetter
+from transforms.sinks.dead_letter_sink import TRUNCATED
 from transforms.validation import InvalidRecord, decode_json_object
 
 __all__ = ["CONTRACTS", "FixFn", "ReplayReport", "load_contract", "load_fix", "replay"]
@@ -84,6 +85,7 @@ class ReplayReport(NamedTuple):
     dropped_by_fix: int
     still_invalid: dict[str, int]  # reason code of the contract -> count
     fix_errors: int
+    truncated: int = 0  # cut to fit the dead-letter destination: not replayable
 
 
 class _FileWriter:
@@ -166,7 +168,7 @@ def replay(
     ``output`` is a JSON-lines file (written to a temporary file and renamed) or
     ``kafka://TOPIC`` (with ``kafka`` client settings), e.g. the pipeline's input topic.
     """
-    written = skipped = dropped = fix_errors = 0
+    written = skipped = dropped = fix_errors = truncated = 0
     invalid: collections.Counter = collections.Counter()
     contracts: dict[str, Callable | None] = {}
     writer: _FileWriter | _KafkaWriter
@@ -178,6 +180,9 @@ def replay(
         for letter in read_dead_letters(paths):
             if only_reasons and letter.reason_code not in only_reasons:
                 skipped += 1
+                continue
+            if isinstance(letter.origin, dict) and letter.origin.get(TRUNCATED):
+                truncated += 1  # only a prefix was kept (origin.truncated has its hash)
                 continue
             if fix is None:
                 line = letter.payload_bytes()
@@ -209,4 +214,4 @@ def replay(
     except BaseException:
         writer.abort()
         raise
-    return ReplayReport(written, skipped, dropped, dict(invalid), fix_errors)
+    return ReplayReport(written, skipped, dropped, dict(invalid), fix_errors, truncated)

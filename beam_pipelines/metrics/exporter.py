@@ -305,13 +305,17 @@ def serve(
                    if flags.metrics_port is not None or flags.pushgateway else None),
     )
     exporter.start()
+    failed = False
     try:
         yield exporter
+    except BaseException:
+        failed = True  # the job's error is the one line to read: no summary under it
+        raise
     finally:
         try:
             exporter.finish()
             out = out or sys.stderr  # looked up now: tests and embedders replace sys.stderr
-            if not streaming:
+            if not streaming and not failed:
                 print(summary(exporter.families(), pipeline), file=out, flush=True)
             if flags.pushgateway:
                 try:

@@ -27,6 +27,13 @@ EXPORTED = (
     "pipeline_running",
     "metrics_last_poll_timestamp_seconds",
 )
+# (family, step label) series every pipeline exports from its first scrape, 0 until counted.
+_ALWAYS = (
+    ("events_processed_total", "parse"),
+    ("events_processed_total", "output"),
+    ("late_events_dropped_total", None),
+    ("late_events_accepted_total", None),
+)
 
 
 class Series(NamedTuple):
@@ -83,12 +90,20 @@ def to_families(snapshot: Snapshot, pipeline: str, *, now: float | None = None) 
             add("watermark_lag_seconds", max(0.0, now - value / 1000.0))
         else:
             add("beam_gauge", value, namespace=namespace, name=name)
+    # The families alerts and dashboards use exist from the first scrape, at 0 until the
+    # first record: absent() and rate() over them must not misfire while a job starts.
+    present = {(item.name, item.labels.get("step")) for item in series}
+    for family, step in _ALWAYS:
+        if (family, step) not in present:
+            if step is None:
+                add(family, 0)
+            else:
+                add(family, 0, step=step)
     cumulative: list[tuple[str, float]] = []
     running = 0.0
-    if buckets:
-        for limit in (*LATENCY_BUCKETS, math.inf):
-            running += buckets.pop(limit, 0)
-            cumulative.append(("+Inf" if math.isinf(limit) else format(limit, "g"), running))
+    for limit in (*LATENCY_BUCKETS, math.inf):  # the histogram too, all buckets at 0 at first
+        running += buckets.pop(limit, 0)
+        cumulative.append(("+Inf" if math.isinf(limit) else format(limit, "g"), running))
     hist_sum = sum(
         total for (_ns, name), (total, _count) in snapshot.distributions.items()
         if name == "processing_time_ms"

@@ -23,12 +23,20 @@ from apache_beam.options.pipeline_options import (
 )
 
 # Every option module is imported here, so --help and strict parsing know every flag.
-from beam_pipelines.options import eventhubs, kafka, metrics, pubsub, quality  # noqa: F401
+from beam_pipelines.options import (  # noqa: F401
+    eventhubs,
+    iceberg,
+    kafka,
+    metrics,
+    pubsub,
+    quality,
+)
 from beam_pipelines.options.values import (  # noqa: F401  (the flag types, for pipelines)
     choice,
     fraction,
     from_rule,
     non_empty,
+    non_negative_seconds,
     positive_float,
     positive_int,
     positive_seconds,
@@ -38,12 +46,14 @@ from runners import options as runner_options  # noqa: F401  (RunnerPresetOption
 from runners.options import register_dask_options
 from transforms.base.errors import ConfigError
 
-__all__ = ["IOOptions", "RunOptions", "SINKS", "SOURCES", "WindowOptions", "choice", "fraction",
-           "from_rule", "is_streaming", "non_empty", "parse", "positive_float", "positive_int",
-           "positive_seconds", "seconds"]
+__all__ = ["BATCH_ENGINES", "BatchEngineOptions", "IOOptions", "RunOptions", "SINKS", "SOURCES",
+           "WindowOptions", "choice", "fraction", "from_rule", "is_streaming", "non_empty",
+           "non_negative_seconds", "parse", "positive_float", "positive_int", "positive_seconds",
+           "seconds"]
 
 SOURCES = ("synthetic", "file", "kafka", "pubsub", "eventhubs")
-SINKS = ("console", "jsonl", "parquet", "postgres", "kafka", "pubsub", "eventhubs")
+SINKS = ("console", "jsonl", "parquet", "postgres", "iceberg", "kafka", "pubsub", "eventhubs")
+BATCH_ENGINES = ("arrow", "records")
 
 
 # ---- the shared option groups -----------------------------------------------------
@@ -64,26 +74,38 @@ class IOOptions(PipelineOptions):
             "--input",
             type=non_empty("a file path or glob"),
             default=None,
-            help="File glob for --source=file: JSON lines (optionally .gz/.bz2/.zst) or "
-            ".parquet with the same fields; any Beam filesystem path (gs://, s3://, ...).",
+            help="Files for --source=file: JSON lines (optionally .gz/.bz2/.zst) or "
+            ".parquet with the same fields; any Beam filesystem path (gs://, s3://, ...). A "
+            "glob ('*' within a folder, '**' across folders), one file, or a directory: every "
+            "file under it, subfolders included, except names starting with '.' or '_'.",
         )
         parser.add_argument(
             "--sink",
             type=choice(*SINKS),
             default="console",
-            help="Where results go: console (default), jsonl, parquet or postgres; kafka, "
-            "pubsub and eventhubs with their connectors.",
+            help="Where results go: console (default), jsonl, parquet, postgres or iceberg "
+            "(an Apache Iceberg table); kafka, pubsub and eventhubs with their connectors.",
         )
         parser.add_argument(
             "--output",
             default=None,
             help="Directory for --sink=jsonl/parquet, or a PostgreSQL DSN for "
-            "--sink=postgres (postgresql://USER@HOST:PORT/DB), or a topic for message sinks.",
+            "--sink=postgres (postgresql://USER@HOST:PORT/DB), NAMESPACE.TABLE for "
+            "--sink=iceberg, or a topic for message sinks.",
         )
         parser.add_argument(
             "--output_table",
             default=None,
             help="Table for --sink=postgres (created if missing). Default: the pipeline's name.",
+        )
+        parser.add_argument(
+            "--sink_retry_seconds",
+            type=non_negative_seconds,
+            default=120.0,
+            help="How long a sink keeps retrying transient failures (a database restart or "
+            "failover, a lost connection, a serialization failure) before the run fails with "
+            "one line; backoff doubles from 0.2 s to 5 s, jittered. 0 retries nothing. "
+            "Default 120 (outlasts a 30 s database restart). PostgreSQL sink.",
         )
         parser.add_argument(
             "--dead_letter",
@@ -139,6 +161,14 @@ class WindowOptions(PipelineOptions):
             "Unset: tumbling windows.",
         )
         parser.add_argument(
+            "--allow_many_windows",
+            action="store_true",
+            default=False,
+            help="Run sliding windows that put each event in more than 1000 windows "
+            "(--window_size / --window_period); refused without it, as that much work per "
+            "event is rarely meant.",
+        )
+        parser.add_argument(
             "--allowed_lateness",
             type=seconds(0),
             default=0,
@@ -151,6 +181,22 @@ class WindowOptions(PipelineOptions):
             default=None,
             help="Streaming: emit EARLY panes with the running (accumulating) count every this "
             "many seconds of processing time, like Spark's 'update' output mode.",
+        )
+
+
+class BatchEngineOptions(PipelineOptions):
+    """How user events from files and Kafka are parsed: vectorized or one by one."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--batch_engine",
+            type=choice(*BATCH_ENGINES),
+            default="arrow",
+            help="How records from files (batch) and Kafka (batch and streaming) are parsed "
+            "(pageviews: and counted): arrow (vectorized record batches, the default) or "
+            "records (one record at a time, the reference). Same results either way; other "
+            "sources always use records.",
         )
 
 

@@ -16,8 +16,8 @@ from runners.options import positive_int
 
 T = TypeVar("T")
 
-__all__ = ["choice", "fraction", "from_rule", "non_empty", "positive_float", "positive_int",
-           "positive_seconds", "seconds"]
+__all__ = ["choice", "fraction", "from_rule", "non_empty", "non_negative_seconds",
+           "positive_float", "positive_int", "positive_seconds", "seconds"]
 
 
 def from_rule(rule: Callable[[str], T], name: Optional[str] = None) -> Callable[[str], T]:
@@ -86,6 +86,16 @@ def positive_seconds(text: str) -> float:
         value = 0.0
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
 
 

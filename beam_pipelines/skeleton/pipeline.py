@@ -35,7 +35,7 @@ from beam_pipelines.skeleton import run as runs
 from beam_pipelines.skeleton.results import ResultSpec
 from beam_pipelines.wiring import quality
 from beam_pipelines.wiring.dead_letters import write_dead_letters
-from beam_pipelines.wiring.sinks import write_results
+from beam_pipelines.wiring.sinks import check_sink, write_results
 from beam_pipelines.wiring.source_spec import SourceSpec
 from beam_pipelines.wiring.sources import source_spec
 from beam_pipelines.wiring.synthetic import synthetic_source
@@ -136,6 +136,7 @@ class Pipeline:
             period=w.window_period,
             allowed_lateness=w.allowed_lateness or 0,
             early_firing=w.early_firing,
+            allow_many_windows=w.allow_many_windows,
         )
 
     def option_classes(self) -> list[Type[PipelineOptions]]:
@@ -161,6 +162,14 @@ class Pipeline:
             spec = getattr(sys.modules["__main__"], "__spec__", None)
             module = spec.name if spec is not None else self.name
         return module
+
+    def checked_source(self, options: PipelineOptions) -> SourceSpec:
+        """Everything checked before a run starts (the pipeline's :meth:`check`, then the
+        sink: ``--sink=iceberg`` opens its catalog and table), and the source."""
+        self.check(options)
+        source = self.source(options)
+        check_sink(options, self.results)  # last: it may create the table
+        return source
 
     def source(self, options: PipelineOptions) -> SourceSpec:
         return source_spec(options, default=self.default_source, synthetic=self.synthetic_source)
@@ -195,21 +204,21 @@ class Pipeline:
         options, and any source (default: the one ``--source`` names)."""
         options = flags if isinstance(flags, PipelineOptions) else self.parse_flags(flags)
         if source is None:
-            self.check(options)
-            source = self.source(options)
+            source = self.checked_source(options)
         return runs.launch(options, source, build=self.build)
 
     def run(self, argv: Optional[Sequence[str]] = None) -> PipelineResult:
         """Parse flags, build and run the pipeline; returns the PipelineResult."""
         options = self.parse_flags(argv)
-        self.check(options)
-        source = self.source(options)
+        source = self.checked_source(options)
         result = runs.execute(options, source, pipeline_name=self.name, build=self.build)
         self.finish(result, options)
         return result
 
     def main(self, argv: Optional[Sequence[str]] = None) -> int:
-        """The command line: our errors become one line and exit code 2."""
+        """The command line: our errors become one line; exit code 2 when the job did not
+        start (a bad flag, no input), 1 when it failed while running (see
+        :func:`beam_pipelines.skeleton.run.main`)."""
         return runs.main(self.run, argv)
 
 

@@ -83,13 +83,23 @@ class ResultSpec(NamedTuple):
     def field_specs(self) -> dict[str, schemas.Field]:
         return {f.name: f for f in schemas.fields(self.record)}
 
-    def parquet_schema(self, streaming: bool) -> Any:
-        """The pyarrow schema of the Parquet sink (pane columns in streaming only)."""
+    def arrow_schema(self, panes: bool) -> Any:
+        """The pyarrow schema of the results, in :attr:`columns` order, with the pane
+        columns last when ``panes``."""
         import pyarrow as pa
 
         fields = self.field_specs()
-        names = self.columns + (self.pane_columns if streaming else [])
+        names = self.columns + (self.pane_columns if panes else [])
         return pa.schema([(n, _arrow_type(fields[n])) for n in names])
+
+    def parquet_schema(self, streaming: bool) -> Any:
+        """The pyarrow schema of the Parquet sink (pane columns in streaming only)."""
+        return self.arrow_schema(panes=streaming)
+
+    def table_schema(self) -> Any:
+        """The pyarrow schema of a table sink (Iceberg): the pane columns in batch too
+        (null there), so a backfill and a stream can write one table."""
+        return self.arrow_schema(panes=True)
 
     @property
     def postgres_columns(self) -> list[tuple[str, str]]:

@@ -3,9 +3,11 @@ report, and one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import sys
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
@@ -17,11 +19,25 @@ from beam_pipelines.options import IOOptions, is_streaming
 from beam_pipelines.wiring.source_spec import SourceSpec
 from runners import prepare
 from runners.introspection import remember_dofn_introspection
-from transforms.base.errors import BeamPipelinesError
+from transforms.base.errors import (
+    BeamPipelinesError,
+    ConfigError,
+    MissingExtraError,
+    NotAvailableError,
+)
+from transforms.sinks.files import TEMP_PREFIX, remove_temp_folders, temp_folders
 
-__all__ = ["Launched", "execute", "launch", "main", "prepare_runner", "report", "set_streaming"]
+__all__ = ["Launched", "describe_io_failure", "execute", "file_outputs", "launch", "main",
+           "prepare_runner", "report", "set_streaming", "while_running"]
 
 _LOG = logging.getLogger(__name__)
+# Set on an exception raised while the job ran (not while it was built): exit code 1.
+_FAILED_WHILE_RUNNING = "_beam_pipelines_failed_while_running"
+_STEP = re.compile(r" \[while running '([^']*)'\]")
+# Errors that say a job cannot run at all, whenever they are raised: a runner checks the
+# pipeline and connects to its cluster inside pipeline.run() (DaskRunner), a worker may
+# find a bad --kafka_config setting. Exit code 2 for them, as for a bad flag.
+_CANNOT_START = (ConfigError, MissingExtraError, NotAvailableError)
 
 
 def set_streaming(options: PipelineOptions, streaming: bool) -> None:
@@ -48,14 +64,10 @@ def launch(options: PipelineOptions, source: SourceSpec, *, build: Build) -> Lau
     plus metrics and the end-of-run report; tests call it to run a pipeline on a source
     of their own (a TestStream, a source that fails) or to watch a run while it runs.
     """
-    skip_ipython_probe()
-    remember_dofn_introspection()  # about a second of every start-up (runners/introspection.py)
-    streaming = is_streaming(options) or not source.bounded
-    set_streaming(options, streaming)
-    options = prepare_runner(options)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, options, source, streaming)
-    return Launched(pipeline, options, pipeline.run(), streaming)
+    pipeline, options, streaming = _built(options, source, build)
+    with while_running(options):
+        result = pipeline.run()
+    return Launched(pipeline, options, result, streaming)
 
 
 def execute(options: PipelineOptions, source: SourceSpec, *, pipeline_name: str,
@@ -63,14 +75,96 @@ def execute(options: PipelineOptions, source: SourceSpec, *, pipeline_name: str,
     """Run a pipeline the same way for every pipeline module: :func:`launch`, metrics
     exported while the job runs (``--metrics_port``, ``--pushgateway``), and the
     end-of-run report of what was counted and rejected."""
-    run = launch(options, source, build=build)
-    with metrics.serve(run.result, run.options, pipeline=pipeline_name) as exporter:
-        run.result.wait_until_finish()
+    pipeline, options, streaming = _built(options, source, build)
+    with while_running(options):
+        result = pipeline.run()
+        with metrics.serve(result, options, pipeline=pipeline_name) as exporter:
+            result.wait_until_finish()
     # The exporter's final snapshot, not a new read: Beam's portable job service stops
     # reporting the counters of stages fused with a splittable read once the job is done.
-    report(run.result, pipeline=pipeline_name,
-           dead_letter=run.options.view_as(IOOptions).dead_letter, snapshot=exporter.snapshot)
-    return run.result
+    report(result, pipeline=pipeline_name,
+           dead_letter=options.view_as(IOOptions).dead_letter, snapshot=exporter.snapshot)
+    return result
+
+
+def _built(options: PipelineOptions, source: SourceSpec,
+           build: Build) -> tuple[beam.Pipeline, PipelineOptions, bool]:
+    """The graph on a new pipeline, not started yet: what fails here (a bad flag, a sink
+    that cannot be reached at launch) fails before anything is read (exit code 2)."""
+    skip_ipython_probe()
+    remember_dofn_introspection()  # about a second of every start-up (runners/introspection.py)
+    streaming = is_streaming(options) or not source.bounded
+    set_streaming(options, streaming)
+    options = prepare_runner(options)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options, source, streaming)
+    return pipeline, options, streaming
+
+
+@contextlib.contextmanager
+def while_running(options: PipelineOptions) -> Iterator[None]:
+    """The block runs the job. A failure in it is marked as one of a job that had started
+    (:func:`main`: exit code 1, one line naming the path where an I/O error is behind
+    it), and the ``beam-temp-*`` folders the batch file writers left are removed: nothing
+    was replaced (file sinks rename into place only when the job succeeds), and a full
+    disk does not stay full."""
+    places = file_outputs(options)
+    temporary = {directory: temp_folders(directory) for directory in places.values()}
+    try:
+        yield
+    except BaseException as exc:
+        for directory, before in temporary.items():
+            remove_temp_folders(directory, keep=before)
+        _mark_failed_while_running(exc, places)
+        raise
+
+
+def file_outputs(options: PipelineOptions) -> dict[str, str]:
+    """Step label -> directory of this run's batch file writers (result files, dead-letter
+    directory), where Beam keeps its temporary folders while it writes."""
+    io = options.view_as(IOOptions)
+    places = {}
+    if io.sink in ("jsonl", "parquet") and io.output:
+        places["WriteJsonLines" if io.sink == "jsonl" else "WriteParquet"] = io.output
+    scheme = io.dead_letter.split("://", 1)[0] if io.dead_letter and "://" in io.dead_letter else ""
+    if io.dead_letter and scheme not in ("kafka", "pubsub"):
+        places["WriteDeadLetters"] = io.dead_letter
+    return places
+
+
+def _mark_failed_while_running(exc: BaseException, places: dict[str, str]) -> None:
+    """Remember on ``exc`` that the job had started, and the one line that says what
+    failed where an I/O error is behind it (see :func:`main`)."""
+    if getattr(exc, _FAILED_WHILE_RUNNING, None) is not None:
+        return  # marked by an inner block already
+    try:
+        setattr(exc, _FAILED_WHILE_RUNNING, describe_io_failure(exc, places) or True)
+    except AttributeError:  # an exception type without attributes: exit code 2 then
+        pass
+
+
+def describe_io_failure(exc: BaseException, places: dict[str, str]) -> Optional[str]:
+    """One line naming the path and the problem when an operating-system error (a full
+    disk, a read-only or missing directory, a path that is a file) is behind ``exc``;
+    None otherwise. Beam re-raises a worker's error wrapped, annotated with the step."""
+    chain: list[BaseException] = []
+    current: Optional[BaseException] = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    errors = [e for e in chain if isinstance(e, OSError) and e.strerror]
+    if not errors:
+        return None
+    error = errors[-1]  # the innermost: what the system said
+    steps = [found.group(1) for e in chain for found in [_STEP.search(str(e))] if found]
+    step = steps[0] if steps else None
+    path = str(error.filename) if error.filename else None
+    if path and f"/{TEMP_PREFIX}" in path:
+        path = path.split(f"/{TEMP_PREFIX}")[0]  # the output directory, not Beam's scratch
+    if path is None and step:
+        path = next((d for label, d in places.items() if step.startswith(label + "/")), None)
+    text = f"{path}: {error.strerror}" if path else error.strerror
+    return f"{text} [while running '{step}']" if step else text
 
 
 def skip_ipython_probe() -> None:
@@ -137,29 +231,44 @@ def report(
 
 class _HideOurErrorTracebacks(logging.Filter):
     """Beam logs a worker's exception with its traceback before re-raising it. For our
-    own errors (a sink that cannot connect, a missing topic) the one-line message that
-    ``main`` prints is the whole story, so that log record is dropped."""
+    own errors (a sink that cannot connect, a missing topic) and for the operating
+    system's (a full disk, a read-only directory) the one-line message that ``main``
+    prints is the whole story, so that log record is dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         while exc is not None:
-            if isinstance(exc, BeamPipelinesError):
+            if isinstance(exc, BeamPipelinesError) or (isinstance(exc, OSError) and exc.strerror):
                 return False
             exc = exc.__cause__ or exc.__context__
         return True
 
 
 def main(run: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None) -> int:
-    """Run a pipeline from the command line: our errors become one line, exit code 2."""
+    """Run a pipeline from the command line; every failure we can explain is one line.
+
+    Exit code 2: the job did not start (a bad flag, no input files, a server or topic
+    that cannot be reached at launch, a runner that refuses the pipeline or cannot reach
+    its cluster); nothing was read or written. Exit code 1: the job
+    started and failed while it ran (a truncated archive, an unreadable file, a full disk,
+    a sink that stayed unreachable past its retry budget); the previous output of a file
+    sink is untouched. Any other exception keeps its traceback: that is a bug.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"):
         logging.getLogger(name).addFilter(_HideOurErrorTracebacks())
     try:
         run(argv)
-    except BeamPipelinesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        during_run = getattr(exc, _FAILED_WHILE_RUNNING, None)
+        if isinstance(exc, BeamPipelinesError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1 if during_run and not isinstance(exc, _CANNOT_START) else 2
+        if isinstance(during_run, str):  # an I/O error, described in one line
+            print(f"error: {during_run}", file=sys.stderr)
+            return 1
+        raise
     return 0

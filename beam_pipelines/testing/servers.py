@@ -75,6 +75,7 @@ class PostgresServer:
         self.user = "postgres"
         self.database = "postgres"
         self._dir: Optional[str] = None
+        self._running = False
 
     @property
     def dsn(self) -> str:
@@ -91,24 +92,40 @@ class PostgresServer:
             )
 
     def start(self) -> PostgresServer:
-        initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+        initdb = _postgres_bin("initdb")
         self._dir = tempfile.mkdtemp(prefix="beam-pipelines-pg-")
         data = os.path.join(self._dir, "data")
         if os.geteuid() == 0:
             shutil.chown(self._dir, user="postgres")
         self._run([initdb, "-D", data, "-U", self.user, "-A", "trust", "--no-sync", "-E", "UTF8"])
-        options = f"-p {self.port} -c listen_addresses={self.host} -k {self._dir} -c fsync=off"
-        self._run([pg_ctl, "-D", data, "-o", options, "-l", os.path.join(self._dir, "log"),
-                   "-w", "-t", "60", "start"])
-        wait_for_port(self.host, self.port, timeout=60)
+        self.resume()
         return self
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data (``pg_ctl stop -m MODE``): an outage or a
+        restart in a test; :meth:`resume` starts it again on the same port."""
+        assert self._dir, "the server was never started"
+        self._run([_postgres_bin("pg_ctl"), "-D", os.path.join(self._dir, "data"), "-m", mode,
+                   "-w", "stop"])
+        self._running = False
+
+    def resume(self) -> None:
+        """Start the (halted) server and wait until it accepts connections."""
+        assert self._dir, "the server was never started"
+        options = f"-p {self.port} -c listen_addresses={self.host} -k {self._dir} -c fsync=off"
+        self._run([_postgres_bin("pg_ctl"), "-D", os.path.join(self._dir, "data"), "-o", options,
+                   "-l", os.path.join(self._dir, "log"), "-w", "-t", "60", "start"])
+        self._running = True
+        wait_for_port(self.host, self.port, timeout=60)
 
     def stop(self) -> None:
         if self._dir:
             try:
-                self._run([_postgres_bin("pg_ctl"), "-D", os.path.join(self._dir, "data"),
-                           "-m", "immediate", "-w", "stop"])
+                if self._running:
+                    self._run([_postgres_bin("pg_ctl"), "-D", os.path.join(self._dir, "data"),
+                               "-m", "immediate", "-w", "stop"])
             finally:
+                self._running = False
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
 

@@ -18,6 +18,11 @@ WRITERS: dict[str, Callable[[str, Optional[PipelineOptions]], beam.PTransform]] 
     "kafka": kafka.dead_letter_writer,
     "pubsub": pubsub.dead_letter_writer,
 }
+# scheme -> the function giving the largest letter (JSON bytes) a message target takes, from
+# (target, options), where it depends on the target; other targets take the sink's default.
+LIMITS: dict[str, Callable[[str, PipelineOptions], int]] = {
+    "kafka": kafka.dead_letter_limit,
+}
 
 
 def write_dead_letters(target: Optional[str], options: Optional[PipelineOptions], *,
@@ -25,7 +30,11 @@ def write_dead_letters(target: Optional[str], options: Optional[PipelineOptions]
     """The dead-letter sink for ``target`` (``--dead_letter``), its writer built from the flags."""
     scheme = message_scheme(target)
     writer: Optional[beam.PTransform] = None
+    limit: Optional[int] = None
     if scheme:
         assert target is not None
         writer = WRITERS[scheme](target, options)
-    return WriteDeadLetters(target, pipeline=pipeline, streaming=streaming, writer=writer)
+        if scheme in LIMITS and options is not None:
+            limit = LIMITS[scheme](target, options)
+    return WriteDeadLetters(target, pipeline=pipeline, streaming=streaming, writer=writer,
+                            limit_bytes=limit)

@@ -15,20 +15,22 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines.options import IOOptions
 from beam_pipelines.options.kafka import KafkaOptions, bootstrap_servers
 from beam_pipelines.wiring.source_spec import SourceSpec
-from transforms.base.errors import ConfigError
+from transforms.base.errors import ConfigError, SinkError
 from transforms.io.kafka import (
     ReadFromKafka,
     WriteToKafka,
+    check_topics,
     client_config,
     json_event_time,
     to_raw_batch,
     to_raw_record,
 )
+from transforms.io.kafka.discovery import max_message_bytes
 from transforms.io.kafka.records import TimestampFn
 from transforms.io.kafka.rules import coerce, split_topics
 from transforms.io.results import ReadResult
 
-__all__ = ["config_from_options", "dead_letter_writer", "read_from_options",
+__all__ = ["config_from_options", "dead_letter_limit", "dead_letter_writer", "read_from_options",
            "servers_from_options", "sink_from_options", "source_from_options"]
 
 
@@ -128,9 +130,13 @@ def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: boo
                         flag="--output")
 
 
+def _dead_letter_topic(target: str) -> str:
+    return target.split("://", 1)[1].strip("/") if "://" in target else target
+
+
 def dead_letter_writer(target: str, options: Optional[PipelineOptions]) -> WriteToKafka:
     """``--dead_letter kafka://TOPIC``: DeadLetter records as JSON, keyed by pipeline."""
-    topic = target.split("://", 1)[1].strip("/") if "://" in target else target
+    topic = _dead_letter_topic(target)
     if options is None:
         raise ConfigError("--dead_letter", "kafka://TOPIC together with --bootstrap_servers", target)
     servers, config = _writer_config(options)
@@ -139,3 +145,15 @@ def dead_letter_writer(target: str, options: Optional[PipelineOptions]) -> Write
         headers_fn=lambda letter: [("reason_code", letter.reason_code)],
         step="write_dead_letters", on_reject="raise", flag="--dead_letter",
     )
+
+
+def dead_letter_limit(target: str, options: PipelineOptions) -> int:
+    """The largest dead letter (JSON bytes) ``--dead_letter kafka://TOPIC`` takes: the
+    producer's ``max_request_size`` and the topic's ``max.message.bytes``, less room for
+    the record's key (the pipeline), header (reason_code) and framing."""
+    topic = _dead_letter_topic(target)
+    servers, config = _writer_config(options)
+    reachable = {**config, "bootstrap_servers": servers.split(",")}
+    # An unreachable broker or a missing topic: the writer's own one-line error, in seconds.
+    check_topics(reachable, [topic], error=SinkError, flag="--dead_letter")
+    return max_message_bytes(reachable, topic) - 1024

@@ -10,12 +10,12 @@ from apache_beam.transforms.window import GlobalWindows
 
 from beam_pipelines.options import IOOptions
 from beam_pipelines.skeleton.results import ResultSpec
-from beam_pipelines.wiring import eventhubs, kafka, pubsub
+from beam_pipelines.wiring import eventhubs, iceberg, kafka, pubsub
 from transforms.sinks.console import WriteToConsole
 from transforms.sinks.files import WriteJsonLines, WriteParquet
 from transforms.sinks.postgres import WriteToPostgres
 
-__all__ = ["CONNECTORS", "connector_sink", "write_results"]
+__all__ = ["CONNECTORS", "check_sink", "connector_sink", "write_results"]
 
 # --sink value -> the function making the message sink from the flags.
 CONNECTORS: dict[str, Callable[..., beam.PTransform]] = {
@@ -28,6 +28,13 @@ CONNECTORS: dict[str, Callable[..., beam.PTransform]] = {
 def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool) -> beam.PTransform:
     sink = options.view_as(IOOptions).sink
     return CONNECTORS[sink](options, pipeline=pipeline, streaming=streaming)
+
+
+def check_sink(options: PipelineOptions, spec: ResultSpec) -> None:
+    """Before the run: what the sink needs is there (``--sink=iceberg``: the extra, the
+    catalog and a table the results fit), or one line naming the flag or the table."""
+    if options.view_as(IOOptions).sink == "iceberg":
+        iceberg.check(options, spec)
 
 
 def write_results(
@@ -55,7 +62,12 @@ def write_results(
             spec.postgres_key,
             pipeline=spec.name,
             never_decrease=spec.never_decrease if streaming else None,
+            retry_seconds=io.sink_retry_seconds,
         )
+        return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
+    elif io.sink == "iceberg":
+        refused = records | "WriteIceberg" >> iceberg.sink_from_options(
+            options, spec, streaming=streaming)
         return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
     else:
         written: Any = records | "WriteSink" >> connector_sink(

@@ -284,3 +284,34 @@ def test_missing_prometheus_client_fails_at_parse_time_naming_the_extra(monkeypa
     options = opts.parse([], [opts.IOOptions], prog="test")  # no flag, no client needed
     with metrics.serve(None, options, pipeline="p", out=io.StringIO()):
         pass
+
+
+class _NothingCountedYet:
+    """A PipelineResult of a job that has not counted anything yet."""
+
+    def metrics(self):
+        return self
+
+    def query(self, *args):
+        return {}
+
+
+@pytest.mark.integration  # an HTTP endpoint
+def test_families_are_present_from_the_first_scrape():
+    exporter = metrics.Exporter(_NothingCountedYet(), pipeline="pageviews", port=0,
+                                address="127.0.0.1").start()
+    try:
+        text = scrape(exporter.port)
+    finally:
+        exporter.finish()
+        exporter.close()
+    for series in ('processing_time_seconds_bucket{le="0.1",pipeline="pageviews"}',
+                   'processing_time_seconds_bucket{le="+Inf",pipeline="pageviews"}',
+                   'processing_time_seconds_count{pipeline="pageviews"}',
+                   'processing_time_seconds_sum{pipeline="pageviews"}',
+                   'events_processed_total{pipeline="pageviews",step="parse"}',
+                   'events_processed_total{pipeline="pageviews",step="output"}',
+                   'late_events_dropped_total{pipeline="pageviews"}',
+                   'late_events_accepted_total{pipeline="pageviews"}'):
+        assert sample(text, series) == 0, series
+    assert sample(text, 'pipeline_running{pipeline="pageviews"}') == 1

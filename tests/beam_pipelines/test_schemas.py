@@ -15,6 +15,7 @@ from beam_pipelines.iot_alerts import AlertStatsFn, Thresholds, _Having, parse_r
 from beam_pipelines.pageviews import to_page_view_count
 from transforms.parse import parse_user_event
 from transforms.records import DeadLetter
+from transforms.sessions import SessionStatsFn, to_user_session
 from transforms.sinks.files import to_json_line
 from transforms.validation import decode_json_object
 from transforms.windowing import WindowedResult
@@ -33,6 +34,9 @@ def real_records() -> dict[str, list]:
         b'{"DeviceId": "d1", "Temperature": 31, "Humidity": 40.5, '
         b'"EventTime": "2024-01-01T02:00:00.5+02:00"}'))
     having = _Having(Thresholds()).process
+    stats = SessionStatsFn()
+    session = stats.extract_output(stats.add_input(stats.add_input(
+        stats.create_accumulator(), event), event._replace(page="/b", timestamp=T0 + 61.5)))
     fn = AlertStatsFn()
     value = fn.extract_output(fn.add_input(fn.create_accumulator(), reading))
     return {
@@ -45,6 +49,10 @@ def real_records() -> dict[str, list]:
         "IoTAlert": [
             *having(WindowedResult("d1", T0, T0 + 60, value)),
             *having(WindowedResult("d1", T0, T0 + 60, value, "EARLY", 0, False)),
+        ],
+        "UserSession": [
+            to_user_session(WindowedResult("7", T0, T0 + 1861.5, session)),
+            to_user_session(WindowedResult("7", T0, T0 + 1861.5, session, "EARLY", 0, False)),
         ],
         "DeadLetter": [
             DeadLetter.of("iot_alerts", "parse", "invalid JSON", b"{", {"source": "file", "file": "f",

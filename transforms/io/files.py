@@ -5,7 +5,9 @@
 exactly which line it was. Lines are split on ``\\n`` only (a stray ``\\r`` inside a line
 is data, a trailing ``\\r`` is stripped) and read as bytes, so invalid UTF-8 reaches the
 validator instead of crashing the reader. Any Beam filesystem path works (local, gs://,
-s3://, ...); compression follows the extension (``.gz``, ``.bz2``, ``.zst``, ...).
+s3://, ...); compression follows the extension (``.gz``, ``.bz2``, ``.zst``, ...), and a
+compressed file must reach its end-of-stream marker (:mod:`transforms.io.compressed`): a
+truncated or corrupt one fails the run with one line naming it, never a shorter read.
 
 Each file is read by one worker, in order, because line numbers need the lines before
 them; parallelism comes from having several files. Parquet files (``.parquet``) are read
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from typing import Any, Iterator, NamedTuple
 
 import apache_beam as beam
@@ -31,6 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.base.errors import ConfigError, SourceError
+from transforms.io.compressed import CorruptInput, open_input
 from transforms.records import RawRecord
 
 _CHUNK = 1 << 20
@@ -57,15 +61,59 @@ class ParquetRows(NamedTuple):
 
 
 def expand_glob(pattern: str) -> list[str]:
-    """Every file matching ``pattern``, sorted; a clear error when there are none."""
+    """Every file ``pattern`` names, sorted; a clear error when there are none.
+
+    A glob (``*``, ``?``, ``[``) matches as Beam matches it: ``*`` stays within a folder,
+    ``**`` crosses folders. A directory (``DIR/``, or ``DIR`` naming a directory) means
+    every file under it, subfolders included (``DIR/date=2024-01-01/part-0.jsonl.gz``),
+    except names starting with ``.`` or ``_`` at any level (``_SUCCESS``, ``_temporary/``,
+    ``.crc`` files: what Spark and Hadoop skip too). Anything else is one file.
+    """
+    if any(ch in pattern for ch in "*?["):
+        # Beam lists nothing for a glob without a folder ('*.gz'): look in "./".
+        bare = "://" not in pattern and "/" not in pattern
+        paths = _existing(_match("./" + pattern if bare else pattern),
+                          f"no files match {pattern!r}")
+        return [path[2:] if bare and path.startswith("./") else path for path in paths]
+    if pattern.endswith("/") or _is_local_dir(pattern):
+        return _files_under(pattern)
+    paths = [m.path for m in _match(pattern) if not _is_local_dir(m.path)]
+    if not paths:  # on object stores a "directory" is a prefix without a trailing slash
+        paths = _files_under(pattern, missing=f"no file or directory {pattern!r}")
+    return sorted(paths)
+
+
+def _match(pattern: str) -> list:
     try:
-        matches = FileSystems.match([pattern])[0].metadata_list
+        return FileSystems.match([pattern])[0].metadata_list
     except Exception as exc:  # Beam raises BeamIOError with nested causes
         raise SourceError(f"--input: cannot list {pattern!r}: {exc}") from None
-    paths = sorted(m.path for m in matches if m.size_in_bytes is not None)
+
+
+def _existing(matches: list, missing: str) -> list[str]:
+    paths = sorted(m.path for m in matches
+                   if m.size_in_bytes is not None and not _is_local_dir(m.path))
     if not paths:
-        raise SourceError(f"--input: no files match {pattern!r}")
+        raise SourceError(f"--input: {missing}")
     return paths
+
+
+def _is_local_dir(path: str) -> bool:
+    return "://" not in path and os.path.isdir(path)
+
+
+def _files_under(directory: str, missing: str = "") -> list[str]:
+    """Every file under ``directory``, recursively, but for hidden ones (see expand_glob)."""
+    base = directory.rstrip("/") + "/"
+    paths = []
+    for metadata in _match(base + "**"):
+        relative = metadata.path[len(base):] if metadata.path.startswith(base) else metadata.path
+        if any(part.startswith((".", "_")) for part in relative.split("/")):
+            continue
+        paths.append(metadata)
+    return _existing(paths, missing or (
+        f"no files in directory {directory!r} (subfolders included; names starting with "
+        "'.' or '_' are skipped)"))
 
 
 def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
@@ -81,7 +129,7 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
 def iter_blocks(path: str, size: int = BLOCK_BYTES) -> Iterator[LineBlock]:
     """``path`` as blocks of whole lines of about ``size`` bytes (the last line of the
     file may lack its newline), numbered as :func:`iter_lines` numbers lines."""
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+    with open_input(path) as handle:
         line = 1
         rest = b""
         newlines = _NewlineCounter()
@@ -189,6 +237,25 @@ def iter_parquet_rows(path: str) -> Iterator[tuple[int, bytes]]:
             yield rows.first_row + offset, parquet_row_payload(row)
 
 
+def read_failure(path: str, exc: BaseException) -> SourceError:
+    """One line naming ``path`` and why it could not be read (``--input: ...``)."""
+    if isinstance(exc, CorruptInput):
+        return SourceError(f"--input: {exc}")
+    if isinstance(exc, OSError) and exc.strerror:
+        return SourceError(f"--input: cannot read {path}: {exc.strerror}")
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return SourceError(f"--input: cannot read {path}: {first}")
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a file raises when the file (not our code) is at fault: I/O errors,
+    a compressed stream cut short, a Parquet file that is not one."""
+    import pyarrow as pa
+
+    return (OSError, CorruptInput, pa.ArrowException)
+
+
 class _ReadFile(beam.DoFn):
     def __init__(self) -> None:
         self._lines = Metrics.counter("files", "lines_read")
@@ -199,9 +266,12 @@ class _ReadFile(beam.DoFn):
         else:
             rows, kind = iter_lines(path), "line"
         count = 0
-        for number, payload in rows:
-            count += 1
-            yield RawRecord(payload, {"source": "file", "file": path, kind: number})
+        try:
+            for number, payload in rows:
+                count += 1
+                yield RawRecord(payload, {"source": "file", "file": path, kind: number})
+        except _read_errors() as exc:
+            raise read_failure(path, exc) from None
         self._lines.inc(count)
 
 
@@ -241,12 +311,15 @@ class _ReadBlocks(beam.DoFn):
         self._bytes = Metrics.counter("files", "bytes_read")
 
     def process(self, path: str):
-        if path.endswith(".parquet"):
-            yield from iter_parquet_batches(path)
-            return
-        for block in iter_blocks(path):
-            self._bytes.inc(len(block.data))
-            yield block
+        try:
+            if path.endswith(".parquet"):
+                yield from iter_parquet_batches(path)
+                return
+            for block in iter_blocks(path):
+                self._bytes.inc(len(block.data))
+                yield block
+        except _read_errors() as exc:
+            raise read_failure(path, exc) from None
 
 
 class ReadFileBlocks(_ReadFiles):

@@ -7,12 +7,22 @@ allowed lateness, records a sink refused) into one PCollection of
 With no ``--dead_letter`` the records are still counted (Beam metrics
 ``events_dead_lettered``) and the run reports them at the end, so nothing is dropped
 without a trace.
+
+A letter larger than its destination takes (a 50 MB bad line and Kafka's 1 MiB records)
+would fail the write and with it the run. :func:`fit_dead_letter` keeps such a letter
+within the destination's limit (Kafka: the producer's ``max_request_size`` and the
+topic's ``max.message.bytes``; Pub/Sub: 10 MB; files: 1 MiB): the payload is cut to a
+prefix (base64 payloads on a 4-character boundary, so the prefix still decodes) and
+``origin["truncated"]`` marks it with the original's size and SHA-256, so the original
+can be found and told apart; everything else is kept. Truncated letters are counted
+(``dead_letters_truncated``) and ``dead_letters replay`` leaves them out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -21,13 +31,24 @@ from transforms.base.errors import ConfigError
 from transforms.records import DeadLetter, DeadLetterBatch
 from transforms.sinks.files import WriteJsonLines
 
-__all__ = ["WriteDeadLetters", "dead_letter_lines", "dead_letter_to_json", "each_dead_letter",
-           "late_record_to_dead_letter", "message_scheme"]
+__all__ = ["EVENTHUBS_LIMIT_BYTES", "FILE_LIMIT_BYTES", "KAFKA_LIMIT_BYTES", "PUBSUB_LIMIT_BYTES",
+           "TRUNCATED", "WriteDeadLetters", "dead_letter_lines", "dead_letter_to_json",
+           "each_dead_letter", "fit_dead_letter", "late_record_to_dead_letter", "message_scheme"]
 
 # Targets written by a message writer the caller passes (``writer``); any other scheme is
 # a Beam filesystem directory.
 MESSAGE_SCHEMES = ("kafka", "pubsub")
 _FILESYSTEMS = ("gs", "s3", "file", "hdfs", "azfs")
+
+# The largest letter (JSON bytes) a destination takes, when the caller does not say.
+FILE_LIMIT_BYTES = 1 << 20  # a line that editors, jq and `inspect` still handle
+PUBSUB_LIMIT_BYTES = 10_000_000 - (64 << 10)  # 10 MB a message, less room for attributes
+EVENTHUBS_LIMIT_BYTES = (1 << 20) - (16 << 10)  # 1 MiB an event (Standard/Premium tiers)
+# kafka-python's default max_request_size (1 MiB), less room for key, header and framing;
+# beam_pipelines.wiring.kafka asks the producer config and the topic for the real one.
+KAFKA_LIMIT_BYTES = (1 << 20) - 1024
+_MESSAGE_LIMITS = {"kafka": KAFKA_LIMIT_BYTES, "pubsub": PUBSUB_LIMIT_BYTES}
+TRUNCATED = "truncated"  # the origin key that marks a cut payload
 
 
 # json.dumps with keyword arguments builds an encoder per call; a backfill writes many letters.
@@ -36,6 +57,67 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 def dead_letter_to_json(letter: DeadLetter) -> str:
     return _ENCODER.encode(letter._asdict())
+
+
+def _json_size(letter: DeadLetter) -> int:
+    # Every writer encodes as compactly or more (UTF-8, no ASCII escapes): a safe measure.
+    return len(dead_letter_to_json(letter).encode("utf-8"))
+
+
+def fit_dead_letter(letter: DeadLetter, limit_bytes: int,
+                    size: Callable[[DeadLetter], int] = _json_size) -> DeadLetter:
+    """``letter`` if its JSON fits ``limit_bytes``; else the letter with its payload cut
+    to a prefix that fits and ``origin["truncated"] = {"original_bytes",
+    "original_sha256", "kept_bytes"}`` (of the payload's bytes)."""
+    # Cheap first: JSON escapes at most 6 bytes a character, and letters are small.
+    if 6 * (len(letter.payload) + len(letter.reason)) + 4096 <= limit_bytes:
+        return letter
+    if size(letter) <= limit_bytes:
+        return letter
+    original = letter.payload_bytes()
+    reason = letter.reason if len(letter.reason) <= 4096 else letter.reason[:4096] + "..."
+
+    def cut(prefix: str) -> DeadLetter:
+        kept = letter._replace(payload=prefix).payload_bytes()
+        marker = {"original_bytes": len(original),
+                  "original_sha256": hashlib.sha256(original).hexdigest(),
+                  "kept_bytes": len(kept)}
+        return letter._replace(payload=prefix, reason=reason,
+                               origin={**letter.origin, TRUNCATED: marker})
+
+    room = limit_bytes - size(cut(""))
+    text = letter.payload
+    keep = max(0, min(len(text), room - 16))  # kept_bytes grows by a few digits
+    while keep > 0:
+        if letter.payload_encoding == "base64":
+            keep -= keep % 4  # whole base64 quanta: the prefix decodes to a prefix of the bytes
+        encoded = len(json.dumps(text[:keep], ensure_ascii=False).encode("utf-8")) - 2
+        if encoded + 16 <= room:
+            break
+        keep = min(keep - 1, keep * (room - 16) // encoded)
+    return cut(text[:max(keep, 0)])
+
+
+class _FitToDestination(beam.DoFn):
+    """Every letter within ``limit_bytes`` (:func:`fit_dead_letter`), counting the cut ones."""
+
+    def __init__(self, pipeline: str, limit_bytes: int) -> None:
+        self._limit = limit_bytes
+        self._truncated = Metrics.counter(pipeline, "dead_letters_truncated")
+
+    def _fit(self, letter: DeadLetter) -> DeadLetter:
+        fitted = fit_dead_letter(letter, self._limit)
+        if fitted is not letter:
+            self._truncated.inc()
+        return fitted
+
+    def process(self, element: DeadLetter | DeadLetterBatch):
+        if isinstance(element, DeadLetterBatch):
+            letters = [self._fit(letter) for letter in element.letters]
+            yield element if all(a is b for a, b in zip(letters, element.letters, strict=True)) \
+                else DeadLetterBatch(letters)
+        else:
+            yield self._fit(element)
 
 
 def each_dead_letter(element: DeadLetter | DeadLetterBatch) -> list[DeadLetter]:
@@ -113,6 +195,9 @@ class WriteDeadLetters(beam.PTransform):
     :param streaming: one file per bundle instead of a batch write's shards.
     :param writer: the transform writing DeadLetters to a message target (e.g.
         ``WriteToKafka``); ``beam_pipelines.wiring.dead_letters`` builds it from the flags.
+    :param limit_bytes: the largest letter (JSON bytes) the target takes; larger ones are
+        cut to fit (:func:`fit_dead_letter`). Default: :data:`FILE_LIMIT_BYTES` for a
+        directory, :data:`KAFKA_LIMIT_BYTES` / :data:`PUBSUB_LIMIT_BYTES` for a topic.
     """
 
     def __init__(
@@ -122,6 +207,7 @@ class WriteDeadLetters(beam.PTransform):
         pipeline: str,
         streaming: bool,
         writer: Optional[beam.PTransform] = None,
+        limit_bytes: Optional[int] = None,
     ) -> None:
         super().__init__()
         self._target = target
@@ -131,11 +217,23 @@ class WriteDeadLetters(beam.PTransform):
         if self._scheme and writer is None:
             raise ConfigError("--dead_letter", f"a writer for {self._scheme}:// targets", target)
         self._writer = writer
+        if limit_bytes is not None and (isinstance(limit_bytes, bool)
+                                        or not isinstance(limit_bytes, int) or limit_bytes < 1):
+            raise ConfigError("limit_bytes", "a whole number of bytes > 0", limit_bytes)
+        self._limit_bytes = limit_bytes
+
+    def limit_bytes(self) -> int:
+        """The largest letter (JSON bytes) the target takes."""
+        if self._limit_bytes is not None:
+            return self._limit_bytes
+        return _MESSAGE_LIMITS.get(self._scheme or "", FILE_LIMIT_BYTES)
 
     def expand(self, letters):
         counted = letters | "Count" >> beam.ParDo(_CountDeadLetters(self._pipeline))
         if not self._target:
             return counted
+        counted = counted | "FitToDestination" >> beam.ParDo(
+            _FitToDestination(self._pipeline, self.limit_bytes()))
         if not self._scheme and not self._streaming:
             # Batch files: a DeadLetterBatch is written as its lines at once.
             return counted | "Write" >> WriteJsonLines(

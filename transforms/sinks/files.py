@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
+import os
 import uuid
 from typing import Any, Callable, Optional
 
@@ -25,10 +27,43 @@ from transforms.base.errors import ConfigError
 from transforms.sinks import as_dict
 
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+# Beam's batch writers put their temporary files in DIR/beam-temp-NAME-UUID/ and remove
+# it when the job succeeds; a failed job leaves it (a full disk stays full).
+TEMP_PREFIX = "beam-temp-"
+_LOG = logging.getLogger(__name__)
 
 
 def to_json_line(record: Any) -> str:
     return json.dumps(as_dict(record), ensure_ascii=False, default=str)
+
+
+def temp_folders(directory: str) -> set[str]:
+    """Beam's temporary folders in a batch file sink's output ``directory``."""
+    if "://" not in directory:
+        try:
+            names = os.listdir(directory)
+        except OSError:  # not there (yet), not a directory: nothing to clean
+            return set()
+        return {os.path.join(directory, n) for n in names if n.startswith(TEMP_PREFIX)}
+    base = directory.rstrip("/") + "/"
+    try:  # object stores have no empty folders: the temporary files name them
+        matches = FileSystems.match([base + TEMP_PREFIX + "**"])[0].metadata_list
+    except Exception:  # nothing matches, or the store cannot be listed
+        return set()
+    return {base + m.path[len(base):].split("/", 1)[0] + "/" for m in matches}
+
+
+def remove_temp_folders(directory: str, keep: set[str]) -> None:
+    """Delete Beam's temporary folders in ``directory`` except ``keep`` (those that were
+    there before this run: another run may be writing them). Best effort: a failure is
+    logged, the run's own error stays the one reported."""
+    stale = sorted(temp_folders(directory) - keep)
+    if not stale:
+        return
+    try:
+        FileSystems.delete(stale)
+    except Exception as exc:
+        _LOG.warning("could not remove temporary folders %s: %s", ", ".join(stale), exc)
 
 
 def _require_dir(output: Optional[str], flag: str) -> str:

@@ -196,7 +196,9 @@ def test_streaming_panes_late_updates_and_too_late_readings(tmp_path):
         ("a", 1, "EARLY", 33.0, 50.0, False, end),
         ("a", 2, "ON_TIME", 33.0, 50.0, False, end),
         ("a", 3, "LATE", round(106 / 3, 6), 50.0, False, end),
+        ("a", 4, "LATE", round(106 / 3, 6), 50.0, True, end),  # the window expired: final
         ("b", 2, "LATE", 20.0, 85.0, False, end),  # b's EARLY and ON_TIME panes did not qualify
+        ("b", 3, "LATE", 20.0, 85.0, True, end),
         ("c", 0, "EARLY", 31.0, 50.0, False, end),
         ("c", 1, "ON_TIME", 31.0, 50.0, False, end),  # c's LATE pane (avg 25.5) is not emitted
     ]

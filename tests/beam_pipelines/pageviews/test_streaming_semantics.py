@@ -97,8 +97,35 @@ def test_late_data_inside_lateness_updates_and_later_data_is_dead_lettered():
     assert simplify(panes) == [
         ("00:00:00", "/a", 1, "ON_TIME", 0, False),
         ("00:00:00", "/a", 2, "LATE", 1, False),
+        ("00:00:00", "/a", 2, "LATE", 2, True),  # the window expired: its final value
     ]
     assert [(key, record.timestamp) for key, record, *_ in late] == [("/a", T0 + 7)]
+
+
+def test_the_last_pane_is_final_when_the_window_expires():
+    stream = (
+        TestStream()
+        .advance_watermark_to(T0)
+        .add_elements([ev("/a", T0 + 5), ev("/b", T0 + 6)])
+        .advance_watermark_to(T0 + 310)  # ON_TIME panes: not final, late data may come
+        .advance_watermark_to(T0 + 300 + 61)  # the window expires: final panes
+        .add_elements([ev("/a", T0 + 400)])  # the next window
+        .advance_watermark_to_infinity()  # the end of the stream closes it too
+    )
+    panes, _ = run_stream(stream, WindowConfig(size=300, allowed_lateness=60))
+    assert sorted(simplify(panes), key=lambda pane: pane[:2] + pane[4:5]) == [
+        ("00:00:00", "/a", 1, "ON_TIME", 0, False),
+        ("00:00:00", "/a", 1, "LATE", 1, True),
+        ("00:00:00", "/b", 1, "ON_TIME", 0, False),
+        ("00:00:00", "/b", 1, "LATE", 1, True),
+        ("00:05:00", "/a", 1, "ON_TIME", 0, False),
+        ("00:05:00", "/a", 1, "LATE", 1, True),
+    ]
+    # Without allowed lateness the ON_TIME pane is the last one, and says so.
+    stream = (TestStream().advance_watermark_to(T0).add_elements([ev("/a", T0 + 5)])
+              .advance_watermark_to_infinity())
+    panes, _ = run_stream(stream, WindowConfig(size=300))
+    assert simplify(panes) == [("00:00:00", "/a", 1, "ON_TIME", 0, True)]
 
 
 def test_too_late_records_are_counted_in_a_metric():

@@ -4,7 +4,6 @@ random events (property tests), and streaming with in-order input equal to batch
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 
 import apache_beam as beam
 import pytest
@@ -15,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beam_pipelines.testing.collect import collect
+from beam_pipelines.testing.sessions import reference_sessions as reference
 from transforms.io.synthetic.events import SyntheticEvents
 from transforms.records import UserEvent, utc_iso
 from transforms.session_windows import SessionConfig, event_micros
@@ -26,30 +26,15 @@ T0 = 1_704_067_200
 
 
 def reference_sessions(events, gap: int) -> list[tuple]:
-    """The issue's definition, in plain Python: per user (by the id's string form), events
-    in time order; an event at least ``gap`` after the previous one starts a new session."""
-    by_user: dict[str, list] = defaultdict(list)
-    for event in events:
-        by_user[str(event.user_id)].append((event_micros(event.timestamp), event.page))
-    sessions = []
-    for user, timed in by_user.items():
-        timed.sort()
-        current = [timed[0]]
-        for moment, page in timed[1:]:
-            if moment - current[-1][0] >= gap * 1_000_000:
-                sessions.append(_summary(user, current))
-                current = []
-            current.append((moment, page))
-        sessions.append(_summary(user, current))
-    return sorted(sessions)
+    """The plain-Python reference (beam_pipelines.testing.sessions) over UserEvents, as
+    UserSession tuples."""
+    timed = [(str(e.user_id), event_micros(e.timestamp), e.page) for e in events]
+    return sorted(_as_row(s) for s in reference(timed, gap))
 
 
-def _summary(user: str, timed: list[tuple[int, str]]) -> tuple:
-    (start, first_page), (end, last_page) = timed[0], timed[-1]
-    return (
-        user, utc_iso(start / 1e6), utc_iso(end / 1e6), len(timed),
-        len({page for _, page in timed}), first_page, last_page, (end - start) / 1e6,
-    )
+def _as_row(s) -> tuple:
+    return (s.user_id, utc_iso(s.start / 1e6), utc_iso(s.end / 1e6), s.events,
+            s.distinct_pages, s.first_page, s.last_page, s.duration_seconds)
 
 
 def as_tuples(sessions) -> list[tuple]:
@@ -88,8 +73,8 @@ def test_the_combiner_gives_the_same_stats_in_any_order_and_grouping(events, rnd
         parts[index] = fn.add_input(parts[index], event)
     rnd.shuffle(parts)
     stats = fn.extract_output(fn.merge_accumulators(parts))
-    timed = sorted((event_micros(e.timestamp), e.page) for e in events)
-    expected = _summary("", timed)[1:]
+    one_session = reference([("", event_micros(e.timestamp), e.page) for e in events], 10**6)
+    expected = _as_row(one_session[0])[1:]
     got = (utc_iso(stats.session_start), utc_iso(stats.session_end), stats.events,
            stats.distinct_pages, stats.first_page, stats.last_page, stats.duration_seconds)
     assert got == expected

@@ -62,6 +62,7 @@ def test_unreachable_database_is_a_clear_error():
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()  # one line, no traceback
     assert line.startswith("error: cannot connect to PostgreSQL at postgresql://nobody:***@127.0.0.1:1/db")
+    assert "retried" not in line  # the check at launch does not retry, and does not say it did
     assert "secret" not in done.stderr
 
 

@@ -30,16 +30,22 @@ START_FORM = ("earliest, latest, seq:N (sequence number N onwards), offset:O (af
 STORE_FORM = ("an Azure Storage connection string (DefaultEndpointsProtocol=...;AccountName=...;"
               "AccountKey=...; or UseDevelopmentStorage=true) or file://DIRECTORY")
 # Any field whose name mentions a key, signature, password or secret (even misspelt, as
-# in a connection string a user got wrong), except the *name* of a key.
-_SECRET = re.compile(r"(?i)\b([A-Za-z_]*(?:key|sig|signature|password|secret|token)[A-Za-z_]*)=([^;&]*)")
+# in a connection string a user got wrong), in any case and with spaces around '=' as
+# Azure's parsers allow ("SharedAccessKey =x"), except the *name* of a key. The value
+# runs to the next ';': a SharedAccessSignature holds spaces, '&' and '=' of its own.
+_SECRET = re.compile(
+    r"(?i)\b([A-Za-z_]*(?:key|sig|signature|password|secret|token)[A-Za-z_]*)(\s*=\s*)([^;]*)")
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,255}$")
 _CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9\-]{1,61}[a-z0-9]$")
 
 
 def redact(text: object) -> str:
-    """``text`` with every key / signature of a connection string replaced by ***."""
+    """``text`` (an Azure connection string, or a message holding one) with every key,
+    signature and password replaced by ***: ``SharedAccessKey=***``, ``AccountKey=***``,
+    ``SharedAccessSignature=***``."""
     return _SECRET.sub(
-        lambda m: m.group(0) if m.group(1).lower().endswith("name") else f"{m.group(1)}=***",
+        lambda m: m.group(0) if m.group(1).lower().endswith("name")
+        else f"{m.group(1)}{m.group(2)}***",
         str(text))
 
 

@@ -23,7 +23,8 @@ from transforms.io.kafka.client import pooled_consumer, quiet_kafka_logs, server
 from transforms.io.kafka.offsets import Resolver, allot, committed_positions
 from transforms.io.kafka.records import NEVER, WATCH, PartitionRead
 
-__all__ = ["WatchSpec", "check_topics", "wait_for_partitions"]
+__all__ = ["WatchSpec", "check_topics", "max_message_bytes", "topic_max_message_bytes",
+           "wait_for_partitions"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -58,6 +59,40 @@ def check_topics(config: Mapping[str, Any], topics: Sequence[str], *, timeout_ms
         return found
     finally:
         consumer.close()
+
+
+def topic_max_message_bytes(config: Mapping[str, Any], topic: str) -> Optional[int]:
+    """The topic's ``max.message.bytes`` as the broker reports it; None where it does not
+    (an older client or broker, no DescribeConfigs permission)."""
+    require("kafka", "kafka")
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    try:
+        with quiet_kafka_logs():
+            admin = client.build("admin", client.settings(
+                "admin", config, defaults={"request_timeout_ms": 10000}))
+            try:
+                found = admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, topic,
+                                    configs={"max.message.bytes": None})],
+                    config_filter="all")
+            finally:
+                admin.close()
+        return int(found["topic"][topic]["max.message.bytes"]["value"])
+    except Exception as exc:  # the shape differs across kafka-python versions, or no answer
+        _LOG.debug("max.message.bytes of topic %r not available: %s", topic, exc)
+        return None
+
+
+def max_message_bytes(config: Mapping[str, Any], topic: str) -> int:
+    """The largest record a producer with ``config`` can write to ``topic``: the
+    producer's ``max_request_size`` and the topic's ``max.message.bytes`` (where the
+    broker reports it), whichever is smaller."""
+    kafka = require("kafka", "kafka")
+    limit = int(config.get("max_request_size")
+                or kafka.KafkaProducer.DEFAULT_CONFIG["max_request_size"])
+    topic_limit = topic_max_message_bytes(config, topic)
+    return min(limit, topic_limit) if topic_limit else limit
 
 
 class DiscoverPartitions(beam.DoFn):

@@ -34,6 +34,7 @@ __all__ = [
     "check_schema",
     "ensure_table",
     "load_catalog",
+    "uri_properties",
     "validate_identifier",
 ]
 
@@ -56,7 +57,7 @@ def catalog_properties(
     if isinstance(catalog, Mapping):
         properties = {str(k): str(v) for k, v in catalog.items()}
     elif isinstance(catalog, str) and catalog.strip():
-        properties = _properties_of_uri(catalog.strip(), flag)
+        properties = uri_properties(catalog.strip(), flag)
     else:
         raise ConfigError(
             flag, "sqlite:///PATH, a PostgreSQL DSN, an http(s):// REST catalog URI or a "
@@ -86,7 +87,9 @@ def _catalog_type(properties: Mapping[str, str]) -> Optional[str]:
     return None
 
 
-def _properties_of_uri(uri: str, flag: str) -> dict[str, str]:
+def uri_properties(uri: str, flag: str = "--iceberg_catalog") -> dict[str, str]:
+    """pyiceberg catalog properties of a catalog URI (a relative SQLite path made
+    absolute); ConfigError naming ``flag`` for a URI of no catalog it knows."""
     scheme = uri.split(":", 1)[0].lower() if "://" in uri else ""
     if scheme in ("http", "https"):
         return {"type": "rest", "uri": uri}
@@ -108,6 +111,16 @@ def _absolute_sqlite(uri: str) -> str:
     if not path or path.startswith("/") or path.startswith(":memory:"):
         return uri
     return f"{prefix}:///{os.path.abspath(path)}"
+
+
+def _make_sqlite_directory(uri: str) -> None:
+    """SQLite creates a missing database file but not its directory (``lake/catalog.db``
+    on a first run)."""
+    prefix, _, path = uri.partition(":///")
+    if prefix.split("+", 1)[0].lower() == "sqlite" and path and not path.startswith(":memory:"):
+        directory = os.path.dirname(path.split("?", 1)[0])  # relative to the working dir
+        if directory:
+            os.makedirs(directory, exist_ok=True)
 
 
 def _absolute(warehouse: str) -> str:
@@ -153,6 +166,7 @@ def load_catalog(name: str, properties: Mapping[str, str]):
             from pyiceberg.catalog.sql import SqlCatalog
 
             properties.pop("type", None)
+            _make_sqlite_directory(properties["uri"])
             properties["uri"] = _sqlalchemy_uri(properties["uri"])
             return SqlCatalog(name, **properties)
         return catalog_module.load_catalog(name, **properties)

@@ -29,7 +29,7 @@ from apache_beam.transforms import window as beam_window
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.base.errors import ConfigError
+from transforms.base.errors import BeamPipelinesError, ConfigError, SinkError
 from transforms.base.extras import require
 from transforms.records import DeadLetter
 from transforms.sinks import as_dict
@@ -47,6 +47,7 @@ from transforms.sinks.iceberg.partitioning import (
     default_partitioning,
     parse_partitioning,
 )
+from transforms.sinks.postgres import redact_dsn
 
 __all__ = ["MODES", "WriteToIceberg", "rows_to_arrow"]
 
@@ -292,6 +293,23 @@ class WriteToIceberg(beam.PTransform):
             pipeline=pipeline,
             max_attempts=max_commit_attempts,
         )
+
+    def check_table(self) -> None:
+        """Open the catalog and create or check the table now, where the job starts: a
+        wrong catalog, a missing driver or a table the result does not fit fails in one
+        line before anything is read (workers do the same again in ``setup``)."""
+        config = self._config
+        catalog = load_catalog(config.catalog_name, config.properties)
+        try:
+            ensure_table(catalog, config.identifier, config.schema, config.partitioning,
+                         config.table_properties)
+        except BeamPipelinesError:
+            raise
+        except Exception as exc:  # the catalog's own refusal (a nested namespace in a SQL
+            # catalog, a permission, a lost connection): one line naming the table
+            text = redact_dsn(str(exc).strip()).splitlines()
+            raise SinkError(f"cannot create or load Iceberg table {config.identifier}: "
+                            f"{text[0] if text else type(exc).__name__}") from None
 
     def expand(self, pcoll):
         """Returns the dead letters of rows the table refused."""

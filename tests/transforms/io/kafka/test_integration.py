@@ -14,6 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_pipelines import pageviews
 from beam_pipelines.metrics import counter_total
 from beam_pipelines.produce import send
+from beam_pipelines.skeleton import user_events
 from beam_pipelines.testing.files import read_jsonl
 from beam_pipelines.testing.servers import free_port
 from transforms.base.errors import SourceError
@@ -500,12 +501,12 @@ def test_streaming_pageviews_from_kafka_in_batches_equals_one_by_one(kafka_broke
 
     batched: list[str] = []  # the engines whose run parsed polls as batches
 
-    class SpyParseBatches(pageviews.ParseUserEventBatches):
+    class SpyParseBatches(user_events.ParseUserEventBatches):
         def expand(self, batches):
             batched.append(engine)
             return super().expand(batches)
 
-    monkeypatch.setattr(pageviews, "ParseUserEventBatches", SpyParseBatches)
+    monkeypatch.setattr(user_events, "ParseUserEventBatches", SpyParseBatches)
     results = {}
     for engine in ("arrow", "records"):
         out, dead = tmp_path / f"out_{engine}", tmp_path / f"dead_{engine}"
