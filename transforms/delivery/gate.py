@@ -29,6 +29,7 @@ Everything here is plain Python under one lock; callbacks run outside it.
 from __future__ import annotations
 
 import collections
+import copy
 import heapq
 import itertools
 import json
@@ -166,6 +167,8 @@ class Gate:
         self._committed: dict[Hashable, int] = {}  # stream -> the last safe offset
         self._restored: dict[str, int] = {}  # step -> floor restored from a commit
         self._restored_late: dict[str, int] = {}  # step -> its late floor
+        self._pins: dict[Hashable, set[int]] = {}  # an open transaction -> the tokens it holds
+        self._listeners: list[Callable[[], None]] = []
         self.closed = False
 
     # ---- tokens and tickets (the runner) ---------------------------------------------
@@ -205,7 +208,9 @@ class Gate:
                     del self._inflight[token]
                     touched.add(token)
             self._settle(touched, ready)
+            listeners = list(self._listeners)
         _run(ready)
+        _run(listeners)
 
     def _settle(self, touched: set[int], ready: list) -> None:
         """Follow what ``touched`` tokens being let go makes done, written or droppable."""
@@ -294,6 +299,117 @@ class Gate:
             hold.released = True
             touched.add(hold.token)
 
+    def _apply_pin(self, touched: set[int], owner: Hashable, tokens: frozenset) -> None:
+        pinned = self._pins.setdefault(owner, set())
+        for token in tokens:
+            if token not in pinned:
+                pinned.add(token)
+                self._held[token] += 1
+
+    def _apply_unpin(self, touched: set[int], owner: Hashable) -> None:
+        for token in self._pins.pop(owner, ()):
+            self._held[token] -= 1
+            if self._held[token] <= 0:
+                del self._held[token]
+                touched.add(token)
+
+    # ---- transactions (an exactly-once sink) -------------------------------------------
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (outside the lock) after every change the runner commits."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def unlisten(self, listener: Callable[[], None]) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def unpin(self, owner: Hashable) -> None:
+        """End what ``owner`` pins now (a transaction committed outside any bundle)."""
+        ready: list[Callable[[], None]] = []
+        with self._lock:
+            touched: set[int] = set()
+            self._apply_unpin(touched, owner)
+            self._settle(touched, ready)
+        _run(ready)
+
+    def transaction(self, owner: Hashable, streams: Callable[[Hashable], bool]
+                    ) -> Optional[dict[Hashable, Position]]:
+        """Whether the records ``owner`` pins may be committed now, and if so the positions
+        of the ``streams`` to commit with them, in the same transaction.
+
+        It asks what the gate would look like once ``owner``'s records are written: every
+        read they derive from must then have nothing else in flight (its dead letters
+        written, say) and be held by no window whose last pane is out; every window whose
+        last pane is among them must be written and dropped (its step's floor past it).
+        Then a restart from those positions neither reads their records again nor
+        re-emits those panes. When it may, the floors it commits hold in this run from
+        now on (nothing arrives for those windows any more). None: not yet.
+        """
+        with self._lock:
+            tokens = set(self._pins.get(owner, ()))
+            if not tokens:
+                return None
+            future = self._copy()
+            touched: set[int] = set()
+            future._apply_unpin(touched, owner)
+            future._settle(touched, [])
+            released = [h for h in future._holds.values() if h.released]
+            for token in tokens:
+                hold = future._hold_of_token.get(token)
+                if hold is not None and hold.released:
+                    return None  # a window's last pane: its window is not dropped yet
+                if token in future._tickets:
+                    if future._inflight.get(token):
+                        return None  # still on its way elsewhere (dead letters...)
+                    if any(token in h.tokens for h in released):
+                        return None  # counted by a window whose last pane is not written
+            positions = {}
+            for stream in future._streams:
+                if streams(stream):
+                    position = future.position_locked(stream)
+                    if position is not None:
+                        positions[stream] = position
+            floors, late = future._floors()
+            for restored, values in ((self._restored, floors), (self._restored_late, late)):
+                for name, floor in values:
+                    restored[name] = max(floor, restored.get(name, floor))
+            return positions
+
+    def _copy(self) -> Gate:
+        """A copy of the bookkeeping (callbacks shared, never called from the copy)."""
+        other = Gate()
+        other._ids, other._order = self._ids, self._order
+        other._inflight = collections.Counter(self._inflight)
+        other._held = collections.Counter(self._held)
+        tickets: dict[int, Ticket] = {}
+
+        def ticket_copy(ticket: Ticket) -> Ticket:
+            found = tickets.get(id(ticket))
+            if found is None:
+                found = tickets[id(ticket)] = copy.copy(ticket)
+            return found
+
+        other._tickets = {t: ticket_copy(k) for t, k in self._tickets.items()}
+        holds = {id(h): copy.copy(h) for h in self._holds.values()}
+        for hold in holds.values():
+            hold.tokens = set(hold.tokens)
+        other._holds = {o: holds[id(h)] for o, h in self._holds.items()}
+        other._hold_of_token = {t: holds[id(h)] for t, h in self._hold_of_token.items()}
+        for name, step in self._steps.items():
+            copied = other._steps[name] = _Step(name)
+            copied.watermark, copied.floor = step.watermark, step.floor
+            copied.late_floor, copied.blocking = step.late_floor, step.blocking
+            copied.future = [(e, n, holds[id(h)]) for e, n, h in step.future]
+            copied.due = [holds[id(h)] for h in step.due]
+        other._streams = {k: collections.deque(ticket_copy(t) for t in q)
+                          for k, q in self._streams.items()}
+        other._committed = dict(self._committed)
+        other._restored, other._restored_late = dict(self._restored), dict(self._restored_late)
+        other._pins = {o: set(t) for o, t in self._pins.items()}
+        return other
+
     # ---- what steps ask -------------------------------------------------------------
 
     def _step(self, name: str) -> _Step:
@@ -336,24 +452,28 @@ class Gate:
         """Where ``stream`` may be committed now, with what a restart needs; None when
         nothing of it is done yet."""
         with self._lock:
-            queue = self._streams.get(stream)
-            if not queue:
-                committed = self._committed.get(stream)
-                return None if committed is None else Position(committed, (), *self._floors())
-            while queue and queue[0].done:
-                self._committed[stream] = queue.popleft().next
-            safe = queue[0].first if queue else self._committed.get(stream)
-            if safe is None:
-                return None
-            self._committed[stream] = safe
-            ranges: list[list[int]] = []
-            for ticket in queue:
-                if ticket.done or not self._inflight.get(ticket.token):
-                    if ranges and ranges[-1][1] >= ticket.first:
-                        ranges[-1][1] = ticket.next
-                    elif len(ranges) < MAX_RANGES:
-                        ranges.append([ticket.first, ticket.next])
-            return Position(safe, tuple((a, b) for a, b in ranges), *self._floors())
+            return self.position_locked(stream)
+
+    def position_locked(self, stream: Hashable) -> Optional[Position]:
+        """:meth:`position`, the lock held."""
+        queue = self._streams.get(stream)
+        if not queue:
+            committed = self._committed.get(stream)
+            return None if committed is None else Position(committed, (), *self._floors())
+        while queue and queue[0].done:
+            self._committed[stream] = queue.popleft().next
+        safe = queue[0].first if queue else self._committed.get(stream)
+        if safe is None:
+            return None
+        self._committed[stream] = safe
+        ranges: list[list[int]] = []
+        for ticket in queue:
+            if ticket.done or not self._inflight.get(ticket.token):
+                if ranges and ranges[-1][1] >= ticket.first:
+                    ranges[-1][1] = ticket.next
+                elif len(ranges) < MAX_RANGES:
+                    ranges.append([ticket.first, ticket.next])
+        return Position(safe, tuple((a, b) for a, b in ranges), *self._floors())
 
     def _floors(self) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
         floors, late = dict(self._restored), dict(self._restored_late)

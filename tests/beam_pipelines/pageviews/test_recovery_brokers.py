@@ -14,7 +14,6 @@ windows.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,15 +21,14 @@ from pathlib import Path
 import pytest
 
 from beam_pipelines.testing.emulators.eventhubs import send_events
+from beam_pipelines.testing.jobs import Job
 from beam_pipelines.testing.polling import wait_for
 from tests.beam_pipelines.pageviews.test_recovery_kafka import (
     ROOT,
     WINDOW,
     events,
     expected_counts,
-    kill,
     table,
-    wait_for_job,
 )
 
 pytestmark = pytest.mark.integration
@@ -39,13 +37,11 @@ LATENESS = 30
 PUSHER = {"user_id": 99, "action": "view", "page": "/pusher"}
 
 
-def start(flags: list[str], dsn: str, log: Path):
-    command = [sys.executable, "-m", "beam_pipelines.pageviews", *flags,
-               f"--window_size={WINDOW}", f"--allowed_lateness={LATENESS}", "--sink=postgres",
-               f"--output={dsn}", "--output_table=page_views"]
-    handle = open(log, "wb")
-    return subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                            start_new_session=True), handle
+def start(flags: list[str], dsn: str, log: Path) -> Job:
+    return Job.start([sys.executable, "-m", "beam_pipelines.pageviews", *flags,
+                      f"--window_size={WINDOW}", f"--allowed_lateness={LATENESS}",
+                      "--sink=postgres", f"--output={dsn}", "--output_table=page_views"],
+                     log=log, cwd=ROOT)
 
 
 def kill_and_restart_three_times(send, flags, dsn, tmp_path: Path, first_second: int,
@@ -57,26 +53,24 @@ def kill_and_restart_three_times(send, flags, dsn, tmp_path: Path, first_second:
     for kill_round in range(3):
         first = first_second + 400 * kill_round
         sent += send(events(first, 60), dict(PUSHER, timestamp=first + 300))
-        log = tmp_path / f"run{kill_round}.log"
-        job, handle = start(flags, dsn, log)
+        job = start(flags, dsn, tmp_path / f"run{kill_round}.log")
         try:
             want = expected_counts(sent, before=(first + 300) // WINDOW * WINDOW)
-            wait_for_job(lambda want=want: table(dsn) == want,
-                         f"every closed window of round {kill_round}, counted once", job, log)
+            job.wait_for(lambda want=want: table(dsn) == want,
+                         f"every closed window of round {kill_round}, counted once")
             before_kill(sent)
         finally:
-            kill(job, handle)
+            job.kill()
         after_kill()
     final = first_second + 2000
     pushers = send([], dict(PUSHER, timestamp=final))
     sent += pushers
-    log = tmp_path / "final.log"
-    job, handle = start(flags, dsn, log)
+    job = start(flags, dsn, tmp_path / "final.log")
     try:
         want = expected_counts(sent, before=final // WINDOW * WINDOW)
-        wait_for_job(lambda: table(dsn) == want, "every window, counted once", job, log)
+        job.wait_for(lambda: table(dsn) == want, "every window, counted once")
     finally:
-        kill(job, handle)
+        job.kill()
     assert table(dsn) == want
     assert sum(want.values()) == len(sent) - len(pushers)  # all but the last pushers' window
 

@@ -17,9 +17,6 @@ without waiting for idle timeouts. The pushers' window stays open at every kill.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +26,7 @@ import pytest
 from beam_pipelines import metrics
 from beam_pipelines import options as opts
 from beam_pipelines.options.metrics import MetricsOptions
-from beam_pipelines.testing.polling import wait_for
+from beam_pipelines.testing.jobs import Job
 
 pytestmark = pytest.mark.integration
 
@@ -91,36 +88,15 @@ def table(dsn: str) -> dict[tuple[int, str], int]:
     return {(start, page): count for start, page, count in rows}
 
 
-def start_job(servers: str, topic: str, dsn: str, log: Path):
-    flags = [sys.executable, "-m", "beam_pipelines.pageviews", "--source=kafka",
-             f"--bootstrap_servers={servers}", f"--topic={topic}", f"--consumer_group={GROUP}",
-             "--start_at=committed", f"--window_size={WINDOW}",
-             f"--allowed_lateness={LATENESS}", "--idle_timeout=600",
-             # Small polls, as a live stream has them (a backlog comes in polls of 2000).
-             f"--kafka_config=max_poll_records={POLL}",
-             "--sink=postgres", f"--output={dsn}", "--output_table=page_views"]
-    handle = open(log, "wb")
-    return subprocess.Popen(flags, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                            start_new_session=True), handle
-
-
-def wait_for_job(condition, what: str, job, log: Path, timeout: float = 90.0):
-    """wait_for, failing at once when the job exits, with the job's log in the message."""
-
-    def exited():
-        return f"the job exited ({job.returncode})" if job.poll() is not None else None
-
-    try:
-        return wait_for(condition, timeout=timeout, what=what, interval=0.2, abort=exited)
-    except AssertionError as exc:
-        pytest.fail(f"{exc}:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def kill(job, handle) -> None:
-    if job.poll() is None:
-        os.killpg(job.pid, signal.SIGKILL)
-    job.wait(timeout=30)
-    handle.close()
+def start_job(servers: str, topic: str, dsn: str, log: Path) -> Job:
+    return Job.start([
+        sys.executable, "-m", "beam_pipelines.pageviews", "--source=kafka",
+        f"--bootstrap_servers={servers}", f"--topic={topic}", f"--consumer_group={GROUP}",
+        "--start_at=committed", f"--window_size={WINDOW}", f"--allowed_lateness={LATENESS}",
+        "--idle_timeout=600",
+        # Small polls, as a live stream has them (a backlog comes in polls of 2000).
+        f"--kafka_config=max_poll_records={POLL}",
+        "--sink=postgres", f"--output={dsn}", "--output_table=page_views"], log=log, cwd=ROOT)
 
 
 def committed(servers: str, topic: str) -> int:
@@ -145,32 +121,30 @@ def test_kill_and_committed_restart_counts_every_event_once_three_times(
         # this run), then pushers that close them and open a window of their own.
         first = T0 + 400 * kill_round
         sent += produce(servers, topic, events(first, 100), pusher_second=first + 300)
-        log = tmp_path / f"run{kill_round}.log"
-        job, handle = start_job(servers, topic, postgres_dsn, log)
+        job = start_job(servers, topic, postgres_dsn, tmp_path / f"run{kill_round}.log")
         try:
             want = expected_counts(sent, before=(first + 300) // WINDOW * WINDOW)
-            wait_for_job(lambda want=want: table(postgres_dsn) == want,
-                         f"every closed window of round {kill_round}, counted once", job, log)
+            job.wait_for(lambda want=want: table(postgres_dsn) == want,
+                         f"every closed window of round {kill_round}, counted once")
             # Offsets move as windows are written: up to the polls the pushers' window holds.
             at_least = len(sent) - PARTITIONS * (POLL + 2)
-            wait_for_job(lambda at_least=at_least: committed(servers, topic) >= at_least,
-                         "offsets of the written windows committed", job, log)
+            job.wait_for(lambda at_least=at_least: committed(servers, topic) >= at_least,
+                         "offsets of the written windows committed")
         finally:
-            kill(job, handle)
+            job.kill()
         # The pushers were read, but their window lived only in the dead job's memory:
         # their offsets were not committed, so the restart reads them again.
         assert committed(servers, topic) < len(sent)
 
     sent += produce(servers, topic, [], pusher_second=T0 + 2000)
-    log = tmp_path / "final.log"
-    job, handle = start_job(servers, topic, postgres_dsn, log)
+    job = start_job(servers, topic, postgres_dsn, tmp_path / "final.log")
     try:
         want = expected_counts(sent, before=(T0 + 2000) // WINDOW * WINDOW)
-        wait_for_job(lambda: table(postgres_dsn) == want, "every window, counted once", job, log)
-        wait_for_job(lambda: committed(servers, topic) >= len(sent) - PARTITIONS * (POLL + 2),
-                     "offsets of the written windows committed", job, log)
+        job.wait_for(lambda: table(postgres_dsn) == want, "every window, counted once")
+        job.wait_for(lambda: committed(servers, topic) >= len(sent) - PARTITIONS * (POLL + 2),
+                     "offsets of the written windows committed")
     finally:
-        kill(job, handle)
+        job.kill()
     got = table(postgres_dsn)
     assert got == want
     assert sum(got.values()) == len(sent) - PARTITIONS  # all but the last, still open, window

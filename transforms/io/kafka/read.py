@@ -96,7 +96,10 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
         self._batches = batches
         self._config = config
         self._group = group
-        self._commit = commit and bool(group)
+        # "transaction": an exactly-once Kafka sink commits the offsets in its transactions
+        # (transactions.py); the reader only tells the runner where each poll lies.
+        self._in_transactions = commit == "transaction"
+        self._commit = bool(commit) and bool(group) and not self._in_transactions
         self._policy = timestamp_policy
         self._poll_timeout_ms = poll_timeout_ms
         self._max_invocation = max_invocation_seconds
@@ -178,8 +181,9 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
                 if cut:  # the rest of the poll belongs to the next segment
                     batch = batch[:len(batch) - len(cut)]
                     consumer.seek(tp, cut[0].offset)
-                    if not batch:  # only a gap was left of this segment: step over it
-                        tracker.try_claim(segment_end - 1)
+                    if not batch:  # the segment is read (a gap may be left of it: step over)
+                        if last is None or last < segment_end - 1:
+                            tracker.try_claim(segment_end - 1)
                         tracker.defer_remainder()
                         return
                 newest = None  # the watermark moves once per batch, after its records
@@ -190,7 +194,8 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
                         claimed = len(messages)
                         first = messages[0].offset if first is None else first
                         last = messages[-1].offset
-                        if scope is not None and getattr(self, "_committer", None) is not None:
+                        if scope is not None and (self._in_transactions or getattr(
+                                self, "_committer", None) is not None):
                             # Before the poll's outputs: the runner ties this poll's
                             # commit to them (and to nothing read before or after).
                             self._register_commit(
@@ -263,10 +268,11 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
         # The runner calls this once everything derived from the read is written, maybe
         # after later reads of the partition: commit where the gate says it is safe.
         stream = (self._group, topic, partition)
+        commit = _nothing if self._in_transactions else self._committer.tracked(
+            scope.gate, stream, topic, partition, wait=wait)
         register(delivery.Commit(
-            self._committer.tracked(scope.gate, stream, topic, partition, wait=wait),
-            stream=stream, first=next_offset - 1 if first is None else first, next=next_offset,
-            replayed=replayed))
+            commit, stream=stream, first=next_offset - 1 if first is None else first,
+            next=next_offset, replayed=replayed))
 
     def teardown(self):
         if getattr(self, "_consumer", None) is not None:
@@ -274,6 +280,10 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
             self._consumer = None
         if getattr(self, "_committer", None) is not None:
             self._committer.close()
+
+
+def _nothing() -> None:
+    """The commit of a read whose offsets an exactly-once sink's transactions commit."""
 
 
 def _record_of(message) -> KafkaRecord:
@@ -351,7 +361,8 @@ class ReadFromKafka(beam.PTransform):
         with the wall clock.
     :param value_deserializer: bytes, utf-8, json or a function of the bytes.
     :param key_deserializer: the same for keys.
-    :param commit_offsets: commit to ``consumer_group`` (when one is given).
+    :param commit_offsets: commit to ``consumer_group`` (when one is given); ``"transaction"``:
+        an exactly-once ``WriteToKafka`` commits them in its transactions, the reader does not.
     :param discovery_interval: unbounded reads: seconds between looks for added partitions
         (read from their beginning); None: never look.
     :param config: any other kafka-python setting (security, SASL, timeouts...).
@@ -380,7 +391,7 @@ class ReadFromKafka(beam.PTransform):
         idle_timeout: float = 10.0,
         value_deserializer: Deserializer = "bytes",
         key_deserializer: Deserializer = "bytes",
-        commit_offsets: bool = True,
+        commit_offsets: Union[bool, str] = True,
         discovery_interval: Optional[float] = 60.0,
         config: Optional[Mapping[str, Any]] = None,
         validate: bool = True,
