@@ -75,7 +75,7 @@ def kill_three_times(servers: str, source: str, target: str, group: str, deliver
                 job.wait_for(lambda n=at_least: len(set(read_all(servers, target, isolation))) >= n,
                              f"round {kill_round} half written")
             else:
-                job.wait_for(lambda: set(read_all(servers, target, isolation)) >= set(sent),
+                job.wait_for(lambda want=set(sent): set(read_all(servers, target, isolation)) >= want,
                              "every input written")
         finally:
             job.kill()
