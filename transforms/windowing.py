@@ -22,7 +22,15 @@ timestamped with event time and produces one :class:`WindowedResult` per key and
 
   Limitation, by design: a key learns the watermark from its own timers. A key with no
   open window that receives a record later than the allowed lateness counts it in a
-  LATE pane instead of dropping it: we err on the side of keeping data.
+  LATE pane instead of dropping it: we err on the side of keeping data. (On a runner that
+  defers commits, the step also knows the event time up to which its windows are all
+  written, and a record for such a window is late whatever its key.)
+
+  Delivery: on a runner that keeps this state in memory (LocalStreamingRunner), each
+  window holds what it counted in the run's delivery gate (:mod:`transforms.delivery`),
+  its panes carry the window's token, and its expiry releases it; so no source position
+  it counted is committed before its last pane is written. After a restart, a record read
+  again whose window was written before the crash is skipped (``replayed_records_skipped``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from beam_pipelines.options import IOOptions
 from beam_pipelines.options.kafka import KafkaOptions, bootstrap_servers
 from beam_pipelines.wiring.source_spec import SourceSpec
-from runners.presets import LOCAL_STREAMING
+from runners.presets import LOCAL_STREAMING, OFFLINE_DIRECT
 from transforms.base.errors import ConfigError, SinkError
 from transforms.io.kafka import (
     ReadFromKafka,
@@ -167,9 +167,9 @@ def exactly_once_from_options(options: PipelineOptions, *,
 
 def _runner_name(runner: Any) -> str:
     name = runner if isinstance(runner, str) else getattr(runner, "__name__", str(runner))
-    if name == LOCAL_STREAMING:
+    if name in (LOCAL_STREAMING, OFFLINE_DIRECT, None, "DirectRunner"):
         return "a batch run"
-    return (name or "DirectRunner").rsplit(".", 1)[-1]
+    return name.rsplit(".", 1)[-1]
 
 
 def _dead_letter_topic(target: str) -> str:

@@ -224,6 +224,8 @@ class Gate:
                 ticket.done = True
                 del self._tickets[token]
                 ready.extend(ticket.callbacks)
+                if ticket.stream is not None:
+                    self._trim(ticket.stream)
                 continue
             hold = self._hold_of_token.get(token)
             if hold is not None and hold.released and not hold.written:
@@ -454,14 +456,19 @@ class Gate:
         with self._lock:
             return self.position_locked(stream)
 
+    def _trim(self, stream: Hashable) -> None:
+        """Forget the stream's done reads at its head: everything up to them is safe."""
+        queue = self._streams.get(stream)
+        while queue and queue[0].done:
+            self._committed[stream] = queue.popleft().next
+
     def position_locked(self, stream: Hashable) -> Optional[Position]:
         """:meth:`position`, the lock held."""
+        self._trim(stream)
         queue = self._streams.get(stream)
         if not queue:
             committed = self._committed.get(stream)
             return None if committed is None else Position(committed, (), *self._floors())
-        while queue and queue[0].done:
-            self._committed[stream] = queue.popleft().next
         safe = queue[0].first if queue else self._committed.get(stream)
         if safe is None:
             return None
