@@ -14,6 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from beam_pipelines.options import IOOptions
 from beam_pipelines.options.kafka import KafkaOptions, bootstrap_servers
+from beam_pipelines.wiring import formats
 from beam_pipelines.wiring.source_spec import SourceSpec
 from runners.presets import LOCAL_STREAMING, OFFLINE_DIRECT
 from transforms.base.errors import ConfigError, SinkError
@@ -23,6 +24,7 @@ from transforms.io.kafka import (
     check_topics,
     client_config,
     json_event_time,
+    to_json_bytes,
     to_raw_batch,
     to_raw_record,
 )
@@ -67,7 +69,10 @@ def config_from_options(options: PipelineOptions) -> dict[str, Any]:
 
 def _timestamp_policy(options: PipelineOptions) -> Union[str, TimestampFn]:
     policy = options.view_as(KafkaOptions).timestamp_policy or "log_time"
-    return json_event_time("timestamp") if policy == "event_time" else policy
+    if policy != "event_time":
+        return policy
+    decoder = formats.decoder_from_options(options, "kafka")  # None: JSON payloads
+    return json_event_time("timestamp", decoder.decode if decoder is not None else None)
 
 
 def read_from_options(options: PipelineOptions, *, pipeline: str = "kafka",
@@ -126,14 +131,17 @@ def _writer_config(options: PipelineOptions) -> tuple[str, dict[str, Any]]:
     return ",".join(config.pop("bootstrap_servers")), config
 
 
-def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool) -> WriteToKafka:
-    """``--sink=kafka``: every result as a JSON object to the ``--output`` topic."""
+def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool,
+                      record: Optional[type] = None) -> WriteToKafka:
+    """``--sink=kafka``: every result to the ``--output`` topic, as a JSON object or in
+    ``--sink_format`` (the schema derived from ``record``, the result record)."""
     topic = options.view_as(IOOptions).output
     if not topic:
         raise ConfigError("--output", "the topic to write results to when --sink=kafka")
     servers, config = _writer_config(options)
-    return WriteToKafka(servers, topic, config=config, pipeline=pipeline, step="write_results",
-                        flag="--output",
+    encode = formats.record_encoder(options, topic=topic, record=record)
+    return WriteToKafka(servers, topic, value_fn=encode or to_json_bytes, config=config,
+                        pipeline=pipeline, step="write_results", flag="--output",
                         exactly_once=exactly_once_from_options(options, pipeline=pipeline))
 
 

@@ -10,12 +10,13 @@ from apache_beam.transforms.window import GlobalWindows
 
 from beam_pipelines.options import IOOptions
 from beam_pipelines.skeleton.results import ResultSpec
-from beam_pipelines.wiring import eventhubs, iceberg, kafka, pubsub
+from beam_pipelines.wiring import eventhubs, formats, iceberg, kafka, pubsub
+from beam_pipelines.wiring.notifications import NOTIFICATION_SINKS
 from transforms.sinks.console import WriteToConsole
 from transforms.sinks.files import WriteJsonLines, WriteParquet
 from transforms.sinks.postgres import WriteToPostgres
 
-__all__ = ["CONNECTORS", "check_sink", "connector_sink", "write_results"]
+__all__ = ["CONNECTORS", "FORMATTED", "check_sink", "connector_sink", "write_results"]
 
 # --sink value -> the function making the message sink from the flags.
 CONNECTORS: dict[str, Callable[..., beam.PTransform]] = {
@@ -25,15 +26,23 @@ CONNECTORS: dict[str, Callable[..., beam.PTransform]] = {
 }
 
 
-def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool) -> beam.PTransform:
+# Message sinks that write --sink_format: they take the result record its schema derives from.
+FORMATTED = formats.MESSAGE_SINKS
+
+
+def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool,
+                   record: Optional[type] = None) -> beam.PTransform:
     sink = options.view_as(IOOptions).sink
-    return CONNECTORS[sink](options, pipeline=pipeline, streaming=streaming)
+    extra = {"record": record} if sink in FORMATTED else {}
+    return CONNECTORS[sink](options, pipeline=pipeline, streaming=streaming, **extra)
 
 
 def check_sink(options: PipelineOptions, spec: ResultSpec) -> None:
     """Before the run: what the sink needs is there (``--sink=iceberg``: the extra, the
     catalog and a table the results fit), or one line naming the flag or the table."""
-    if options.view_as(IOOptions).sink == "iceberg":
+    sink = options.view_as(IOOptions).sink
+    formats.check_sink(options, sink)  # --sink_format only where it applies
+    if sink == "iceberg":
         iceberg.check(options, spec)
 
 
@@ -43,6 +52,9 @@ def write_results(
     """Write results to ``--sink``; returns the sink's dead letters where it has any (in
     the global window, where the dead letters of every step are flattened together)."""
     io = options.view_as(IOOptions)
+    formats.check_sink(options, io.sink)
+    if io.sink in NOTIFICATION_SINKS:
+        return None  # the results are not kept: the skeleton sends the pipeline's alerts
     if io.sink == "console":
         columns = spec.columns + (spec.pane_columns if streaming else [])
         records | "WriteConsole" >> WriteToConsole(
@@ -71,7 +83,7 @@ def write_results(
         return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
     else:
         written: Any = records | "WriteSink" >> connector_sink(
-            options, pipeline=spec.name, streaming=streaming)
+            options, pipeline=spec.name, streaming=streaming, record=spec.record)
         refused = getattr(written, "dead_letters", None)  # a WriteResult (Kafka)
         if refused is not None:
             return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())

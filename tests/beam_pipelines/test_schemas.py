@@ -11,10 +11,12 @@ import fastjsonschema
 import pytest
 
 from beam_pipelines import schemas
+from beam_pipelines.error_rate import Limits, _Rate
 from beam_pipelines.iot_alerts import AlertStatsFn, Thresholds, _Having, parse_reading
 from beam_pipelines.pageviews import to_page_view_count
+from transforms.contracts.service_logs import parse_service_log
 from transforms.parse import parse_user_event
-from transforms.records import DeadLetter
+from transforms.records import DeadLetter, IoTAlert
 from transforms.sessions import SessionStatsFn, to_user_session
 from transforms.sinks.files import to_json_line
 from transforms.validation import decode_json_object
@@ -33,7 +35,12 @@ def real_records() -> dict[str, list]:
     reading, _ = parse_reading(decode_json_object(
         b'{"DeviceId": "d1", "Temperature": 31, "Humidity": 40.5, '
         b'"EventTime": "2024-01-01T02:00:00.5+02:00"}'))
-    having = _Having(Thresholds()).process
+    def having(result):  # the alerts (the windows output is not a schema)
+        return [a for a in _Having(Thresholds()).process(result) if isinstance(a, IoTAlert)]
+
+    log, _ = parse_service_log(decode_json_object(
+        b'{"service": "api", "level": "ERROR", "status": "503", "timestamp": "2024-01-01T01:00:00+01:00"}'))
+    rate = _Rate(Limits()).process
     stats = SessionStatsFn()
     session = stats.extract_output(stats.add_input(stats.add_input(
         stats.create_accumulator(), event), event._replace(page="/b", timestamp=T0 + 61.5)))
@@ -49,6 +56,11 @@ def real_records() -> dict[str, list]:
         "IoTAlert": [
             *having(WindowedResult("d1", T0, T0 + 60, value)),
             *having(WindowedResult("d1", T0, T0 + 60, value, "EARLY", 0, False)),
+        ],
+        "ServiceLog": [log],
+        "ServiceErrorRate": [
+            *rate(WindowedResult("api", T0, T0 + 60, (40, 3))),
+            *rate(WindowedResult("api", T0, T0 + 60, (1, 1), "EARLY", 0, False)),
         ],
         "UserSession": [
             to_user_session(WindowedResult("7", T0, T0 + 1861.5, session)),

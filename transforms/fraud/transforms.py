@@ -54,6 +54,7 @@ from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.base.errors import ConfigError
+from transforms.formats.base import Decoder
 from transforms.fraud.contract import arrival_position, parse_transaction
 from transforms.fraud.engine import DEFAULT_STATE_TTL, Engine, KeyedRules
 from transforms.fraud.records import Decision, Transaction
@@ -86,17 +87,18 @@ class FraudResult(NamedTuple):
     dead_letters: beam.PCollection
 
 
-def ParseTransactions(pipeline: str = PIPELINE) -> ParseRecords:
-    """ParseRecords for the transactions contract: RawRecord -> Transaction + dead letters."""
-    return ParseRecords(parse_transaction, pipeline=pipeline, step="parse")
+def ParseTransactions(pipeline: str = PIPELINE, decoder: Optional[Decoder] = None) -> ParseRecords:
+    """ParseRecords for the transactions contract: RawRecord -> Transaction + dead letters
+    (payloads decoded by ``decoder``, JSON objects by default)."""
+    return ParseRecords(parse_transaction, pipeline=pipeline, step="parse", decoder=decoder)
 
 
 class _ParseArrivals(_ParseDoFn):
     """RawRecord or RawBatch -> Arrival timestamped by event time; DeadLetter otherwise:
     the project's parse step (blank lines, reasons, counters), keeping input positions."""
 
-    def __init__(self, pipeline: str, step: str) -> None:
-        super().__init__(parse_transaction, pipeline, step)
+    def __init__(self, pipeline: str, step: str, decoder: Optional[Decoder] = None) -> None:
+        super().__init__(parse_transaction, pipeline, step, decoder)
 
     def process(self, element: RawRecord | RawBatch):
         for raw in element.records() if isinstance(element, RawBatch) else (element,):
@@ -262,20 +264,24 @@ class DecideTransactions(beam.PTransform):
     :param state_ttl: seconds of event time a key's entries are kept (default 30 days); at
         least the longest velocity window.
     :param pipeline: the metrics namespace and the dead letters' ``pipeline``.
+    :param decoder: how a payload becomes a dict (:class:`~transforms.formats.Decoder`:
+        Avro, Protobuf, JSON Schema); default: a JSON object.
     """
 
     def __init__(self, rules: RuleSet, *, streaming: bool,
-                 state_ttl: float | Decimal = DEFAULT_STATE_TTL, pipeline: str = PIPELINE) -> None:
+                 state_ttl: float | Decimal = DEFAULT_STATE_TTL, pipeline: str = PIPELINE,
+                 decoder: Optional[Decoder] = None) -> None:
         super().__init__()
         if not isinstance(streaming, bool):
             raise ConfigError("streaming", "True or False", streaming)
         self._engine = Engine(rules, state_ttl)
         self._streaming = streaming
         self._pipeline = pipeline
+        self._decoder = decoder
 
     def expand(self, raw: beam.PCollection) -> FraudResult:
         parsed = raw | "Parse" >> beam.ParDo(
-            _ParseArrivals(self._pipeline, "parse")).with_outputs(DEAD_LETTERS, main=VALID)
+            _ParseArrivals(self._pipeline, "parse", self._decoder)).with_outputs(DEAD_LETTERS, main=VALID)
         arrivals = parsed[VALID] | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
         engine = self._engine
         key_fields = list(engine.keyed)

@@ -39,6 +39,10 @@ class _Pending(NamedTuple):
     window: Any
 
 
+def _nothing() -> None:
+    pass
+
+
 class _WriteFn(NoClientsPickled, beam.DoFn):
     _CLIENTS = ("_producer", "_errors", "_transactions")
 
@@ -57,6 +61,9 @@ class _WriteFn(NoClientsPickled, beam.DoFn):
         self._rejected = Metrics.counter(NAMESPACE, "records_rejected")
 
     def setup(self):
+        # A value function with a setup (a registry-backed encoder) prepares once per
+        # worker: an incompatible schema fails here, in one line, not on the first record.
+        getattr(self._value_fn, "setup", _nothing)()
         kafka = require("kafka", "kafka")
         self._errors = kafka.errors
         self._transactions: Optional[Transactions] = None
@@ -223,7 +230,9 @@ class WriteToKafka(beam.PTransform):
 
     :param bootstrap_servers: ``HOST:PORT[,HOST:PORT...]``.
     :param topic: the topic to write to (checked at construction when ``validate``).
-    :param value_fn: record -> the message value (bytes).
+    :param value_fn: record -> the message value (bytes); a
+        :class:`transforms.formats.RecordEncoder` writes Avro/Protobuf/JSON Schema, and
+        its ``setup()`` is called in the worker's ``setup``.
     :param key_fn: record -> the key (bytes, str or None); None: no key.
     :param headers_fn: record -> ``[(name, bytes|str)]``; None: no headers.
     :param config: any other kafka-python setting (``acks`` is always ``all``).
