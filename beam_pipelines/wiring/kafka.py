@@ -11,12 +11,13 @@ import operator
 from typing import Any, Optional, Union
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_pipelines.options import IOOptions
 from beam_pipelines.options.kafka import KafkaOptions, bootstrap_servers
 from beam_pipelines.wiring import formats
 from beam_pipelines.wiring.source_spec import SourceSpec
+from runners.presets import LOCAL_STREAMING, OFFLINE_DIRECT
 from transforms.base.errors import ConfigError, SinkError
 from transforms.io.kafka import (
     ReadFromKafka,
@@ -31,10 +32,12 @@ from transforms.io.kafka import (
 from transforms.io.kafka.discovery import max_message_bytes
 from transforms.io.kafka.records import TimestampFn
 from transforms.io.kafka.rules import coerce, split_topics
+from transforms.io.kafka.transactions import ExactlyOnce
 from transforms.io.results import ReadResult
 
-__all__ = ["config_from_options", "dead_letter_limit", "dead_letter_writer", "read_from_options",
-           "servers_from_options", "sink_from_options", "source_from_options", "topic_writer"]
+__all__ = ["config_from_options", "dead_letter_limit", "dead_letter_writer",
+           "exactly_once_from_options", "read_from_options", "servers_from_options",
+           "sink_from_options", "source_from_options", "topic_writer"]
 
 
 def servers_from_options(options: PipelineOptions) -> str:
@@ -53,6 +56,7 @@ def config_from_options(options: PipelineOptions) -> dict[str, Any]:
     for pair in k.kafka_config or []:
         key, _, value = pair.partition("=")
         extra[key.strip()] = coerce(value)
+    extra.setdefault("isolation_level", k.isolation_level or "read_committed")
     return client_config(
         servers_from_options(options),
         security_protocol=k.security_protocol,
@@ -95,6 +99,8 @@ def read_from_options(options: PipelineOptions, *, pipeline: str = "kafka",
         config=config,
         pipeline=pipeline,
         batches=batches,
+        # Exactly once: the sink's transactions commit the offsets, the reader does not.
+        commit_offsets="transaction" if k.delivery == "exactly_once" else True,
     )
 
 
@@ -140,20 +146,58 @@ def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: boo
     if not topic:
         raise ConfigError("--output", "the topic to write results to when --sink=kafka")
     return topic_writer(options, topic, pipeline=pipeline, key_field=key_field, record=record,
-                        flag="--output")
+                        flag="--output",
+                        exactly_once=exactly_once_from_options(options, pipeline=pipeline))
 
 
 def topic_writer(options: PipelineOptions, topic: str, *, pipeline: str,
                  key_field: Optional[str] = None, record: Optional[type] = None,
-                 step: str = "write_results",
-                 flag: str = "--output") -> WriteToKafka:
+                 step: str = "write_results", flag: str = "--output",
+                 exactly_once: Optional[ExactlyOnce] = None) -> WriteToKafka:
     """Records as JSON objects to ``topic`` of the ``--bootstrap_servers`` cluster, keyed by
-    the record's ``key_field`` (none: no key); ``flag`` is what errors about the topic name."""
+    the record's ``key_field`` (none: no key); ``flag`` is what errors about the topic name;
+    ``exactly_once``: write in transactions (``--delivery=exactly_once``, the results sink)."""
     servers, config = _writer_config(options)
     key_fn = operator.attrgetter(key_field) if key_field else None
     encode = formats.record_encoder(options, topic=topic, record=record)
     return WriteToKafka(servers, topic, value_fn=encode or to_json_bytes, config=config,
-                        key_fn=key_fn, pipeline=pipeline, step=step, flag=flag)
+                        key_fn=key_fn, pipeline=pipeline, step=step, flag=flag,
+                        exactly_once=exactly_once)
+
+
+def exactly_once_from_options(options: PipelineOptions, *,
+                              pipeline: str) -> Optional[ExactlyOnce]:
+    """``--delivery=exactly_once``: what the Kafka sink's transactions need, or one line
+    saying why this run cannot have them. None for the default, at least once."""
+    k = options.view_as(KafkaOptions)
+    if k.delivery != "exactly_once":
+        return None
+    io = options.view_as(IOOptions)
+    if io.source != "kafka" or io.sink != "kafka":
+        raise ConfigError.from_message(
+            "--delivery: exactly_once is for --source=kafka --sink=kafka (the offsets read and "
+            f"the results written commit in one transaction), not --source={io.source} "
+            f"--sink={io.sink}")
+    if not k.consumer_group:
+        raise ConfigError.from_message(
+            "--delivery: exactly_once needs --consumer_group (whose offsets the transactions "
+            "commit)")
+    standard = options.view_as(StandardOptions)
+    if standard.runner != LOCAL_STREAMING or not standard.streaming:
+        raise ConfigError.from_message(
+            f"--delivery: exactly_once needs a streaming run on LocalStreamingRunner, where a "
+            f"Kafka transaction follows what every result derives from; "
+            f"{_runner_name(standard.runner)} cannot give it (use at_least_once and consumers "
+            f"that keep the last result per key)")
+    return ExactlyOnce(k.consumer_group, k.transactional_id or
+                       f"beam-pipelines.{pipeline}.{k.consumer_group}.{io.output}")
+
+
+def _runner_name(runner: Any) -> str:
+    name = runner if isinstance(runner, str) else getattr(runner, "__name__", str(runner))
+    if name in (LOCAL_STREAMING, OFFLINE_DIRECT, None, "DirectRunner"):
+        return "a batch run"
+    return name.rsplit(".", 1)[-1]
 
 
 def _dead_letter_topic(target: str) -> str:

@@ -23,7 +23,11 @@ The patches, as ``PATCHES`` lists them (a test checks this list against the code
 * ``downstream_first``: the executor runs the most downstream work first (Beam's queue
   was first in, first out, so a serial step got one bundle per trip through a queue the
   source kept full, and fell further behind every second: backpressure, as a streaming
-  runner applies it).
+  runner applies it);
+* ``delivery_lineage``: every element carries the lineage of the reads it derives from,
+  and a read's finalization (its offset commit, acknowledgement or checkpoint) waits
+  until everything derived from it has been written (``lineage.py``; Beam finalized,
+  when at all, as soon as the read's outputs were handed over).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from apache_beam.utils import counters
 from apache_beam.utils.timestamp import Timestamp
 
 from runners import introspection
+from runners.local_streaming.lineage import patch_delivery_lineage
 
 __all__ = ["PATCHES", "Patch", "installed"]
 
@@ -362,6 +367,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch("dofn_reuse", patch_dofn_reuse),
     Patch("dofn_introspection", patch_dofn_introspection),
     Patch("downstream_first", patch_downstream_first),
+    Patch("delivery_lineage", patch_delivery_lineage),
 )
 
 _LOCK = threading.Lock()
