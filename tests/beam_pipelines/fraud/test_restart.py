@@ -126,10 +126,6 @@ def test_a_restart_rebuilds_the_cards_state_and_decides_as_an_uninterrupted_run(
     assert all(key == value["tx_id"].encode() for key, value in reader.messages)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "needs the Kafka reader to commit an offset only after the outputs of what it read are "
-    "written (issue 20.4, worktree delivery): today a reader ahead of the decisions commits "
-    "offsets whose decisions a kill -9 loses; remove this marker when that lands"))
 def test_kill_9_while_busy_loses_no_decision(kafka_broker, kafka_topic, tmp_path):
     seed = fresh_seed()
     ordered, want = _sample(seed)
