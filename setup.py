@@ -35,8 +35,9 @@ ICEBERG = ["pyiceberg[pyarrow,sql-sqlite,pyiceberg-core]>=0.12"]
 # Runtime and onnx for --model_format=onnx (Beam's OnnxModelHandlerNumpy).
 ML = ["scikit-learn>=1.3", "scipy>=1.10", "joblib>=1.3", "onnx>=1.14", "onnxruntime>=1.16"]
 NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7"]
-# The benchmarks' peers (benchmarks/run.py): DuckDB and Spark local[2] (needs Java 17 or 21).
-BENCH = ["duckdb>=1.0", "pyspark>=4.0", "psutil>=5.9"]
+# The benchmarks' peers (benchmarks/run.py): DuckDB and Spark local[2] (needs Java 17 or 21);
+# Quix Streams beside the fraud pipeline (benchmarks/fraud.py).
+BENCH = ["duckdb>=1.0", "pyspark>=4.0", "psutil>=5.9", "quixstreams>=3"]
 ALL = (KAFKA + PUBSUB + EVENTHUBS + POSTGRES + ICEBERG + DASK + METRICS + NOTEBOOKS + FORMATS
        + ML + ["tqdm>=4.60"])
 DEV = ALL + [
@@ -90,6 +91,8 @@ setup(
         "console_scripts": [
             "beam-pageviews=beam_pipelines.pageviews:main",
             "beam-iot-alerts=beam_pipelines.iot_alerts:main",
+            "beam-fraud=beam_pipelines.fraud:main",
+            "beam-error-rate=beam_pipelines.error_rate:main",
             "beam-sessions=beam_pipelines.sessions:main",
             "beam-produce=beam_pipelines.produce:main",
             "beam-train-recommender=beam_pipelines.train_recommender:main",

@@ -15,7 +15,13 @@ The classic Azure Stream Analytics job, written once in Beam for stream and batc
         --sink=jsonl --output=alerts/ --dead_letter=rejected/
 
 Thresholds and the window are flags (``--temperature_threshold``,
-``--humidity_threshold``, ``--window_size``). HAVING is strict (``>``). Averages are
+``--humidity_threshold``, ``--window_size``).
+
+Notifications (``--sink=slack|pagerduty|webhook`` or ``--notify=...`` beside any sink,
+docs/alerting.md): by default one incident per device, triggered by its first breaching
+window (or pane) and resolved by a later window of the device that does not breach (or,
+with ``--resolve_after``, after that long without readings); ``--notify_on=alerts``
+sends every alert instead (each qualifying pane). HAVING is strict (``>``). Averages are
 computed exactly over the decimal values as written, so a window averaging exactly 30
 never alerts, whatever order a runner sums in.
 
@@ -36,10 +42,11 @@ from __future__ import annotations
 import argparse
 import decimal
 import math
+import operator
 import sys
 from decimal import Decimal
 from fractions import Fraction
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -48,16 +55,17 @@ from apache_beam.runners.runner import PipelineResult
 
 from beam_pipelines.metrics import counter_total
 from beam_pipelines.options.quality import QualityOptions
-from beam_pipelines.skeleton import Context, Core, Inputs, Pipeline, ResultSpec
+from beam_pipelines.skeleton import Alerts, Context, Core, Inputs, Pipeline, ResultSpec
 from beam_pipelines.wiring.quality import rules_for
 from transforms.base.errors import ConfigError
 from transforms.contracts import IOT_READINGS
 from transforms.contracts.iot_readings import ParseReadings, parse_reading
-from transforms.records import IoTAlert, IoTReading, utc_iso
+from transforms.records import IoTAlert, IoTReading, UtcTime, utc_iso
+from transforms.sinks.notifications import message_fields
 from transforms.windowing import WindowConfig, WindowedAggregate, WindowedResult
 
-__all__ = ["IOT_ALERTS", "AlertStatsFn", "DetectAlerts", "IotAlerts", "IotAlertsOptions",
-           "ParseReadings", "Thresholds", "main", "parse_reading", "run"]
+__all__ = ["IOT_ALERTS", "AlertStatsFn", "DetectAlerts", "DeviceWindow", "IotAlerts",
+           "IotAlertsOptions", "ParseReadings", "Thresholds", "main", "parse_reading", "run"]
 
 PIPELINE = "iot_alerts"
 DESCRIPTION = (__doc__ or "").splitlines()[0]
@@ -161,8 +169,26 @@ class Thresholds(NamedTuple):
         return self
 
 
+class DeviceWindow(NamedTuple):
+    """One device's window (or pane), breaching or not: what incidents are tracked on."""
+
+    DeviceId: str
+    AvgTemp: float
+    MaxHumidity: float
+    WindowTime: UtcTime  # the window end
+    WindowStart: UtcTime
+    breaching: bool  # the HAVING clause holds
+    pane_timing: Optional[str] = None
+    pane_index: Optional[int] = None
+    is_final: Optional[bool] = None
+
+
+WINDOWS = "windows"
+
+
 class _Having(beam.DoFn):
-    """HAVING Avg(Temperature) > T OR Max(Humidity) > H, on every pane; formats the alert."""
+    """HAVING Avg(Temperature) > T OR Max(Humidity) > H, on every pane; formats the alert.
+    Every window (pane), breaching or not, also goes to the ``windows`` output."""
 
     def __init__(self, thresholds: Thresholds) -> None:
         self._temperature = Fraction(exact(thresholds.temperature))
@@ -171,25 +197,24 @@ class _Having(beam.DoFn):
 
     def process(self, result: WindowedResult):
         stats: WindowStats = result.value
-        if stats.readings and (stats.avg_temperature > self._temperature
-                            or stats.max_humidity > self._humidity):
+        breaching = bool(stats.readings) and (stats.avg_temperature > self._temperature
+                                              or stats.max_humidity > self._humidity)
+        window = DeviceWindow(result.key, float(stats.avg_temperature), float(stats.max_humidity),
+                              utc_iso(result.window_end), utc_iso(result.window_start), breaching,
+                              result.pane_timing, result.pane_index, result.is_final)
+        yield beam.pvalue.TaggedOutput(WINDOWS, window)
+        if breaching:
             self._alerts.inc()
-            yield IoTAlert(
-                result.key,
-                float(stats.avg_temperature),
-                float(stats.max_humidity),
-                utc_iso(result.window_end),
-                utc_iso(result.window_start),
-                result.pane_timing,
-                result.pane_index,
-                result.is_final,
-            )
+            yield IoTAlert(window.DeviceId, window.AvgTemp, window.MaxHumidity, window.WindowTime,
+                           window.WindowStart, window.pane_timing, window.pane_index,
+                           window.is_final)
 
 
 class DetectAlerts(beam.PTransform):
     """IoTReadings (timestamped) -> IoTAlert per (device, window), or per qualifying pane.
 
-    ``.late`` of the result holds readings later than the allowed lateness (streaming).
+    ``.late`` of the result holds readings later than the allowed lateness (streaming);
+    ``.windows`` every window (pane) of every device as a :class:`DeviceWindow`.
     """
 
     def __init__(self, config: WindowConfig, thresholds: Thresholds = Thresholds(), *,
@@ -209,13 +234,15 @@ class DetectAlerts(beam.PTransform):
             >> WindowedAggregate(AlertStatsFn(), self._config, streaming=self._streaming,
                                  metrics_namespace=PIPELINE)
         )
-        alerts = aggregated.results | "Having" >> beam.ParDo(_Having(self._thresholds))
-        return _Alerts(alerts, aggregated.late)
+        having = aggregated.results | "Having" >> beam.ParDo(
+            _Having(self._thresholds)).with_outputs(WINDOWS, main="alerts")
+        return _Alerts(having["alerts"], aggregated.late, having[WINDOWS])
 
 
 class _Alerts(NamedTuple):
     alerts: beam.PCollection
     late: beam.PCollection
+    windows: beam.PCollection
 
 
 # ---- the pipeline ----------------------------------------------------------------------
@@ -256,7 +283,19 @@ class IotAlerts(Pipeline):
         detected = inputs.records | "DetectAlerts" >> DetectAlerts(
             self.window_config(ctx.options), thresholds(ctx.options), streaming=ctx.streaming
         )
-        return Core(detected.alerts, detected.late)
+        return Core(detected.alerts, detected.late, outputs={WINDOWS: detected.windows})
+
+    def alerts(self, core: Core, ctx: Context) -> Alerts:
+        """Each alert, or incidents per device over every window (the default)."""
+        limits = thresholds(ctx.options)
+        message = message_fields(
+            what=f"Average temperature above {limits.temperature:g} or humidity above "
+            f"{limits.humidity:g}",
+            where="DeviceId", numbers=["AvgTemp", "MaxHumidity"], window_start="WindowStart",
+            window_end="WindowTime", severity="warning")
+        assert core.outputs is not None
+        return Alerts(core.results, message, incident_key=operator.attrgetter("DeviceId"),
+                      windows=core.outputs[WINDOWS], breaching=operator.attrgetter("breaching"))
 
     def finish(self, result: PipelineResult, options: PipelineOptions) -> None:
         alerts = counter_total(result, PIPELINE, "alerts_emitted")

@@ -17,7 +17,9 @@ streaming and in bounded reads). Records are parsed and validated as Arrow recor
 batches and pre-aggregated per (page, window slice) before Beam's combine (batch) or the
 stateful windowed count (streaming); only records the vectorized checks cannot prove
 valid go through the per-record parser, which decides them (and words every dead letter)
-exactly as ``--batch_engine=records`` does for every record. Both give the same counts,
+exactly as ``--batch_engine=records`` does for every record. Avro topics (``--format=avro``)
+take the same path, one Arrow table per poll; Protobuf and JSON Schema topics are decoded
+record by record inside it. Both engines give the same counts,
 panes and dead letters (in streaming, the late records of one poll fire one LATE pane
 together); the records engine is the reference the tests compare against. The
 synthetic, Pub/Sub and Event Hubs sources, and ``--quality_rules``, use the per-record path.

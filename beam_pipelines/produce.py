@@ -10,6 +10,14 @@ Synthetic events come from :class:`~transforms.io.synthetic.events.SyntheticEven
 streaming pipeline sees them as on time). Each event is keyed by
 its ``user_id`` (one user's events stay in order in one partition). ``--partitions N``
 creates the topic with N partitions if it does not exist. A progress bar shows the rate.
+
+``--format=avro|jsonschema --schema_registry_url=URL`` sends the events in the Confluent
+wire format instead of JSON, with the user-event contract's schema registered under
+``<topic>-value`` (``transforms.formats.contracts``); inputs that are not events (the
+malformed ones) are sent as they are, so the pipeline dead-letters them::
+
+    python -m beam_pipelines.produce --topic=user_events --format=avro \
+        --schema_registry_url=http://localhost:8081 --count=10000
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from typing import Iterable, Iterator, Optional, Sequence
 from beam_pipelines.options import kafka as kafka_opts
 from beam_pipelines.skeleton import run as runs
 from transforms.base.errors import ConfigError, SinkError
+from transforms.formats import EncodeError, Encoder, RecordEncoder, RegistryConfig, encoder_for
+from transforms.formats.contracts import user_event_json_schema, user_event_reader_schema
 from transforms.io.files import iter_lines
 from transforms.io.kafka import check_topics, client, client_config, rules, wait_for_partitions
 from transforms.io.synthetic.events import SyntheticEvents
@@ -144,7 +154,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sasl_username", default=None, help="As for the pipelines.")
     parser.add_argument("--sasl_password", default=None, help="As for the pipelines (never logged).")
     parser.add_argument("--no_progress", action="store_true", help="No progress bar.")
+    parser.add_argument("--format", choices=("json", "avro", "jsonschema"), default="json",
+                        help="json (default), or avro / jsonschema in the Confluent wire format "
+                        "with --schema_registry_url (env SCHEMA_REGISTRY_URL).")
+    parser.add_argument("--schema_registry_url", default=None,
+                        help="The registry for --format=avro|jsonschema.")
+    parser.add_argument("--schema_registry_basic_auth_file", default=None,
+                        help="A file holding the registry's KEY:SECRET (env "
+                        "SCHEMA_REGISTRY_BASIC_AUTH[_FILE]).")
     return parser
+
+
+def _encoded(payloads: Iterable[bytes], encoder: Encoder) -> Iterator[bytes]:
+    """Each JSON event encoded by ``encoder``; what is not an event goes as it is."""
+    for payload in payloads:
+        try:
+            record = json.loads(payload)
+            yield encoder.encode(record) if isinstance(record, dict) else payload
+        except (ValueError, EncodeError):  # malformed on purpose: the pipeline dead-letters it
+            yield payload
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
@@ -187,6 +215,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                                     malformed=args.malformed, start=start,
                                     out_of_order=args.out_of_order, max_delay=args.max_delay)
         payloads, total = generator.payloads(args.count), args.count
+    if args.format != "json":
+        registry = RegistryConfig.resolve(args.schema_registry_url,
+                                          basic_auth_file=args.schema_registry_basic_auth_file)
+        schema = user_event_reader_schema() if args.format == "avro" else user_event_json_schema()
+        encoder = encoder_for(args.format, registry, schema, topic=args.topic)
+        RecordEncoder(encoder).setup()  # registered now: an incompatible subject fails here
+        payloads = _encoded(payloads, encoder)
     sent = send(config, args.topic, payloads, rate=args.rate, total=total,
                 progress=not args.no_progress)
     print(f"sent {sent} events to {args.topic} at {args.bootstrap_servers}", file=sys.stderr)

@@ -32,7 +32,9 @@ producer, this process's pane reader and the pipeline do not share a GIL).
 
 **Throughput** (``--events N[,N...]``, for each of ``--profiles realistic,uniform``: the
 realistic mix of benchmarks/datagen.py with live times and 1.5% invalid events, or the
-uniform valid events): N events are produced first, as fast as the
+uniform valid events; or ``avro``: the uniform events as Confluent-framed Avro, read with
+``--format=avro`` against a schema registry, the emulator of
+``beam_pipelines.testing.emulators.schema_registry`` started here): N events are produced first, as fast as the
 producer goes, round-robin over the partitions; then the pipeline starts and reads
 them from the earliest offset. This process sums the latest count of every
 (window, page) over the panes printed and stops when the sum reaches the valid events of N (or when it has
@@ -45,7 +47,10 @@ count it reached). Reported:
   for a stalled run, what it counted over the time to its last update;
 * ``drain s`` = that interval; ``read events/s`` = N / (all offsets committed - start of
   reading), reading alone; ``end-to-end events/s`` = N / (last update - process launch),
-  which includes interpreter and pipeline start-up.
+  which includes interpreter and pipeline start-up;
+* ``CPU us/event`` = CPU time the pipeline process used over the drain / N (utime + stime
+  from /proc, sampled every 0.25 s): unlike the rates, it hardly moves when other processes
+  share the cores, so it compares runs (JSON vs Avro) on a busy machine.
 
 **Latency** (``--rates R[,R...]``, ``--duration D``): the pipeline is started first and
 is live once a warm-up event per partition (page ``/warmup``, not measured) has been
@@ -180,7 +185,36 @@ _UNICODE_PAGES = ["/café/menü", "/カート", "/naïve-bayes"]
 
 def valid_events(profile: str, count: int) -> int:
     """How many of the first ``count`` events of ``profile`` are valid."""
-    return count if profile == "uniform" else count - (count + INVALID_EVERY - 1) // INVALID_EVERY
+    if profile in ("uniform", "avro"):
+        return count
+    return count - (count + INVALID_EVERY - 1) // INVALID_EVERY
+
+
+# The avro profile's writer schema: the uniform events' fields, registered under the topic.
+AVRO_EVENT = {"type": "record", "name": "PageView", "namespace": "bench", "fields": [
+    {"name": "user_id", "type": "string"}, {"name": "action", "type": "string"},
+    {"name": "page", "type": "string"}, {"name": "timestamp", "type": "double"}]}
+
+
+def _avro_payloads(schema_id: int) -> Callable[[int, str, int], bytes]:
+    """The uniform event as Confluent-framed Avro (magic byte, schema id, fastavro body)."""
+    import io
+    import struct
+
+    import fastavro
+
+    parsed = fastavro.parse_schema(AVRO_EVENT)
+    header = b"\x00" + struct.pack(">I", schema_id)
+    write = fastavro.schemaless_writer
+
+    def payload(user: int, page: str, ms: int) -> bytes:
+        out = io.BytesIO()
+        out.write(header)
+        write(out, parsed, {"user_id": f"user_{user}", "action": "page_view", "page": page,
+                            "timestamp": ms / 1000})
+        return out.getvalue()
+
+    return payload
 
 
 def _realistic_payload(i: int, user: int, page: str, ms: int) -> bytes:
@@ -206,7 +240,8 @@ def _realistic_payload(i: int, user: int, page: str, ms: int) -> bytes:
 
 def _produce(servers: str, topic: str, partitions: int, count: Optional[int],
              rate: Optional[float], duration: Optional[float], window_size: int,
-             pin_pages: bool, seed: int, out_path: str, data: str = "uniform") -> None:
+             pin_pages: bool, seed: int, out_path: str, data: str = "uniform",
+             avro_schema_id: Optional[int] = None) -> None:
     """Child process: send events, write a pickled :class:`Produced` to ``out_path``.
 
     ``count`` events as fast as possible (throughput), or ``rate`` events/s for
@@ -230,11 +265,16 @@ def _produce(servers: str, topic: str, partitions: int, count: Optional[int],
     started = clock()
     if not latency:
         assert count is not None
+        avro = _avro_payloads(avro_schema_id) if avro_schema_id is not None else None
         for i in range(count):
             ms = int(clock() * 1000)
             user, page = users[i % 10_009], PAGES[cycle[i % 10_007]]
-            value = (_payload(user, page, ms) if data == "uniform"
-                     else _realistic_payload(i, user, page, ms))
+            if avro is not None:
+                value = avro(user, page, ms)
+            elif data == "uniform":
+                value = _payload(user, page, ms)
+            else:
+                value = _realistic_payload(i, user, page, ms)
             send(topic, value=value, partition=i % partitions)
         sent = count
         finished = clock()
@@ -275,7 +315,8 @@ def _produce(servers: str, topic: str, partitions: int, count: Optional[int],
 
 def produce(servers: str, topic: str, partitions: int, *, count: Optional[int] = None,
             rate: Optional[float] = None, duration: Optional[float] = None,
-            window_size: int = 300, seed: int = 1, data: str = "uniform") -> Produced:
+            window_size: int = 300, seed: int = 1, data: str = "uniform",
+            avro_schema_id: Optional[int] = None) -> Produced:
     """Run :func:`_produce` in a spawned process and return what it sent."""
     fd, out_path = tempfile.mkstemp(prefix="bench-produced-", suffix=".pickle")
     os.close(fd)
@@ -284,7 +325,7 @@ def produce(servers: str, topic: str, partitions: int, *, count: Optional[int] =
         process = context.Process(
             target=_produce,
             args=(servers, topic, partitions, count, rate, duration, window_size,
-                  rate is not None, seed, out_path, data))
+                  rate is not None, seed, out_path, data, avro_schema_id))
         process.start()
         process.join()
         if process.exitcode != 0:
@@ -344,6 +385,9 @@ class PipelineProcess:
         self.total = 0  # sum of the latest count of every (window, page), warm-up excluded
         self.timeline: list[tuple[float, int]] = []  # (time, total) after each pane
         self.launched = 0.0
+        # (time, CPU seconds the pipeline process has used), sampled every 0.25 s: its CPU
+        # per event does not depend on what else the machine runs, as its wall clock does.
+        self.cpu: list[tuple[float, float]] = []
         self._lock = threading.Condition()
         self._process: Optional[subprocess.Popen] = None
         self._log: Optional[IO[bytes]] = None
@@ -363,7 +407,26 @@ class PipelineProcess:
             stdin=subprocess.DEVNULL, start_new_session=True)
         self._reader = threading.Thread(target=self._read, name="panes", daemon=True)
         self._reader.start()
+        threading.Thread(target=self._sample_cpu, name="cpu", daemon=True).start()
         return self
+
+    def _sample_cpu(self) -> None:
+        """Linux: utime + stime of /proc/PID/stat (every thread of the process)."""
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        path = f"/proc/{self.pid}/stat"
+        while self.running():
+            try:
+                with open(path, encoding="ascii") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                return
+            self.cpu.append((time.time(), (int(fields[11]) + int(fields[12])) / ticks))
+            time.sleep(0.25)
+
+    def cpu_at(self, moment: float) -> Optional[float]:
+        """CPU seconds used by ``moment`` (the last sample at or before it)."""
+        before = [cpu for at, cpu in list(self.cpu) if at <= moment]
+        return before[-1] if before else None
 
     def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -657,11 +720,19 @@ def throughput_run(servers: str, create: Callable[[str, int], str], events: int,
     valid = valid_events(data, events)
     print(f"\n[throughput {data} {events}] producing {events} events ({valid} valid) to {topic} "
           "...", flush=True)
+    schema_id, extra = None, []
+    if data == "avro":
+        from transforms.formats import SchemaRegistry
+        from transforms.formats.registry import AVRO, RegistrySchema
+
+        schema_id = SchemaRegistry(args.schema_registry_url).register(
+            f"{topic}-value", RegistrySchema(json.dumps(AVRO_EVENT), AVRO))
+        extra = ["--format=avro", f"--schema_registry_url={args.schema_registry_url}"]
     produced = produce(servers, topic, args.partitions, count=events,
-                       window_size=args.window_size, data=data)
+                       window_size=args.window_size, data=data, avro_schema_id=schema_id)
     print(f"[throughput {events}] produced at {produced.rate:,.0f} events/s; starting the "
           "pipeline", flush=True)
-    pipeline = PipelineProcess(pipeline_args(servers, topic, group, args),
+    pipeline = PipelineProcess([*pipeline_args(servers, topic, group, args), *extra],
                                os.path.join(workdir, f"pipeline-throughput-{data}-{events}.log"))
     probe = LagProbe(servers, topic, group, args.partitions)
     profiler = None
@@ -706,6 +777,10 @@ def throughput_run(servers: str, create: Callable[[str, int], str], events: int,
         "pipeline_log_tail": pipeline.log_tail(),
     }
     sustained = (counted / details["drain_s"]) if details["drain_s"] else None
+    cpu_start = pipeline.cpu_at(read_start) if read_start else None
+    cpu_end = pipeline.cpu_at(last_update) if last_update else None
+    if cpu_start is not None and cpu_end is not None and counted:
+        details["cpu_us_per_event"] = (cpu_end - cpu_start) / counted * 1e6
     if profiler is not None:
         details["profile"] = summarize_profile(profiler.path, max(counted, 1))
     return Result("throughput", None, events, counted, status, sustained=sustained,
@@ -861,7 +936,8 @@ def table(results: Sequence[Result]) -> str:
             notes = (f"{d.get('data', 'uniform')} data; {r.status}; counted {r.counted} valid "
                      f"of {r.events}; drain {_num(d.get('drain_s'), '.1f')} s; "
                      f"read {_num(d.get('read_events_per_s'))}/s; end-to-end "
-                     f"{_num(d.get('end_to_end_events_per_s'))}/s")
+                     f"{_num(d.get('end_to_end_events_per_s'))}/s; CPU "
+                     f"{_num(d.get('cpu_us_per_event'), '.1f')} us/event")
         else:
             rate = f"{r.target_rate:,.0f}"
             notes = (f"{r.status}; produced {_num(r.produce_rate)}/s; uncounted "
@@ -904,8 +980,8 @@ def targets(results: Sequence[Result]) -> list[str]:
 
 def _profiles(text: str) -> list[str]:
     chosen = [part.strip() for part in text.split(",") if part.strip()]
-    if not chosen or any(p not in ("realistic", "uniform") for p in chosen):
-        raise argparse.ArgumentTypeError(f"expected realistic and/or uniform, got {text!r}")
+    if not chosen or any(p not in ("realistic", "uniform", "avro") for p in chosen):
+        raise argparse.ArgumentTypeError(f"expected realistic, uniform and/or avro, got {text!r}")
     return chosen
 
 
@@ -971,8 +1047,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="Write the results as JSON to this file.")
     p.add_argument("--profiles", type=_profiles, default=["realistic", "uniform"],
                    help="Throughput runs: the data, comma-separated: realistic (the mix of "
-                   "benchmarks/datagen.py with live times, 1.5%% invalid) and/or uniform "
-                   "(string ids, float times, all valid); default both.")
+                   "benchmarks/datagen.py with live times, 1.5%% invalid), uniform "
+                   "(string ids, float times, all valid) and/or avro (the uniform events as "
+                   "Confluent-framed Avro, read with --format=avro); default realistic,uniform.")
+    p.add_argument("--schema_registry_url", default=None,
+                   help="The avro profile's registry (default: the emulator, started here).")
     p.add_argument("--pyspy", default=None, metavar="DIR",
                    help="Profile the pipeline with py-spy; raw stacks go to this directory.")
     return p
@@ -991,6 +1070,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"Beam {info['apache_beam']}, kafka-python {info['kafka_python']}", flush=True)
     results: list[Result] = []
     workdir = tempfile.mkdtemp(prefix="bench-streaming-")
+    registry = None
+    if "avro" in args.profiles and not args.schema_registry_url:
+        from beam_pipelines.testing.emulators.schema_registry import SchemaRegistryEmulator
+
+        registry = SchemaRegistryEmulator().start()
+        args.schema_registry_url = registry.url
 
     def run_all(servers: str, create: Callable[[str, int], str]) -> None:
         if args.mode in ("throughput", "both"):
@@ -1049,6 +1134,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           default=str)
             print(f"\nresults written to {args.json}")
         shutil.rmtree(workdir, ignore_errors=True)
+        if registry is not None:
+            registry.stop()
     return 0
 
 

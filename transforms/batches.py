@@ -61,6 +61,7 @@ __all__ = [
     "parse_payloads",
     "piece_bounds",
     "split_lines",
+    "suspect_lines",
     "user_events",
 ]
 
@@ -231,6 +232,13 @@ def _parse_lines(lines: list[bytes], joined: Optional[bytes] = None) -> ParsedBl
         else:  # blank (as transforms.parse.is_blank says): skipped, never decided
             blank += 1
     return ParsedBlock(table, row_index[accepted], handed_over, blank, n)
+
+
+def suspect_lines(lines: list[bytes]) -> np.ndarray:
+    """Indexes of the lines (or messages) where msgspec and Python's json could decide
+    differently: invalid UTF-8, and long lines nested deep or holding huge integers. Any
+    msgspec-based parser hands these to its per-record contract."""
+    return _suspect_lines(lines)
 
 
 def _suspect_lines(lines: list[bytes], joined: Optional[bytes] = None) -> np.ndarray:

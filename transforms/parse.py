@@ -4,30 +4,41 @@
 contract's parse function to each :class:`~transforms.records.RawRecord`, stamps the
 result with its event time, and routes failures (with the reason, the step and the
 origin) to the ``dead_letters`` output. Blank lines are skipped, not dead-lettered.
+
+Payloads are JSON objects unless a :class:`~transforms.formats.Decoder` says otherwise
+(``decoder=``: Avro, Protobuf or JSON Schema, docs/formats.md): the decoded dict goes
+through the same contract, and a payload that does not decode is a dead letter with the
+decoder's reason code, like a bad JSON line. Only JSON payloads can be blank: a valid
+Avro record may well be whitespace bytes.
 """
 
 from __future__ import annotations
 
 import collections
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms.base.errors import BeamPipelinesError
 from transforms.batches import (
+    EVENT_SCHEMA,
     BlockParser,
+    ParsedBlock,
     events_table,
     parse_parquet_batch,
     parse_payloads,
 )
+from transforms.formats.arrow import user_event_block
+from transforms.formats.base import Decoder, JsonDecoder
 from transforms.io.files import LineBlock
 from transforms.records import DeadLetter, DeadLetterBatch, RawBatch, RawRecord, UserEvent
 from transforms.validation import (
     InvalidRecord,
-    decode_json_object,
     event_time,
     non_empty_string,
     string_or_integer_id,
@@ -53,8 +64,25 @@ def is_blank(payload: bytes | str) -> bool:
     return not payload.strip()
 
 
-def parse_or_reject(parse_fn: ParseFn, payload: bytes | str) -> tuple[Any, int] | InvalidRecord:
+_JSON = JsonDecoder()
+
+
+def _decoder(decoder: Optional[Decoder]) -> Decoder:
+    if decoder is None:
+        return _JSON
+    if not isinstance(decoder, Decoder):
+        raise TypeError(f"decoder must be a transforms.formats.Decoder, got {decoder!r}")
+    return decoder
+
+
+def parse_or_reject(parse_fn: ParseFn, payload: bytes | str,
+                    decoder: Optional[Decoder] = None) -> tuple[Any, int] | InvalidRecord:
     """``parse_fn`` applied to the decoded payload, or the InvalidRecord saying why not.
+
+    ``decoder`` turns the payload into a dict (default: a JSON object); a payload it
+    cannot decode is an InvalidRecord with its reason code (``bad_magic_byte``...). A
+    schema registry that cannot be reached is not the record's fault: its
+    SchemaRegistryError propagates and fails the bundle, which the runner retries.
 
     Whatever a parse function raises for one record is that record's problem, never the
     job's: an exception no rule foresaw (a bug, or an input nobody imagined) becomes an
@@ -62,7 +90,16 @@ def parse_or_reject(parse_fn: ParseFn, payload: bytes | str) -> tuple[Any, int] 
     dead-lettered with the reason and the stream goes on.
     """
     try:
-        return parse_fn(decode_json_object(payload))
+        obj = (decoder or _JSON).decode(payload)  # type: ignore[arg-type]  # JSON takes str too
+    except InvalidRecord as exc:
+        return exc
+    except BeamPipelinesError:  # the registry, a schema flag: the run's problem, not the record's
+        raise
+    except Exception as exc:  # noqa: BLE001 - a decoder bug must not crash the stream either
+        return InvalidRecord(f"the decoder failed on this record: {type(exc).__name__}: {exc}",
+                             "parse_failed")
+    try:
+        return parse_fn(obj)
     except InvalidRecord as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - see the docstring
@@ -71,20 +108,23 @@ def parse_or_reject(parse_fn: ParseFn, payload: bytes | str) -> tuple[Any, int] 
 
 
 class _ParseDoFn(beam.DoFn):
-    def __init__(self, parse_fn: ParseFn, pipeline: str, step: str) -> None:
+    def __init__(self, parse_fn: ParseFn, pipeline: str, step: str,
+                 decoder: Optional[Decoder] = None) -> None:
         self._parse_fn = parse_fn
         self._pipeline = pipeline
         self._step = step
+        self._decoder = _decoder(decoder)
+        self._skip_blank = self._decoder.format == "json"
         self._parsed = Metrics.counter(pipeline, "events_parsed")
         self._rejected = Metrics.counter(pipeline, "events_dead_lettered")
         self._blank = Metrics.counter(pipeline, "blank_lines_skipped")
 
     def process(self, raw: RawRecord):
         payload = raw.payload
-        if is_blank(payload):
+        if self._skip_blank and is_blank(payload):
             self._blank.inc()
             return
-        decided = parse_or_reject(self._parse_fn, payload)
+        decided = parse_or_reject(self._parse_fn, payload, self._decoder)
         if isinstance(decided, InvalidRecord):
             self._rejected.inc()
             yield beam.pvalue.TaggedOutput(
@@ -104,26 +144,37 @@ class ParsedRecords(NamedTuple):
 
 
 class ParseRecords(beam.PTransform):
-    """RawRecord -> (valid records timestamped by event time, dead letters)."""
+    """RawRecord -> (valid records timestamped by event time, dead letters).
 
-    def __init__(self, parse_fn: ParseFn, *, pipeline: str, step: str = "parse") -> None:
+    :param parse_fn: the contract: a decoded dict -> (record, event second), or
+        InvalidRecord.
+    :param pipeline: the pipeline name (metrics namespace, dead letters' ``pipeline``).
+    :param step: the step name dead letters carry.
+    :param decoder: how a payload becomes a dict (:class:`~transforms.formats.Decoder`);
+        default: a JSON object.
+    """
+
+    def __init__(self, parse_fn: ParseFn, *, pipeline: str, step: str = "parse",
+                 decoder: Optional[Decoder] = None) -> None:
         super().__init__()
         if not callable(parse_fn):
             raise TypeError(f"parse_fn must be callable, got {parse_fn!r}")
         self._parse_fn = parse_fn
         self._pipeline = pipeline
         self._step = step
+        self._decoder = _decoder(decoder)
 
     def expand(self, raw: beam.PCollection) -> ParsedRecords:
         outputs = raw | "Validate" >> beam.ParDo(
-            _ParseDoFn(self._parse_fn, self._pipeline, self._step)
+            _ParseDoFn(self._parse_fn, self._pipeline, self._step, self._decoder)
         ).with_outputs(DEAD_LETTERS, main=VALID)
         return ParsedRecords(outputs[VALID], outputs[DEAD_LETTERS])
 
 
-def ParseUserEvents(pipeline: str = "pageviews") -> ParseRecords:
-    """ParseRecords for the user-event contract."""
-    return ParseRecords(parse_user_event, pipeline=pipeline, step="parse")
+def ParseUserEvents(pipeline: str = "pageviews", decoder: Optional[Decoder] = None) -> ParseRecords:
+    """ParseRecords for the user-event contract (payloads decoded by ``decoder``, JSON
+    by default)."""
+    return ParseRecords(parse_user_event, pipeline=pipeline, step="parse", decoder=decoder)
 
 
 class _HandedOver:
@@ -132,9 +183,10 @@ class _HandedOver:
     reasons, codes and origins), inside the vectorized step, so they need no step of
     their own. Valid ones join the step's table of events."""
 
-    def __init__(self, pipeline: str, step: str) -> None:
+    def __init__(self, pipeline: str, step: str, decoder: Optional[Decoder] = None) -> None:
         self._pipeline = pipeline
         self._step = step
+        self._decoder = _decoder(decoder)
         self._parsed = Metrics.counter(pipeline, "events_parsed")
         self._rejected = Metrics.counter(pipeline, "events_dead_lettered")
         self._blank = Metrics.counter(pipeline, "blank_lines_skipped")
@@ -148,11 +200,12 @@ class _HandedOver:
         blank = parsed.blank
         accepted: list[tuple[UserEvent, int]] = []
         letters = []
+        skip_blank = self._decoder.format == "json"
         for index, payload in parsed.handed_over:
-            if is_blank(payload):
+            if skip_blank and is_blank(payload):
                 blank += 1
                 continue
-            decided = parse_or_reject(parse_user_event, payload)
+            decided = parse_or_reject(parse_user_event, payload, self._decoder)
             if isinstance(decided, InvalidRecord):
                 letters.append(DeadLetter.of(
                     self._pipeline, self._step, str(decided), payload, origin_of(index), decided.code))
@@ -269,16 +322,29 @@ class _ParseRawBatchesDoFn(beam.DoFn):
     letters of a batch leave as one DeadLetterBatch.
     """
 
-    def __init__(self, pipeline: str, step: str) -> None:
-        self._handed_over = _HandedOver(pipeline, step)
+    def __init__(self, pipeline: str, step: str, decoder: Optional[Decoder] = None) -> None:
+        self._decoder = _decoder(decoder)
+        self._handed_over = _HandedOver(pipeline, step, self._decoder)
 
     def process(self, batch: RawBatch):
         import pyarrow.compute as pc
 
-        events, letters = self._handed_over.decide(parse_payloads(batch.payloads), batch.origin_of)
+        events, letters = self._handed_over.decide(self._block(batch.payloads), batch.origin_of)
         yield from _dead_letter_output(letters)
         if events is not None:
             yield TimestampedValue(events, pc.min(events.column("event_second")).as_py())
+
+    def _block(self, payloads: list[bytes]) -> ParsedBlock:
+        """JSON: msgspec's vectorized parser; Avro: one Arrow table per poll
+        (:func:`~transforms.formats.arrow.user_event_block`); other formats have no
+        columnar decoder, so every payload is handed over to the per-record contract."""
+        fmt = self._decoder.format
+        if fmt == "json":
+            return parse_payloads(payloads)
+        if fmt == "avro":
+            return user_event_block(payloads, self._decoder)
+        return ParsedBlock(EVENT_SCHEMA.empty_table(), np.zeros(0, np.int64),
+                           list(enumerate(payloads)), 0, len(payloads))
 
 
 class ParseUserEventBatches(beam.PTransform):
@@ -287,12 +353,13 @@ class ParseUserEventBatches(beam.PTransform):
     (:data:`transforms.batches.EVENT_SCHEMA`), each timestamped at its earliest event.
     Same valid events and dead letters (reasons, origins) as the per-record form."""
 
-    def __init__(self, pipeline: str = "pageviews") -> None:
+    def __init__(self, pipeline: str = "pageviews", decoder: Optional[Decoder] = None) -> None:
         super().__init__()
         self._pipeline = pipeline
+        self._decoder = _decoder(decoder)
 
     def expand(self, batches: beam.PCollection) -> ParsedRecords:
         outputs = batches | "Validate" >> beam.ParDo(
-            _ParseRawBatchesDoFn(self._pipeline, "parse")
+            _ParseRawBatchesDoFn(self._pipeline, "parse", self._decoder)
         ).with_outputs(DEAD_LETTERS, main=VALID)
         return ParsedRecords(outputs[VALID], outputs[DEAD_LETTERS])

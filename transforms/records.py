@@ -15,7 +15,8 @@ from typing import Any, NamedTuple, NewType, Optional
 
 __all__ = [
     "DeadLetter", "DeadLetterBatch", "encode_payload", "EPOCH", "IoTAlert", "IoTReading",
-    "PageViewCount", "RawBatch", "RawRecord", "UserEvent", "utc_iso", "utc_now_iso"
+    "PageViewCount", "RawBatch", "RawRecord", "ServiceErrorRate", "ServiceLog", "UserEvent",
+    "utc_iso", "utc_now_iso"
 ]
 
 EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -172,6 +173,32 @@ class IoTAlert(NamedTuple):
     MaxHumidity: float
     WindowTime: UtcTime  # the window end, as Stream Analytics' System.Timestamp
     WindowStart: UtcTime
+    pane_timing: str | None = None  # EARLY | ON_TIME | LATE
+    pane_index: int | None = None
+    is_final: bool | None = None
+
+
+class ServiceLog(NamedTuple):
+    """A valid service log line (the error_rate input contract,
+    ``transforms.contracts.service_logs``): whether it counts as an error, and why."""
+
+    service: str
+    error: bool  # see transforms.contracts.service_logs for the rule
+    level: str | None  # lower-cased, as written
+    status: int | None  # HTTP status
+    timestamp: UtcTime
+
+
+class ServiceErrorRate(NamedTuple):
+    """One service's errors in one (sliding) window; pane fields are set in streaming only."""
+
+    window_start: UtcTime
+    window_end: UtcTime
+    service: str
+    events: int
+    errors: int
+    error_ratio: float  # errors / events
+    breaching: bool  # error_ratio > --max_error_ratio with events >= --min_events
     pane_timing: str | None = None  # EARLY | ON_TIME | LATE
     pane_index: int | None = None
     is_final: bool | None = None

@@ -22,7 +22,15 @@ timestamped with event time and produces one :class:`WindowedResult` per key and
 
   Limitation, by design: a key learns the watermark from its own timers. A key with no
   open window that receives a record later than the allowed lateness counts it in a
-  LATE pane instead of dropping it: we err on the side of keeping data.
+  LATE pane instead of dropping it: we err on the side of keeping data. (On a runner that
+  defers commits, the step also knows the event time up to which its windows are all
+  written, and a record for such a window is late whatever its key.)
+
+  Delivery: on a runner that keeps this state in memory (LocalStreamingRunner), each
+  window holds what it counted in the run's delivery gate (:mod:`transforms.delivery`),
+  its panes carry the window's token, and its expiry releases it; so no source position
+  it counted is committed before its last pane is written. After a restart, a record read
+  again whose window was written before the crash is skipped (``replayed_records_skipped``).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms import delivery
 from transforms.base.errors import ConfigError
 
 LATE = "late"
@@ -165,6 +174,11 @@ class _StreamingAggregateFn(beam.DoFn):
         self._config = config
         self._window_fn = config.window_fn()
         self._lateness = Duration(seconds=config.allowed_lateness)
+        # How a runner that defers commits (transforms.delivery) names this step's windows;
+        # stable across restarts, since a restart's floor is looked up by it.
+        self._step = (f"{metrics_ns}/windows/{config.size}/{config.period or config.size}/"
+                      f"{config.allowed_lateness}")
+        self._replayed = Metrics.counter(metrics_ns, "replayed_records_skipped")
 
     def setup(self):
         self._combine_fn.setup()
@@ -192,10 +206,22 @@ class _StreamingAggregateFn(beam.DoFn):
         seen = watermark_state.read()
         if key_state.read() is None:
             key_state.write(key)
+        scope = delivery.current()
+        closed = replayed = None
+        if scope is not None:
+            # Windows of this step already written (or, after a restart, written before
+            # it) are closed; a record read again after a restart whose window was
+            # written has been counted (or dead-lettered) already.
+            closed = scope.closed_before(self._step)
+            replayed = scope.replay_floor(self._step) if scope.replayed() else None
         changed = False
         partial = record if isinstance(record, Partial) else None
         for w in self._windows_of(timestamp):
-            if seen is not None and seen >= self._expiry(w):
+            expiry = self._expiry(w).micros
+            if replayed is not None and expiry <= replayed:
+                self._replayed.inc(len(partial.rows) if partial is not None else 1)
+                continue
+            if (seen is not None and seen.micros >= expiry) or (closed is not None and expiry <= closed):
                 late = (
                     partial.records_of(partial.rows) if partial is not None
                     else [(record, timestamp)]
@@ -216,9 +242,14 @@ class _StreamingAggregateFn(beam.DoFn):
             else:
                 state.accumulator = self._combine_fn.add_input(state.accumulator, record)
             changed = True
+            owner = (self._step, key, start)
+            if scope is not None:
+                scope.hold(self._step, owner, expiry)
             if seen is not None and seen >= w.max_timestamp():
                 # The watermark has passed this window: every late record fires a LATE pane.
                 state.on_time_done = True
+                if scope is not None:
+                    scope.attach(owner)
                 yield self._pane(key, start, state, "LATE", final=False)
             else:
                 state.dirty = True
@@ -267,19 +298,29 @@ class _StreamingAggregateFn(beam.DoFn):
         key = key_state.read()
         watermark_state.write(fire_time)
         windows: dict[float, _WindowState] = windows_state.read() or {}
+        scope = delivery.current()
+        if scope is not None:
+            scope.closed_before(self._step)  # this step's watermark moved: note it
         for start in sorted(windows):
             state = windows[start]
             w = self._window(start)
+            owner = (self._step, key, start)
             expired = fire_time >= self._expiry(w)
             if not state.on_time_done and fire_time >= w.max_timestamp():
                 state.on_time_done = True
+                if scope is not None:
+                    scope.attach(owner)
                 yield self._pane(key, start, state, "ON_TIME", final=expired)
             elif expired:
                 # The window closes (watermark past end + allowed lateness): its last pane
                 # says so, repeating the count, so a consumer knows the value is final.
+                if scope is not None:
+                    scope.attach(owner)
                 yield self._pane(key, start, state, "LATE", final=True)
             if expired:
                 del windows[start]
+                if scope is not None:  # its last pane is out: what it counted may commit
+                    scope.release(owner)
         if windows:
             windows_state.write(windows)
             self._arm_event_timer(windows, event_timer)
@@ -308,10 +349,13 @@ class _StreamingAggregateFn(beam.DoFn):
         windows: dict[float, _WindowState] = windows_state.read() or {}
         key = key_state.read()
         fired = False
+        scope = delivery.current()
         for start in sorted(windows):
             state = windows[start]
             if state.dirty and not state.on_time_done:
                 fired = True
+                if scope is not None:
+                    scope.attach((self._step, key, start))
                 yield self._pane(key, start, state, "EARLY", final=False)
         if fired:
             windows_state.write(windows)

@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple
 
 from beam_pipelines.dead_letters.read import Location, kafka_config, read_dead_letters
 from transforms.base.errors import ConfigError, SinkError
-from transforms.contracts import IOT_READINGS, USER_EVENTS
+from transforms.contracts import IOT_READINGS, TRANSACTIONS, USER_EVENTS
 from transforms.io.kafka import client
 from transforms.records import DeadLetter
 from transforms.sinks.dead_letter_sink import TRUNCATED
@@ -26,6 +26,7 @@ __all__ = ["CONTRACTS", "FixFn", "ReplayReport", "load_contract", "load_fix", "r
 CONTRACTS: dict[str, Callable[[dict], Any]] = {
     "pageviews": USER_EVENTS.parse,
     "iot_alerts": IOT_READINGS.parse,
+    "fraud": TRANSACTIONS.parse,
 }
 
 FixFn = Callable[[Any, dict], Any]

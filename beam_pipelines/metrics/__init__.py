@@ -25,11 +25,20 @@ counters ``processing_time_seconds.le.<bound>``   ``processing_time_seconds`` (h
 + distribution ``processing_time_ms``             the sum from the distribution
 gauge ``source_lag.<source>.<partition>``         ``source_lag_records{source,partition}``
 gauge ``watermark_ms``                            ``watermark_lag_seconds`` (now - watermark)
+counter ``notifications_delivered.<channel>``     ``notifications_sent_total{channel=...}``
+counter ``notifications_dead_lettered.<ch>``      ``notifications_failed_total{channel=...}``
+counter ``notifications_retries.<channel>``       ``notifications_retried_total{channel=...}``
+counter ``notifications_suppressed.<channel>``    ``notifications_suppressed_total{channel}``
+counter ``incidents_triggered``                   ``incidents_opened_total``
+counter ``incidents_resolved.<reason>``           ``incidents_resolved_total{reason=...}``
 any other counter / gauge                         ``beam_counter_total`` / ``beam_gauge``
                                                   ``{namespace,name}``
 ===============================================  =============================================
 
-Every series also has ``pipeline=<name>``. ``transforms.measure.MeasureOutput`` produces the
+Every series also has ``pipeline=<name>``. A run that sends notifications (``--sink=slack``,
+``--notify=pagerduty``...) exports the notification and incident families at 0 from the
+first scrape, one series per channel, so alert rules on them see a value before the
+first page. ``transforms.measure.MeasureOutput`` produces the
 processing-time histogram, the ``output`` step count and the watermark gauge: put it
 just before a pipeline's sink. Source connectors set the ``source_lag`` gauges (Kafka
 consumer lag per partition; Pub/Sub and Event Hubs backlog where their APIs tell).

@@ -8,14 +8,15 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_pipelines.metrics.lag import lag_probe_for
-from beam_pipelines.metrics.prometheus import Families, Series, to_families
+from beam_pipelines.metrics.prometheus import Families, Series, notification_series, to_families
 from beam_pipelines.metrics.snapshot import Snapshot, read_snapshot
 from beam_pipelines.options.metrics import MetricsOptions
+from beam_pipelines.wiring.notifications import channels
 from transforms.base.errors import ConfigError, SinkError
 from transforms.base.extras import require
 from transforms.measure import LATENCY_BUCKETS
@@ -33,6 +34,14 @@ _HELP = {
     "source_lag_records": "Records behind the source's head (Kafka consumer lag, backlog).",
     "watermark_lag_seconds": "Wall-clock time minus the output watermark (latest output "
     "event time).",
+    "notifications_sent_total": "Notifications delivered, per channel (slack, pagerduty, "
+    "webhook).",
+    "notifications_failed_total": "Notifications dead-lettered (refused, or not delivered "
+    "within the retry budget), per channel.",
+    "notifications_retried_total": "Notification attempts after the first, per channel.",
+    "notifications_suppressed_total": "Re-sends of a retried bundle not sent again, per channel.",
+    "incidents_opened_total": "Incidents triggered (a key started breaching).",
+    "incidents_resolved_total": "Incidents resolved, per reason (recovered, quiet_period).",
     "beam_counter_total": "Other Beam counters of the pipeline.",
     "beam_gauge": "Other Beam gauges of the pipeline.",
 }
@@ -109,6 +118,7 @@ class Exporter:
         poll_interval: float = 5.0,
         lag_probe: Callable[[], dict[str, int]] | None = None,
         lag_source: str = "kafka",
+        zeros: Sequence[tuple[str, dict[str, str]]] = (),
     ) -> None:
         if not isinstance(pipeline, str) or not pipeline:
             raise ConfigError("pipeline", "a non-empty pipeline name", pipeline)
@@ -135,6 +145,7 @@ class Exporter:
         self._lag_probe = lag_probe
         self._lag_source = lag_source
         self._lag_warned = False
+        self._zeros = list(zeros)  # series exported at 0 until counted (notifications)
 
     # The registry is built lazily so a run without metrics flags needs no prometheus_client.
     @property
@@ -165,7 +176,7 @@ class Exporter:
     def families(self) -> Families:
         with self._lock:
             snapshot = self.snapshot
-        return to_families(snapshot, self.pipeline)
+        return to_families(snapshot, self.pipeline, zeros=self._zeros)
 
     def start(self) -> Exporter:
         self.poll()
@@ -303,6 +314,7 @@ def serve(
         poll_interval=flags.metrics_poll_interval or 5.0,
         lag_probe=(lag_probe_for(options)
                    if flags.metrics_port is not None or flags.pushgateway else None),
+        zeros=notification_series(channels(options)),
     )
     exporter.start()
     failed = False

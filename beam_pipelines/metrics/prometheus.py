@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from beam_pipelines.metrics.snapshot import Snapshot
 from transforms.measure import LATENCY_BUCKETS
 
-__all__ = ["EXPORTED", "Families", "Series", "to_families"]
+__all__ = ["EXPORTED", "Families", "NOTIFICATION_COUNTERS", "Series", "notification_series",
+           "to_families"]
 
 _INF = "inf"
 
@@ -22,6 +23,12 @@ EXPORTED = (
     "processing_time_seconds",
     "source_lag_records",
     "watermark_lag_seconds",
+    "notifications_sent_total",
+    "notifications_failed_total",
+    "notifications_retried_total",
+    "notifications_suppressed_total",
+    "incidents_opened_total",
+    "incidents_resolved_total",
     "beam_counter_total",
     "beam_gauge",
     "pipeline_running",
@@ -34,6 +41,27 @@ _ALWAYS = (
     ("late_events_dropped_total", None),
     ("late_events_accepted_total", None),
 )
+
+
+# The notification sinks' counters (transforms/sinks/notifications/write.py), suffixed with
+# the channel, and their family.
+NOTIFICATION_COUNTERS = {
+    "notifications_delivered": "notifications_sent_total",
+    "notifications_dead_lettered": "notifications_failed_total",
+    "notifications_retries": "notifications_retried_total",
+    "notifications_suppressed": "notifications_suppressed_total",
+}
+INCIDENT_RESOLVE_REASONS = ("recovered", "quiet_period")
+
+
+def notification_series(channels: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+    """(family, labels) of every notification and incident series a run sending to
+    ``channels`` exports, so they exist (at 0) from the first scrape."""
+    out = [(family, {"channel": channel}) for channel in channels
+           for family in NOTIFICATION_COUNTERS.values()]
+    out.append(("incidents_opened_total", {}))
+    out += [("incidents_resolved_total", {"reason": reason}) for reason in INCIDENT_RESOLVE_REASONS]
+    return out if channels else []
 
 
 class Series(NamedTuple):
@@ -51,8 +79,10 @@ class Families(NamedTuple):
     histogram_count: float
 
 
-def to_families(snapshot: Snapshot, pipeline: str, *, now: float | None = None) -> Families:
-    """Apply the naming convention of the module docstring."""
+def to_families(snapshot: Snapshot, pipeline: str, *, now: float | None = None,
+                zeros: Sequence[tuple[str, dict[str, str]]] = ()) -> Families:
+    """Apply the naming convention of the module docstring. ``zeros``: (family, labels)
+    of series exported at 0 until a counter gives them a value."""
     now = time.time() if now is None else now
     series: list[Series] = []
     buckets: dict[float, float] = {}
@@ -71,12 +101,22 @@ def to_families(snapshot: Snapshot, pipeline: str, *, now: float | None = None) 
             add("events_dead_lettered_total", value, reason=rest)
         elif name in ("late_events_dropped", "late_events_accepted"):
             add(f"{name}_total", value)
+        elif head in NOTIFICATION_COUNTERS and rest:
+            add(NOTIFICATION_COUNTERS[head], value, channel=rest)
+        elif name == "incidents_triggered":
+            add("incidents_opened_total", value)
+        elif head == "incidents_resolved" and rest:
+            add("incidents_resolved_total", value, reason=rest)
         elif head == "processing_time_seconds" and rest.startswith("le."):
             bound = rest[3:]
             upper = math.inf if bound == _INF else float(bound)
             buckets[upper] = buckets.get(upper, 0) + value
         else:
             add("beam_counter_total", value, namespace=namespace, name=name)
+    counted = {(item.name, tuple(sorted(item.labels.items()))) for item in series}
+    for family, labels in zeros:  # the notification families of a run that notifies
+        if (family, tuple(sorted({**base, **labels}.items()))) not in counted:
+            add(family, 0, **labels)
     probed = {source for source, _partition in snapshot.external_lag}
     for (source, partition), lag in sorted(snapshot.external_lag.items()):
         add("source_lag_records", lag, source=source, partition=partition)

@@ -25,12 +25,15 @@ from apache_beam.options.pipeline_options import (
 # Every option module is imported here, so --help and strict parsing know every flag.
 from beam_pipelines.options import (  # noqa: F401
     eventhubs,
+    formats,
     iceberg,
     kafka,
     metrics,
+    notifications,
     pubsub,
     quality,
 )
+from beam_pipelines.options.notifications import seal_secret_flags
 from beam_pipelines.options.values import (  # noqa: F401  (the flag types, for pipelines)
     choice,
     fraction,
@@ -52,7 +55,8 @@ __all__ = ["BATCH_ENGINES", "BatchEngineOptions", "IOOptions", "RunOptions", "SI
            "seconds"]
 
 SOURCES = ("synthetic", "file", "kafka", "pubsub", "eventhubs")
-SINKS = ("console", "jsonl", "parquet", "postgres", "iceberg", "kafka", "pubsub", "eventhubs")
+SINKS = ("console", "jsonl", "parquet", "postgres", "iceberg", "kafka", "pubsub", "eventhubs",
+         "slack", "pagerduty", "webhook")
 BATCH_ENGINES = ("arrow", "records")
 
 
@@ -84,14 +88,17 @@ class IOOptions(PipelineOptions):
             type=choice(*SINKS),
             default="console",
             help="Where results go: console (default), jsonl, parquet, postgres or iceberg "
-            "(an Apache Iceberg table); kafka, pubsub and eventhubs with their connectors.",
+            "(an Apache Iceberg table); kafka, pubsub and eventhubs with their connectors; "
+            "slack, pagerduty or webhook send the pipeline's alerts or incidents instead "
+            "(see --notify to do both).",
         )
         parser.add_argument(
             "--output",
             default=None,
             help="Directory for --sink=jsonl/parquet, or a PostgreSQL DSN for "
             "--sink=postgres (postgresql://USER@HOST:PORT/DB), NAMESPACE.TABLE for "
-            "--sink=iceberg, or a topic for message sinks.",
+            "--sink=iceberg, a topic for message sinks, or the URL of --sink=slack/webhook "
+            "(a secret: the URL, env:NAME or file:PATH).",
         )
         parser.add_argument(
             "--output_table",
@@ -287,7 +294,8 @@ def parse(
                 f"{name}: unknown flag (see {prog} --help for the flags it takes)"
             )
         raise ConfigError("arguments", "--flag=value pairs only", first)
-    return RunOptions(flags)
+    # Literal secrets (notification keys and URLs) leave the flags before anything keeps them.
+    return RunOptions(seal_secret_flags(flags))
 
 
 def is_streaming(options: PipelineOptions) -> bool:

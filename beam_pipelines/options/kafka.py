@@ -46,8 +46,9 @@ class KafkaOptions(PipelineOptions):
         )
         parser.add_argument(
             "--consumer_group", default=None,
-            help="Consumer group: offsets are committed to it after each bundle is finalized "
-            "(at-least-once), and --start_at=committed resumes from it. Default: no commits.",
+            help="Consumer group: a record's offset is committed to it once everything derived "
+            "from it is written (on LocalStreamingRunner; after each checkpoint on Flink and "
+            "Dataflow), and --start_at=committed resumes from it. Default: no commits.",
         )
         parser.add_argument(
             "--start_at", type=start_at, default="latest",
@@ -107,6 +108,25 @@ class KafkaOptions(PipelineOptions):
         parser.add_argument(
             "--ssl_cafile", default=None,
             help="CA bundle to verify the brokers' TLS certificates (default: system CAs).",
+        )
+        parser.add_argument(
+            "--isolation_level", type=choice(*rules.ISOLATION_LEVELS), default="read_committed",
+            help="What Kafka readers see of topics written in transactions: read_committed "
+            "(default: only committed transactions, never an aborted one; the same as "
+            "read_uncommitted for topics written without them) or read_uncommitted.",
+        )
+        parser.add_argument(
+            "--delivery", type=choice(*rules.DELIVERIES), default="at_least_once",
+            help="--sink=kafka from --source=kafka: at_least_once (default: a crash can write "
+            "a result twice) or exactly_once (a transactional producer commits the consumed "
+            "offsets of --consumer_group in the same transaction; read the output with "
+            "read_committed). exactly_once needs a streaming run on LocalStreamingRunner.",
+        )
+        parser.add_argument(
+            "--transactional_id", default=None,
+            help="--delivery=exactly_once: the producer's transactional id, the same for every "
+            "run of the job (a restart fences the dead run). Default: "
+            "beam-pipelines.PIPELINE.GROUP.OUTPUT_TOPIC.",
         )
         parser.add_argument(
             "--kafka_config", type=key_value, action="append", default=None,

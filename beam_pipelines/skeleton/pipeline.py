@@ -11,12 +11,13 @@ A pipeline is a subclass of :class:`Pipeline` that declares
   any late records, dead letters and further outputs).
 
 The skeleton provides the source (``--source``), parsing and ``--quality_rules``, the
-sink (``--sink``), dead letters of every step (``--dead_letter``), metrics, the
-end-of-run summary and ``run()`` / ``main()``; :meth:`Pipeline.launch` starts a run
-without waiting (the seam tests use). Hooks a pipeline may override: :meth:`check`
-(validate its flags before anything starts), :meth:`read` (how inputs are read and
-parsed), :meth:`write` (more outputs beside the main sink) and :meth:`finish` (after
-the run). docs/sdk.md walks through a pipeline written on it.
+sink (``--sink``), notifications (``--sink=slack|pagerduty|webhook``, ``--notify``),
+dead letters of every step (``--dead_letter``), metrics, the end-of-run summary and
+``run()`` / ``main()``; :meth:`Pipeline.launch` starts a run without waiting (the seam
+tests use). Hooks a pipeline may override: :meth:`check` (validate its flags before
+anything starts), :meth:`read` (how inputs are read and parsed), :meth:`write` (more
+outputs beside the main sink), :meth:`alerts` (what its notifications are about) and
+:meth:`finish` (after the run). docs/sdk.md walks through a pipeline written on it.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from beam_pipelines import options as opts
 from beam_pipelines.options.quality import QualityOptions
 from beam_pipelines.skeleton import run as runs
 from beam_pipelines.skeleton.results import ResultSpec
-from beam_pipelines.wiring import quality
+from beam_pipelines.wiring import notifications, quality
 from beam_pipelines.wiring.dead_letters import write_dead_letters
+from beam_pipelines.wiring.notifications import Alerts
 from beam_pipelines.wiring.sinks import check_sink, write_results
 from beam_pipelines.wiring.source_spec import SourceSpec
 from beam_pipelines.wiring.sources import source_spec
@@ -45,7 +47,7 @@ from transforms.measure import MeasureOutput
 from transforms.sinks.dead_letter_sink import late_record_to_dead_letter
 from transforms.windowing import WindowConfig
 
-__all__ = ["Context", "Core", "Inputs", "Pipeline"]
+__all__ = ["Alerts", "Context", "Core", "Inputs", "Pipeline"]
 
 
 class Context(NamedTuple):
@@ -96,6 +98,9 @@ class Pipeline:
     # comes after them.
     flags: ClassVar[tuple[Type[PipelineOptions], ...]] = ()
     default_window: ClassVar[int] = 300  # seconds, when --window_size is not given
+    # Sliding windows by default: a window starts every this many seconds (at most the
+    # window size) when --window_period is not given; None: tumbling windows.
+    default_window_period: ClassVar[Optional[int]] = None
     default_source: ClassVar[str] = "synthetic"
 
     # ---- what a pipeline writes --------------------------------------------------------
@@ -114,7 +119,7 @@ class Pipeline:
     def read(self, pipeline: beam.Pipeline, source: SourceSpec, ctx: Context) -> Inputs:
         """Read, parse (dead-lettering what breaks the contract) and apply ``--quality_rules``."""
         records, rejected = read_records(pipeline, source)
-        parsed = records | "Parse" >> self.contract.parser(self.name)
+        parsed = records | "Parse" >> self.contract.parser(self.name, decoder=source.decoder)
         checked = quality.apply_quality(parsed.valid, ctx.options, self.name,
                                         schema=self.contract.schema)
         return Inputs(checked.valid, [*rejected, parsed.dead_letters, checked.dead_letters])
@@ -122,6 +127,13 @@ class Pipeline:
     def write(self, core: Core, ctx: Context) -> list:
         """Write ``core.outputs`` beside the main sink; returns their dead letters."""
         return []
+
+    def alerts(self, core: Core, ctx: Context) -> Optional[Alerts]:
+        """What the pipeline notifies about, for ``--sink=slack|pagerduty|webhook`` and
+        ``--notify``: its alert records, how they read, and optionally the incident key
+        and the results incidents are tracked on (see :class:`Alerts`). A pipeline that
+        does not override it emits no alerts, and those flags are refused for it."""
+        return None
 
     def finish(self, result: PipelineResult, options: PipelineOptions) -> None:
         """After the run and its summary (say how many alerts were emitted, say)."""
@@ -131,9 +143,13 @@ class Pipeline:
     def window_config(self, options: PipelineOptions) -> WindowConfig:
         """The windows of ``--window_size`` (default :attr:`default_window`) and friends."""
         w = options.view_as(opts.WindowOptions)
+        size = w.window_size or self.default_window
+        period = w.window_period
+        if period is None and self.default_window_period is not None:
+            period = min(self.default_window_period, size)
         return WindowConfig(
-            size=w.window_size or self.default_window,
-            period=w.window_period,
+            size=size,
+            period=period,
             allowed_lateness=w.allowed_lateness or 0,
             early_firing=w.early_firing,
             allow_many_windows=w.allow_many_windows,
@@ -163,16 +179,27 @@ class Pipeline:
             module = spec.name if spec is not None else self.name
         return module
 
-    def checked_source(self, options: PipelineOptions) -> SourceSpec:
-        """Everything checked before a run starts (the pipeline's :meth:`check`, then the
-        sink: ``--sink=iceberg`` opens its catalog and table), and the source."""
+    def has_alerts(self) -> bool:
+        """Whether the pipeline overrides :meth:`alerts` (it can notify)."""
+        return type(self).alerts is not Pipeline.alerts
+
+    def check_all(self, options: PipelineOptions) -> None:
+        """The flags checked before a run starts: :meth:`check` (the pipeline's own) and
+        the skeleton's (the notification flags and secrets)."""
         self.check(options)
+        notifications.prepare(options, pipeline=self.name, has_alerts=self.has_alerts())
+
+    def checked_source(self, options: PipelineOptions) -> SourceSpec:
+        """Everything checked before a run starts (:meth:`check_all`, then the sink:
+        ``--sink=iceberg`` opens its catalog and table), and the source."""
+        self.check_all(options)
         source = self.source(options)
         check_sink(options, self.results)  # last: it may create the table
         return source
 
     def source(self, options: PipelineOptions) -> SourceSpec:
-        return source_spec(options, default=self.default_source, synthetic=self.synthetic_source)
+        return source_spec(options, default=self.default_source, synthetic=self.synthetic_source,
+                           contract=self.contract)
 
     def build(self, pipeline: beam.Pipeline, options: PipelineOptions, source: SourceSpec,
               streaming: bool) -> tuple[beam.PCollection, beam.PCollection]:
@@ -189,6 +216,13 @@ class Pipeline:
             ))
         dead_parts += list(core.dead_letters)
         dead_parts += self.write(core, ctx)
+        if notifications.channels(options):
+            alerts = self.alerts(core, ctx)
+            if alerts is None:
+                notifications.prepare(options, pipeline=self.name, has_alerts=False)  # raises
+            else:
+                dead_parts += notifications.write_notifications(
+                    alerts, options, pipeline=self.name, streaming=streaming)
         if refused is not None:
             dead_parts.append(refused)
         dead = dead_parts | "AllDeadLetters" >> beam.Flatten()

@@ -4,7 +4,8 @@ The record (a NamedTuple) is the one definition: its fields and types give the c
 columns, the Parquet schema, the PostgreSQL DDL and the exported JSON Schema/Avro
 (``beam_pipelines.schemas``). A :class:`~transforms.records.UtcTime` field is a
 ``timestamp[us, UTC]`` Parquet column and a ``timestamptz`` SQL column; ``str`` is
-string/text, ``int`` int64/bigint, ``float`` float64/double precision, ``bool`` boolean;
+string/text, ``int`` int64/bigint, ``float`` float64/double precision, ``bool`` boolean,
+``list[str]`` list<string>/text[] (a native array: ``WHERE 'x' = ANY(rules)``);
 a field that is not Optional is ``NOT NULL``. The pane fields of a windowed result
 (``pane_timing``, ``pane_index``, ``is_final``) are written in streaming only.
 """
@@ -21,7 +22,7 @@ __all__ = ["PANE_COLUMNS", "ResultSpec"]
 PANE_COLUMNS = ("pane_timing", "pane_index", "is_final")
 _PANE_SQL = {"pane_timing": "text", "pane_index": "integer", "is_final": "boolean"}
 _SQL = {"string": "text", "long": "bigint", "double": "double precision", "boolean": "boolean",
-        "list": "jsonb"}
+        "array": "text[]", "list": "jsonb"}
 
 
 def _arrow_type(field: schemas.Field):
@@ -32,7 +33,7 @@ def _arrow_type(field: schemas.Field):
     if field.kind == "list" and field.items is not None:  # list[NamedTuple]: list<struct>
         return pa.list_(pa.struct([(f.name, _arrow_type(f)) for f in schemas.fields(field.items)]))
     return {"string": pa.string(), "long": pa.int64(), "double": pa.float64(),
-            "boolean": pa.bool_()}[field.kind]
+            "boolean": pa.bool_(), "array": pa.list_(pa.string())}[field.kind]
 
 
 class ResultSpec(NamedTuple):
@@ -53,8 +54,7 @@ class ResultSpec(NamedTuple):
     # Streaming only: a column whose value never decreases across panes of one window
     # (an accumulating count); the upsert then never replaces it with a smaller value.
     never_decrease: Optional[str] = None
-    # The field whose value keys each message on a keyed message sink (Kafka: records of
-    # one key stay in one partition, in order); None: unkeyed messages.
+    # The field that keys each result's message on a message sink (Kafka), if any.
     message_key: Optional[str] = None
 
     @classmethod
@@ -73,7 +73,8 @@ class ResultSpec(NamedTuple):
         :param table: the default PostgreSQL table (``--output_table`` overrides it).
         :param table_columns: the PostgreSQL column order (default: ``columns``).
         :param never_decrease: a column an upsert never lowers (an accumulating count).
-        :param message_key: the field keying each message on Kafka (default: no key).
+        :param message_key: the field that keys each result's Kafka message (fraud:
+            ``tx_id``, so a topic compacts to one decision per transaction).
         """
         names = [f for f in schemas.field_names(record) if f not in PANE_COLUMNS]
         columns = list(columns or names)

@@ -7,7 +7,9 @@ poll (batch and streaming). Records are parsed and validated as Arrow tables of
 :data:`transforms.batches.EVENT_SCHEMA`; only records the vectorized checks cannot prove
 valid go through the per-record parser, which decides them (and words every dead letter)
 exactly as ``--batch_engine=records`` does for every record. The synthetic, Pub/Sub and
-Event Hubs sources, and ``--quality_rules``, use the per-record path.
+Event Hubs sources, and ``--quality_rules``, use the per-record path. Payloads are decoded
+by ``source.decoder`` (``--format``): an Avro poll becomes one Arrow table, Protobuf and
+JSON Schema polls are decoded record by record inside the same step.
 """
 
 from __future__ import annotations
@@ -55,10 +57,10 @@ def read_user_events(pipeline: beam.Pipeline, source: SourceSpec, ctx: Context) 
     if engine == "batches":
         assert source.batches is not None  # vectorized() checked it
         raw_batches, rejected = read_records(pipeline, source._replace(transform=source.batches))
-        tables = raw_batches | "Parse" >> ParseUserEventBatches(ctx.name)
+        tables = raw_batches | "Parse" >> ParseUserEventBatches(ctx.name, source.decoder)
         return Inputs(tables.valid, [*rejected, tables.dead_letters], form="batches")
     raw, rejected = read_records(pipeline, source)
-    parsed = raw | "Parse" >> USER_EVENTS.parser(ctx.name)
+    parsed = raw | "Parse" >> USER_EVENTS.parser(ctx.name, decoder=source.decoder)
     checked = quality.apply_quality(parsed.valid, ctx.options, ctx.name)
     dead = (parsed.dead_letters, checked.dead_letters) | "Rejected" >> beam.Flatten()
     return Inputs(checked.valid, [*rejected, dead])

@@ -26,7 +26,7 @@ from transforms.io.kafka import client_config
 from transforms.io.kafka import discovery as kafka_discovery
 from transforms.io.kafka.client import close_pooled_consumers
 
-__all__ = ["KafkaBroker", "NOIDA_DB", "wait_for_partitions"]
+__all__ = ["KafkaBroker", "NOIDA_DB", "read_topic", "wait_for_partitions"]
 
 NOIDA_DB = "noida-db"
 
@@ -167,3 +167,27 @@ def wait_for_partitions(bootstrap_servers: str, topic: str, partitions: int,
     """Poll metadata until ``topic`` shows ``partitions`` partitions (or fail)."""
     kafka_discovery.wait_for_partitions(client_config(bootstrap_servers), topic, partitions,
                                         timeout, error=ServerUnavailable)
+
+
+def read_topic(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> list[bytes]:
+    """Every value of ``topic`` up to its end offsets now, partition by partition (fails
+    after ``timeout`` seconds)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","),
+                             enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        end = consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"could not read {topic} back in {timeout:g} s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                values += [record.value for record in batch]
+        return values
+    finally:
+        consumer.close()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.options.eventhubs import EventHubsOptions
+from beam_pipelines.options.formats import FormatOptions
+from beam_pipelines.wiring import formats
 from beam_pipelines.wiring.source_spec import SourceSpec
 from transforms.base.errors import ConfigError
 from transforms.io.eventhubs import ReadFromEventHubs, WriteToEventHubs
-from transforms.io.eventhubs.client import client_module
+from transforms.io.eventhubs.client import check_connection, client_module
 from transforms.io.eventhubs.rules import CONNECTION_FORM
 
 __all__ = ["sink_from_options", "source_from_options"]
@@ -21,6 +25,11 @@ def source_from_options(options: PipelineOptions) -> SourceSpec:
     if not eh.eventhubs_connection_string:
         raise ConfigError("--eventhubs_connection_string",
                           f"{CONNECTION_FORM} when --source=eventhubs")
+    fmt = options.view_as(FormatOptions).format or "json"
+    if eh.eventhubs_event_time_field and fmt != "json":
+        raise ConfigError("--eventhubs_event_time_field", "JSON events (--format=json); the "
+                          f"pipelines stamp --format={fmt} events with their own event time "
+                          "when they parse them", eh.eventhubs_event_time_field)
     read = ReadFromEventHubs(
         eh.eventhubs_connection_string, eh.eventhub,
         consumer_group=eh.eventhubs_consumer_group, start_at=eh.eventhubs_start_at,
@@ -32,13 +41,16 @@ def source_from_options(options: PipelineOptions) -> SourceSpec:
     return SourceSpec(read, bounded=read.bounded)
 
 
-def sink_from_options(options: PipelineOptions, *, pipeline: str,
-                      streaming: bool) -> WriteToEventHubs:
-    """``--sink=eventhubs``: JSON of each record to ``--eventhub``."""
+def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool,
+                      record: Optional[type] = None) -> WriteToEventHubs:
+    """``--sink=eventhubs``: each record to ``--eventhub``, as JSON or in ``--sink_format``
+    (the subject named after the hub, ``HUB-value``)."""
     client_module()
     eh = options.view_as(EventHubsOptions)
     if not eh.eventhubs_connection_string:
         raise ConfigError("--eventhubs_connection_string",
                           f"{CONNECTION_FORM} when --sink=eventhubs")
+    hub = check_connection(eh.eventhubs_connection_string, eh.eventhub, "--eventhub")
     return WriteToEventHubs(eh.eventhubs_connection_string, eh.eventhub,
-                            partition_key_field=eh.eventhubs_partition_key_field)
+                            partition_key_field=eh.eventhubs_partition_key_field,
+                            value_fn=formats.record_encoder(options, topic=hub, record=record))

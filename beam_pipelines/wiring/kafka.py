@@ -11,11 +11,13 @@ import operator
 from typing import Any, Optional, Union
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_pipelines.options import IOOptions
 from beam_pipelines.options.kafka import KafkaOptions, bootstrap_servers
+from beam_pipelines.wiring import formats
 from beam_pipelines.wiring.source_spec import SourceSpec
+from runners.presets import LOCAL_STREAMING, OFFLINE_DIRECT
 from transforms.base.errors import ConfigError, SinkError
 from transforms.io.kafka import (
     ReadFromKafka,
@@ -23,16 +25,19 @@ from transforms.io.kafka import (
     check_topics,
     client_config,
     json_event_time,
+    to_json_bytes,
     to_raw_batch,
     to_raw_record,
 )
 from transforms.io.kafka.discovery import max_message_bytes
 from transforms.io.kafka.records import TimestampFn
 from transforms.io.kafka.rules import coerce, split_topics
+from transforms.io.kafka.transactions import ExactlyOnce
 from transforms.io.results import ReadResult
 
-__all__ = ["config_from_options", "dead_letter_limit", "dead_letter_writer", "read_from_options",
-           "servers_from_options", "sink_from_options", "source_from_options"]
+__all__ = ["config_from_options", "dead_letter_limit", "dead_letter_writer",
+           "exactly_once_from_options", "read_from_options", "servers_from_options",
+           "sink_from_options", "source_from_options", "topic_writer"]
 
 
 def servers_from_options(options: PipelineOptions) -> str:
@@ -51,6 +56,7 @@ def config_from_options(options: PipelineOptions) -> dict[str, Any]:
     for pair in k.kafka_config or []:
         key, _, value = pair.partition("=")
         extra[key.strip()] = coerce(value)
+    extra.setdefault("isolation_level", k.isolation_level or "read_committed")
     return client_config(
         servers_from_options(options),
         security_protocol=k.security_protocol,
@@ -64,11 +70,16 @@ def config_from_options(options: PipelineOptions) -> dict[str, Any]:
 
 def _timestamp_policy(options: PipelineOptions) -> Union[str, TimestampFn]:
     policy = options.view_as(KafkaOptions).timestamp_policy or "log_time"
-    return json_event_time("timestamp") if policy == "event_time" else policy
+    if policy != "event_time":
+        return policy
+    decoder = formats.decoder_from_options(options, "kafka")  # None: JSON payloads
+    return json_event_time("timestamp", decoder.decode if decoder is not None else None)
 
 
 def read_from_options(options: PipelineOptions, *, pipeline: str = "kafka",
-                      batches: bool = False) -> ReadFromKafka:
+                      batches: bool = False, start_at: Any = None) -> ReadFromKafka:
+    """The read ``--topic`` and friends describe; ``start_at`` (explicit offsets, say)
+    replaces ``--start_at``."""
     k = options.view_as(KafkaOptions)
     topics = split_topics(k.topic)
     if not topics:
@@ -78,7 +89,7 @@ def read_from_options(options: PipelineOptions, *, pipeline: str = "kafka",
         ",".join(config.pop("bootstrap_servers")),
         topics,
         consumer_group=k.consumer_group,
-        start_at=k.start_at or "latest",
+        start_at=start_at if start_at is not None else (k.start_at or "latest"),
         stop_at=k.stop_at or "never",
         max_records=k.max_records,
         max_read_time=k.max_read_time,
@@ -88,6 +99,8 @@ def read_from_options(options: PipelineOptions, *, pipeline: str = "kafka",
         config=config,
         pipeline=pipeline,
         batches=batches,
+        # Exactly once: the sink's transactions commit the offsets, the reader does not.
+        commit_offsets="transaction" if k.delivery == "exactly_once" else True,
     )
 
 
@@ -106,13 +119,15 @@ class _ReadAs(beam.PTransform):
                           read.dead_letters)
 
 
-def source_from_options(options: PipelineOptions) -> SourceSpec:
+def source_from_options(options: PipelineOptions, *, start_at: Any = None) -> SourceSpec:
     """``--source=kafka``: RawRecords with their topic/partition/offset; bounded unless
-    never. The same read as RawBatches (one per poll) for pipelines that take batches."""
-    read = read_from_options(options)
+    never. The same read as RawBatches (one per poll) for pipelines that take batches.
+    ``start_at`` (explicit offsets, say) replaces ``--start_at``."""
+    read = read_from_options(options, start_at=start_at)
     return SourceSpec(
         _ReadAs(read, "ToRawRecord", to_raw_record), bounded=read.bounded,
-        batches=_ReadAs(read_from_options(options, batches=True), "ToRawBatch", to_raw_batch),
+        batches=_ReadAs(read_from_options(options, batches=True, start_at=start_at),
+                        "ToRawBatch", to_raw_batch),
     )
 
 
@@ -122,16 +137,67 @@ def _writer_config(options: PipelineOptions) -> tuple[str, dict[str, Any]]:
 
 
 def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool,
-                      key_field: Optional[str] = None) -> WriteToKafka:
-    """``--sink=kafka``: every result as a JSON object to the ``--output`` topic, keyed by
-    the value of ``key_field`` when given (the result record's ``message_key``)."""
+                      key_field: Optional[str] = None,
+                      record: Optional[type] = None) -> WriteToKafka:
+    """``--sink=kafka``: every result to the ``--output`` topic, as a JSON object or in
+    ``--sink_format`` (the schema derived from ``record``, the result record), keyed by
+    its ``key_field`` when the pipeline names one (fraud: ``tx_id``)."""
     topic = options.view_as(IOOptions).output
     if not topic:
         raise ConfigError("--output", "the topic to write results to when --sink=kafka")
+    return topic_writer(options, topic, pipeline=pipeline, key_field=key_field, record=record,
+                        flag="--output",
+                        exactly_once=exactly_once_from_options(options, pipeline=pipeline))
+
+
+def topic_writer(options: PipelineOptions, topic: str, *, pipeline: str,
+                 key_field: Optional[str] = None, record: Optional[type] = None,
+                 step: str = "write_results", flag: str = "--output",
+                 exactly_once: Optional[ExactlyOnce] = None) -> WriteToKafka:
+    """Records as JSON objects to ``topic`` of the ``--bootstrap_servers`` cluster, keyed by
+    the record's ``key_field`` (none: no key); ``flag`` is what errors about the topic name;
+    ``exactly_once``: write in transactions (``--delivery=exactly_once``, the results sink)."""
     servers, config = _writer_config(options)
     key_fn = operator.attrgetter(key_field) if key_field else None
-    return WriteToKafka(servers, topic, config=config, pipeline=pipeline, step="write_results",
-                        flag="--output", key_fn=key_fn)
+    encode = formats.record_encoder(options, topic=topic, record=record)
+    return WriteToKafka(servers, topic, value_fn=encode or to_json_bytes, config=config,
+                        key_fn=key_fn, pipeline=pipeline, step=step, flag=flag,
+                        exactly_once=exactly_once)
+
+
+def exactly_once_from_options(options: PipelineOptions, *,
+                              pipeline: str) -> Optional[ExactlyOnce]:
+    """``--delivery=exactly_once``: what the Kafka sink's transactions need, or one line
+    saying why this run cannot have them. None for the default, at least once."""
+    k = options.view_as(KafkaOptions)
+    if k.delivery != "exactly_once":
+        return None
+    io = options.view_as(IOOptions)
+    if io.source != "kafka" or io.sink != "kafka":
+        raise ConfigError.from_message(
+            "--delivery: exactly_once is for --source=kafka --sink=kafka (the offsets read and "
+            f"the results written commit in one transaction), not --source={io.source} "
+            f"--sink={io.sink}")
+    if not k.consumer_group:
+        raise ConfigError.from_message(
+            "--delivery: exactly_once needs --consumer_group (whose offsets the transactions "
+            "commit)")
+    standard = options.view_as(StandardOptions)
+    if standard.runner != LOCAL_STREAMING or not standard.streaming:
+        raise ConfigError.from_message(
+            f"--delivery: exactly_once needs a streaming run on LocalStreamingRunner, where a "
+            f"Kafka transaction follows what every result derives from; "
+            f"{_runner_name(standard.runner)} cannot give it (use at_least_once and consumers "
+            f"that keep the last result per key)")
+    return ExactlyOnce(k.consumer_group, k.transactional_id or
+                       f"beam-pipelines.{pipeline}.{k.consumer_group}.{io.output}")
+
+
+def _runner_name(runner: Any) -> str:
+    name = runner if isinstance(runner, str) else getattr(runner, "__name__", str(runner))
+    if name in (LOCAL_STREAMING, OFFLINE_DIRECT, None, "DirectRunner"):
+        return "a batch run"
+    return name.rsplit(".", 1)[-1]
 
 
 def _dead_letter_topic(target: str) -> str:

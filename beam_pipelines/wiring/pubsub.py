@@ -9,6 +9,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.options import IOOptions
 from beam_pipelines.options.pubsub import PubSubOptions
+from beam_pipelines.wiring import formats
 from beam_pipelines.wiring.source_spec import SourceSpec
 from transforms.base.errors import ConfigError
 from transforms.io.pubsub import ReadFromPubSub, WriteToPubSub
@@ -47,9 +48,10 @@ def source_from_options(options: PipelineOptions) -> SourceSpec:
     return SourceSpec(read, bounded=read.bounded)
 
 
-def sink_from_options(options: PipelineOptions, *, pipeline: str,
-                      streaming: bool) -> ConvertAndWrite:
-    """``--sink=pubsub --output=projects/P/topics/T``: each record as a JSON message."""
+def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool,
+                      record: Optional[type] = None) -> ConvertAndWrite:
+    """``--sink=pubsub --output=projects/P/topics/T``: each record as a JSON message, or
+    in ``--sink_format`` (the subject named after the topic's last segment, ``T-value``)."""
     output = options.view_as(IOOptions).output
     o = options.view_as(PubSubOptions)
     if not output:
@@ -57,7 +59,9 @@ def sink_from_options(options: PipelineOptions, *, pipeline: str,
     fields = o.pubsub_attribute_fields.split(",") if o.pubsub_attribute_fields else []
     write = WriteToPubSub(output, ordering=bool(o.pubsub_ordering_key),
                           emulator_host=o.pubsub_emulator_host)
-    convert = json_messages(fields, o.pubsub_ordering_key)
+    encoder = formats.encoder_from_options(options, topic=output.rsplit("/", 1)[-1], record=record)
+    convert = json_messages(fields, o.pubsub_ordering_key,
+                            encoder.encode if encoder is not None else None)
     return ConvertAndWrite(convert, write, pipeline)
 
 

@@ -10,12 +10,13 @@ from apache_beam.transforms.window import GlobalWindows
 
 from beam_pipelines.options import IOOptions
 from beam_pipelines.skeleton.results import ResultSpec
-from beam_pipelines.wiring import eventhubs, iceberg, kafka, pubsub
+from beam_pipelines.wiring import eventhubs, formats, iceberg, kafka, pubsub
+from beam_pipelines.wiring.notifications import NOTIFICATION_SINKS
 from transforms.sinks.console import WriteToConsole
 from transforms.sinks.files import WriteJsonLines, WriteParquet
 from transforms.sinks.postgres import WriteToPostgres
 
-__all__ = ["CONNECTORS", "check_sink", "connector_sink", "write_results"]
+__all__ = ["CONNECTORS", "FORMATTED", "check_sink", "connector_sink", "write_results"]
 
 # --sink value -> the function making the message sink from the flags.
 CONNECTORS: dict[str, Callable[..., beam.PTransform]] = {
@@ -25,19 +26,27 @@ CONNECTORS: dict[str, Callable[..., beam.PTransform]] = {
 }
 
 
+# Message sinks that write --sink_format: they take the result record its schema derives from.
+FORMATTED = formats.MESSAGE_SINKS
+
+
 def connector_sink(options: PipelineOptions, *, pipeline: str, streaming: bool,
-                   message_key: Optional[str] = None) -> beam.PTransform:
+                   record: Optional[type] = None,
+                   key_field: Optional[str] = None) -> beam.PTransform:
+    """The message sink ``--sink`` names; Kafka keys each message by ``key_field``."""
     sink = options.view_as(IOOptions).sink
-    if sink == "kafka" and message_key:  # messages keyed by a field of the record
-        return kafka.sink_from_options(options, pipeline=pipeline, streaming=streaming,
-                                       key_field=message_key)
-    return CONNECTORS[sink](options, pipeline=pipeline, streaming=streaming)
+    extra: dict = {"record": record} if sink in FORMATTED else {}
+    if sink == "kafka" and key_field:
+        extra["key_field"] = key_field
+    return CONNECTORS[sink](options, pipeline=pipeline, streaming=streaming, **extra)
 
 
 def check_sink(options: PipelineOptions, spec: ResultSpec) -> None:
     """Before the run: what the sink needs is there (``--sink=iceberg``: the extra, the
     catalog and a table the results fit), or one line naming the flag or the table."""
-    if options.view_as(IOOptions).sink == "iceberg":
+    sink = options.view_as(IOOptions).sink
+    formats.check_sink(options, sink)  # --sink_format only where it applies
+    if sink == "iceberg":
         iceberg.check(options, spec)
 
 
@@ -47,6 +56,9 @@ def write_results(
     """Write results to ``--sink``; returns the sink's dead letters where it has any (in
     the global window, where the dead letters of every step are flattened together)."""
     io = options.view_as(IOOptions)
+    formats.check_sink(options, io.sink)
+    if io.sink in NOTIFICATION_SINKS:
+        return None  # the results are not kept: the skeleton sends the pipeline's alerts
     if io.sink == "console":
         columns = spec.columns + (spec.pane_columns if streaming else [])
         records | "WriteConsole" >> WriteToConsole(
@@ -75,7 +87,8 @@ def write_results(
         return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())
     else:
         written: Any = records | "WriteSink" >> connector_sink(
-            options, pipeline=spec.name, streaming=streaming, message_key=spec.message_key)
+            options, pipeline=spec.name, streaming=streaming, record=spec.record,
+            key_field=spec.message_key)
         refused = getattr(written, "dead_letters", None)  # a WriteResult (Kafka)
         if refused is not None:
             return refused | "RefusedToGlobalWindow" >> beam.WindowInto(GlobalWindows())

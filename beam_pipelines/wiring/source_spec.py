@@ -7,6 +7,8 @@ from typing import NamedTuple, Optional
 
 import apache_beam as beam
 
+from transforms.formats import Decoder
+
 __all__ = ["SourceSpec"]
 
 
@@ -26,3 +28,5 @@ class SourceSpec(NamedTuple):
     # The same stream as RawBatches (transforms.records), one element per poll, for the
     # vectorized streaming path, where the source has one.
     batches: Optional[beam.PTransform] = None
+    # How the parse step decodes the payloads (``--format``): None for JSON objects.
+    decoder: Optional[Decoder] = None

@@ -8,14 +8,15 @@ imported only when a run uses it (``transforms.base.extras.require``).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.options import IOOptions
-from beam_pipelines.wiring import eventhubs, kafka, pubsub
+from beam_pipelines.wiring import eventhubs, formats, kafka, pubsub
 from beam_pipelines.wiring.source_spec import SourceSpec
 from transforms.base.errors import ConfigError
+from transforms.contracts import InputContract
 from transforms.io.files import ReadFileBlocks, ReadLinesWithOrigin
 
 __all__ = ["CONNECTORS", "SourceSpec", "file_source", "source_spec"]
@@ -41,12 +42,15 @@ def source_spec(
     *,
     default: str,
     synthetic: Callable[[PipelineOptions], SourceSpec],
+    contract: Optional[InputContract] = None,
 ) -> SourceSpec:
     """The source ``--source`` names (``default`` when unset); ``synthetic`` makes the
-    pipeline's own generator source."""
+    pipeline's own generator source. The payloads' decoder (``--format``) comes with it;
+    ``contract`` gives an Avro source its default reader schema."""
     source = options.view_as(IOOptions).source or default
+    decoder = formats.decoder_from_options(options, source, contract)
     if source == "synthetic":
         return synthetic(options)
     if source == "file":
         return file_source(options)
-    return CONNECTORS[source](options)
+    return CONNECTORS[source](options)._replace(decoder=decoder)

@@ -28,6 +28,10 @@ The patches, as ``PATCHES`` lists them (a test checks this list against the code
   slowly-updating side input; RunInference's model refresh) is available from its first
   pane and each pane replaces the last (Beam blocked the main input until the end of
   the global window: forever on a stream). See ``side_inputs.py``.
+* ``delivery_lineage``: every element carries the lineage of the reads it derives from,
+  and a read's finalization (its offset commit, acknowledgement or checkpoint) waits
+  until everything derived from it has been written (``lineage.py``; Beam finalized,
+  when at all, as soon as the read's outputs were handed over).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from apache_beam.utils import counters
 from apache_beam.utils.timestamp import Timestamp
 
 from runners import introspection
+from runners.local_streaming.lineage import patch_delivery_lineage
 from runners.local_streaming.side_inputs import patch_triggered_side_inputs
 
 __all__ = ["PATCHES", "Patch", "installed"]
@@ -368,6 +373,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch("dofn_introspection", patch_dofn_introspection),
     Patch("downstream_first", patch_downstream_first),
     Patch("triggered_side_inputs", patch_triggered_side_inputs),
+    Patch("delivery_lineage", patch_delivery_lineage),
 )
 
 _LOCK = threading.Lock()

@@ -20,7 +20,8 @@ Kafka and synthetic readers. Two overrides of the pipeline fix that, nothing pro
   checkpoints), holds the watermark at the SDF's watermark estimator, and resumes with a
   processing-time timer after the requested delay; the element reaches it with its own
   timestamp (no GroupByKey). It also finalizes bundles (``DoFn.BundleFinalizerParam``),
-  which Beam's driver never did. Checkpoints are armed on one shared thread
+  which Beam's driver never did: through the run's delivery gate, once everything
+  derived from the read has been written (``lineage.py``). Checkpoints are armed on one shared thread
   (:class:`Watchdog`) instead of a ``threading.Timer`` per invocation.
 """
 
@@ -31,7 +32,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from apache_beam import TimeDomain
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -43,6 +44,8 @@ from apache_beam.runners.direct.watermark_manager import WatermarkManager
 from apache_beam.transforms.core import DoFn, Map, ProcessContinuation
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
+
+from transforms import delivery
 
 __all__ = ["MAX_INVOCATION_SECONDS", "ProcessFn", "Watchdog", "ordered_overrides"]
 
@@ -60,16 +63,21 @@ class _DrainingOutputHandler(OutputHandler):
     """Runs the SDF's ``process`` to completion inside the invocation.
 
     Beam's invoker checks the restriction tracker (done? deferred?) right after this
-    call returns, so the generator must have run by then.
+    call returns, so the generator must have run by then. It also notes how many
+    finalization callbacks the reader had registered when each output came out (see
+    :func:`_with_tickets` for which callbacks cover which outputs).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, finalizer) -> None:
         self.outputs: list[Any] = []
+        self.marks: list[int] = []  # callbacks registered when each output came out
         self.continuation: Optional[ProcessContinuation] = None
         self.on_continuation: Callable[[], None] | None = None
+        self._finalizer = finalizer
 
     def handle_process_outputs(self, windowed_input_element, output_iter, watermark_estimator=None):
-        self.outputs, self.continuation = [], None
+        self.outputs, self.marks, self.continuation = [], [], None
+        callbacks = self._finalizer._callbacks
         for output in output_iter or ():
             if isinstance(output, ProcessContinuation):
                 self.continuation = output  # must be the last thing process() yields
@@ -77,6 +85,7 @@ class _DrainingOutputHandler(OutputHandler):
                     self.on_continuation()
                 continue
             self.outputs.append(output)
+            self.marks.append(len(callbacks))
 
 
 class Watchdog:
@@ -130,9 +139,9 @@ class ProcessFn(sdf_direct_runner.ProcessFn):
 
     def __init__(self, sdf, args_for_invoker, kwargs_for_invoker) -> None:
         super().__init__(sdf, args_for_invoker, kwargs_for_invoker)
-        self._handler = _DrainingOutputHandler()
         # Sources commit offsets / ack messages in bundle-finalization callbacks.
         self._finalizer = DoFn.BundleFinalizerParam()
+        self._handler = _DrainingOutputHandler(self._finalizer)
         self.sdf_invoker = DoFnInvoker.create_invoker(
             DoFnSignature(self.sdf),
             context=DoFnContext("unused_context"),
@@ -190,14 +199,16 @@ class ProcessFn(sdf_direct_runner.ProcessFn):
             )
         finally:
             WATCHDOG.cancel(timer)
-        yield from self._handler.outputs
-        # The outputs are now the runner's: finalize (commit offsets, ack messages). The
-        # runner keeps in-flight elements in memory, so a crash loses them whether the
-        # source was finalized before or after the commit; Beam's driver never
-        # finalized, so Kafka offsets were never committed and Pub/Sub messages were
-        # redelivered.
+        # Finalize (commit offsets, ack messages) only once everything derived from this
+        # read is written: the gate of the run calls the callbacks then (lineage.py).
+        # Outside a tracked run (no gate), as soon as the outputs are handed over.
+        scope = delivery.current()
         try:
-            self._finalizer.finalize_bundle()
+            if scope is None:
+                yield from self._handler.outputs
+                self._finalizer.finalize_bundle()
+            else:
+                yield from _with_tickets(scope, self._handler, self._finalizer._callbacks)
         finally:
             self._finalizer.reset()
         with self._split_lock:
@@ -222,6 +233,35 @@ class ProcessFn(sdf_direct_runner.ProcessFn):
             hold if hold is not None else WatermarkManager.WATERMARK_NEG_INF,
         )
         state.set_timer(window, "", TimeDomain.REAL_TIME, Timestamp.now() + _delay(residual))
+
+
+def _with_tickets(scope: delivery.BundleScope, handler: _DrainingOutputHandler,
+                  callbacks: list) -> Iterator[Any]:
+    """The invocation's outputs, each carrying the tickets of the callbacks it waits for.
+
+    The runner keeps in-flight elements and window state in memory, so a read may be
+    finalized (its offsets committed, its messages acknowledged) only when everything
+    derived from it has been written: the gate calls the callbacks then, not now.
+    Callbacks registered before an output cover it and the outputs after it, up to the
+    next registration (a Kafka poll's commit, a Pub/Sub message's ack); those registered
+    after the last output cover every output of the invocation.
+    """
+    gate, tickets = scope.gate, []
+    last = handler.marks[-1] if handler.marks else 0
+    shared = gate.ticket(callbacks[last:]) if len(callbacks) > last else None
+    if shared is not None:
+        tickets.append(shared)
+    previous, group = 0, None
+    for output, mark in zip(handler.outputs, handler.marks, strict=True):
+        if mark > previous:
+            group = gate.ticket(callbacks[previous:mark])
+            tickets.append(group)
+            previous = mark
+        tokens = [t.token for t in (shared, group) if t is not None]
+        scope.start_element(frozenset(tokens))
+        yield output
+    for ticket in tickets:
+        scope.staged.ops.append(("seal", ticket))
 
 
 def _delay(residual) -> Duration:

@@ -11,10 +11,13 @@ import fastjsonschema
 import pytest
 
 from beam_pipelines import schemas
+from beam_pipelines.error_rate import Limits, _Rate
 from beam_pipelines.iot_alerts import AlertStatsFn, Thresholds, _Having, parse_reading
 from beam_pipelines.pageviews import to_page_view_count
+from transforms.contracts.service_logs import parse_service_log
+from transforms.fraud import Engine, parse_transaction, rules_from_document
 from transforms.parse import parse_user_event
-from transforms.records import DeadLetter
+from transforms.records import DeadLetter, IoTAlert
 from transforms.sessions import SessionStatsFn, to_user_session
 from transforms.sinks.files import to_json_line
 from transforms.validation import decode_json_object
@@ -33,7 +36,19 @@ def real_records() -> dict[str, list]:
     reading, _ = parse_reading(decode_json_object(
         b'{"DeviceId": "d1", "Temperature": 31, "Humidity": 40.5, '
         b'"EventTime": "2024-01-01T02:00:00.5+02:00"}'))
-    having = _Having(Thresholds()).process
+    tx, _ = parse_transaction(decode_json_object(
+        b'{"tx_id": "tx-1", "card_id": "c-7", "amount": 2500.5, "currency": "EUR", "merchant": "m",'
+        b' "country": "DE", "lat": 52.52, "lon": 13.4, "timestamp": "2024-01-01T02:00:00.25+02:00"}'))
+    engine = Engine(rules_from_document([
+        {"name": "big", "kind": "threshold", "action": "review", "field": "amount", "op": ">",
+         "value": 2000},
+        {"name": "burst", "kind": "velocity", "action": "block", "window": 60, "max_count": 3}]))
+    def having(result):  # the alerts (the windows output is not a schema)
+        return [a for a in _Having(Thresholds()).process(result) if isinstance(a, IoTAlert)]
+
+    log, _ = parse_service_log(decode_json_object(
+        b'{"service": "api", "level": "ERROR", "status": "503", "timestamp": "2024-01-01T01:00:00+01:00"}'))
+    rate = _Rate(Limits()).process
     stats = SessionStatsFn()
     session = stats.extract_output(stats.add_input(stats.add_input(
         stats.create_accumulator(), event), event._replace(page="/b", timestamp=T0 + 61.5)))
@@ -50,6 +65,11 @@ def real_records() -> dict[str, list]:
             *having(WindowedResult("d1", T0, T0 + 60, value)),
             *having(WindowedResult("d1", T0, T0 + 60, value, "EARLY", 0, False)),
         ],
+        "ServiceLog": [log],
+        "ServiceErrorRate": [
+            *rate(WindowedResult("api", T0, T0 + 60, (40, 3))),
+            *rate(WindowedResult("api", T0, T0 + 60, (1, 1), "EARLY", 0, False)),
+        ],
         "UserSession": [
             to_user_session(WindowedResult("7", T0, T0 + 1861.5, session)),
             to_user_session(WindowedResult("7", T0, T0 + 1861.5, session, "EARLY", 0, False)),
@@ -60,6 +80,7 @@ def real_records() -> dict[str, list]:
             DeadLetter.of("pageviews", "parse", "not UTF-8", b"\xff", {"source": "kafka",
                                                                     "partition": 0, "offset": 9}),
         ],
+        "Decision": [engine.decide(tx, engine.stateless_fired(tx)), engine.decide(tx, [])],
     }
 
 

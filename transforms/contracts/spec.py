@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+from transforms.formats.base import Decoder
 from transforms.parse import ParseFn, ParseRecords
 
 __all__ = ["InputContract"]
@@ -21,6 +22,10 @@ class InputContract:
     :param generator: a seeded generator of inputs in the contract, built with
         ``generator(seed=, rate=, malformed=)`` and read with ``payloads(count, first)``.
     :param noun: what the inputs are called in messages ("user events", "readings").
+    :param reader_schema: the contract's name among the Avro reader schemas
+        (:data:`transforms.formats.contracts.CONTRACTS`): records of an Avro topic are
+        resolved to it (schema evolution) before the contract sees them. None: each
+        record is read with its writer's schema and the contract checks the fields.
     """
 
     schema: str
@@ -28,8 +33,10 @@ class InputContract:
     parse: ParseFn
     generator: Callable[..., Any]
     noun: str = "records"
+    reader_schema: Optional[str] = None
 
-    def parser(self, pipeline: str, step: str = "parse") -> ParseRecords:
+    def parser(self, pipeline: str, step: str = "parse",
+               decoder: Optional[Decoder] = None) -> ParseRecords:
         """RawRecords -> ``ParsedRecords(valid, dead_letters)``, valid records timestamped
-        with their event time."""
-        return ParseRecords(self.parse, pipeline=pipeline, step=step)
+        with their event time; payloads decoded by ``decoder`` (default: JSON objects)."""
+        return ParseRecords(self.parse, pipeline=pipeline, step=step, decoder=decoder)

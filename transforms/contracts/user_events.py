@@ -16,4 +16,4 @@ from transforms.records import UserEvent
 __all__ = ["USER_EVENTS", "parse_user_event"]
 
 USER_EVENTS = InputContract("UserEvent", UserEvent, parse_user_event, SyntheticEvents,
-                            noun="user events")
+                            noun="user events", reader_schema="user_events")

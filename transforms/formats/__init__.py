@@ -8,7 +8,7 @@ the work are fastavro, google.protobuf, jsonschema and confluent-kafka's registr
 (the ``[formats]`` extra); modules import them on use. See docs/formats.md.
 """
 
-from transforms.formats.base import Decoder, Encoder, JsonDecoder, JsonEncoder
+from transforms.formats.base import Decoder, Encoder, JsonDecoder, JsonEncoder, RecordEncoder
 from transforms.formats.errors import (
     REASONS,
     DecodeError,
@@ -29,6 +29,7 @@ __all__ = [
     "IncompatibleSchemaError",
     "JsonDecoder",
     "JsonEncoder",
+    "RecordEncoder",
     "RegistryConfig",
     "SchemaRegistry",
     "SchemaRegistryError",

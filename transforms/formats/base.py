@@ -7,6 +7,7 @@ whose ``code`` is the reason, which the parse step dead-letters with the message
 coordinates. A writer holds an :class:`Encoder` and calls ``encode(record)``.
 
 Both are picklable (Beam ships them to workers) and create their clients lazily.
+:class:`RecordEncoder` is an encoder as a writer's value function (records -> bytes).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import json
 from abc import ABC, abstractmethod
 from typing import Any
 
+from transforms.sinks import as_dict
 from transforms.validation import InvalidRecord, decode_json_object
 
-__all__ = ["Decoder", "Encoder", "JsonDecoder", "JsonEncoder"]
+__all__ = ["Decoder", "Encoder", "JsonDecoder", "JsonEncoder", "RecordEncoder"]
 
 
 class Decoder(ABC):
@@ -76,3 +78,31 @@ class JsonEncoder(Encoder):
 
     def __repr__(self) -> str:
         return "JsonEncoder()"
+
+
+class RecordEncoder:
+    """A writer's value function: a record (NamedTuple or dict) -> the bytes of a message.
+
+    Writers call :meth:`setup` once per worker (``DoFn.setup``): an encoder backed by a
+    registry registers or looks up its schema there, so a schema the subject's
+    compatibility rule refuses fails the worker at start, with one line naming the
+    subject, not on the first record.
+
+    Args:
+      encoder: the :class:`Encoder` of the sink's ``--sink_format``.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        if not isinstance(encoder, Encoder):
+            raise TypeError(f"encoder must be a transforms.formats.Encoder, got {encoder!r}")
+        self.encoder = encoder
+
+    def setup(self) -> None:
+        """Register or look up the schema now (encoders without a registry: nothing)."""
+        getattr(self.encoder, "schema_id", None)
+
+    def __call__(self, record: Any) -> bytes:
+        return self.encoder.encode(as_dict(record))
+
+    def __repr__(self) -> str:
+        return f"RecordEncoder({self.encoder!r})"

@@ -235,8 +235,8 @@ class RegistryConfig:
             conf["bearer.auth.credentials.source"] = "STATIC_TOKEN"
             conf["bearer.auth.token"] = self.bearer_token
             conf["bearer.auth.logical.cluster"] = self.logical_cluster or ""
-            if self.identity_pool:
-                conf["bearer.auth.identity.pool.id"] = self.identity_pool
+            # confluent-kafka before 2.13 requires the key even when there is no pool
+            conf["bearer.auth.identity.pool.id"] = self.identity_pool or ""
         if self.ca_location:
             conf["ssl.ca.location"] = self.ca_location
         return conf

@@ -3,9 +3,13 @@
 * :mod:`~transforms.fraud.contract` and :mod:`~transforms.fraud.records`: the input
   contract (:class:`Transaction`) and the output record (:class:`Decision`).
 * :mod:`~transforms.fraud.rules`: the rules file (JSON or YAML), validated strictly.
-* :mod:`~transforms.fraud.blocklists`: blocklist sources that reload while a stream runs.
+* :mod:`~transforms.fraud.blocklists`: blocklist sources that reload while a stream runs;
+  :mod:`~transforms.fraud.kafka_blocklist`: one that follows a Kafka topic.
 * :mod:`~transforms.fraud.engine`: the exact semantics in plain Python.
-* :mod:`~transforms.fraud.transforms`: :class:`DecideTransactions`, stream and batch.
+* :mod:`~transforms.fraud.transforms`: :class:`DecideTransactions`, stream and batch, with
+  :mod:`~transforms.fraud.batches` (a Kafka poll parsed in one pass) and
+  :mod:`~transforms.fraud.stateful` (the stateful steps);
+* :mod:`~transforms.fraud.replay`: where a restarted stream reads from to rebuild the state.
 * :mod:`~transforms.fraud.generate`: realistic sample transactions.
 
 docs/fraud.md is the user's reference.

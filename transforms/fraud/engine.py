@@ -56,6 +56,7 @@ from transforms.fraud.rules import (
     StatefulRule,
     VelocityRule,
 )
+from transforms.records import UtcTime
 
 __all__ = [
     "DEFAULT_STATE_TTL",
@@ -97,7 +98,7 @@ def speed_kmh(distance_km: float, seconds: Decimal) -> float:
 class KeyState:
     """What one key value's stateful rules remember. Picklable; small and bounded."""
 
-    __slots__ = ("latest", "times", "amounts", "previous")
+    __slots__ = ("latest", "times", "amounts", "previous", "total", "ordered")
 
     def __init__(self, history: int = 0) -> None:
         self.latest: Decimal | None = None  # the latest event time seen
@@ -105,13 +106,36 @@ class KeyState:
         self.amounts: collections.deque[tuple[Decimal, Decimal]] = collections.deque(
             maxlen=history or None)  # spikes: (event time, amount), evaluation order
         self.previous: tuple[Decimal, float, float] | None = None  # geo: (time, lat, lon)
+        # The exact sum of ``amounts``, and whether their times never decrease (then none
+        # is expired once the oldest is not, and a spike needs no search).
+        self.total: Decimal = _ZERO
+        self.ordered = True
 
     def __getstate__(self) -> tuple:
-        return (self.latest, self.times, list(self.amounts), self.amounts.maxlen, self.previous)
+        return (self.latest, self.times, list(self.amounts), self.amounts.maxlen, self.previous,
+                self.total, self.ordered)
 
     def __setstate__(self, state: tuple) -> None:
-        self.latest, self.times, amounts, maxlen, self.previous = state
+        self.latest, self.times, amounts, maxlen, self.previous, self.total, self.ordered = state
         self.amounts = collections.deque(amounts, maxlen=maxlen)
+
+    def add_amount(self, when: Decimal, amount: Decimal) -> None:
+        """``amount`` at ``when`` joins the spike history (the oldest leaves a full one)."""
+        amounts = self.amounts
+        if amounts:
+            if when < amounts[-1][0]:
+                self.ordered = False
+            if len(amounts) == amounts.maxlen:
+                self.total = _EXACT.subtract(self.total, amounts[0][1])
+        amounts.append((when, amount))
+        self.total = _EXACT.add(self.total, amount)
+
+    def drop_oldest_amount(self) -> None:
+        _, amount = self.amounts.popleft()
+        if self.amounts:
+            self.total = _EXACT.subtract(self.total, amount)
+        else:
+            self.total, self.ordered = _ZERO, True
 
     def __len__(self) -> int:
         """Entries held (for bounds checks and metrics)."""
@@ -172,15 +196,7 @@ class KeyedRules:
             if earlier + 1 > velocity.max_count:
                 fired.append(velocity.name)
         if self.spikes:
-            # Newest first, within the TTL (an entry left stale by out-of-order arrival is
-            # skipped here rather than searched for on every transaction).
-            recent = [amount for when, amount in reversed(state.amounts) if when > horizon]
-            with decimal.localcontext(_EXACT):
-                for spike in self.spikes:
-                    count = min(spike.history, len(recent))
-                    if (count >= spike.min_history
-                            and tx.amount * count > spike.factor * sum(recent[:count], _ZERO)):
-                        fired.append(spike.name)
+            fired.extend(self._spikes(state, tx.amount, horizon))
         lat, lon = float(tx.lat), float(tx.lon)
         if self.geo and state.previous is not None:
             then, prev_lat, prev_lon = state.previous
@@ -191,9 +207,50 @@ class KeyedRules:
         if self.velocity:
             bisect.insort_right(state.times, t)
         if self.spikes:
-            state.amounts.append((t, tx.amount))
+            state.add_amount(t, tx.amount)
         if self.geo:
             state.previous = (t, lat, lon)
+        return fired
+
+    def _spikes(self, state: KeyState, amount: Decimal, horizon: Decimal) -> list[str]:
+        """The spike rules that fire: ``amount * n > factor * sum`` over the key's last
+        ``history`` earlier amounts within the TTL, newest first. Exact: the context's
+        Inexact trap would raise rather than round.
+
+        When the amounts arrived in time order none is expired (the oldest is not, see
+        _expire), and a rule over the whole history uses the running total; otherwise an
+        entry left stale by out-of-order arrival is skipped here."""
+        fired = []
+        amounts = state.amounts
+        if state.ordered:
+            recent: list[Decimal] | None = None
+            available = len(amounts)
+        else:
+            recent = []
+            ordered = True
+            later = None
+            for when, earlier in reversed(amounts):
+                if when > horizon:
+                    recent.append(earlier)
+                if later is not None and when > later:
+                    ordered = False
+                later = when
+            available = len(recent)
+            # The entry that arrived out of order may have left: the fast path again.
+            state.ordered = ordered
+        for spike in self.spikes:
+            count = min(spike.history, available)
+            if count < spike.min_history:
+                continue
+            if recent is None and count == len(amounts):
+                total = state.total
+            else:
+                newest = recent if recent is not None else [a for _, a in reversed(amounts)]
+                total = _ZERO
+                for earlier in newest[:count]:
+                    total = _EXACT.add(total, earlier)
+            if _EXACT.multiply(amount, count) > _EXACT.multiply(spike.factor, total):
+                fired.append(spike.name)
         return fired
 
     def _expire(self, state: KeyState, latest: Decimal) -> Decimal:
@@ -206,7 +263,7 @@ class KeyedRules:
         horizon = _EXACT.subtract(latest, self.state_ttl)
         amounts = state.amounts
         while amounts and amounts[0][0] <= horizon:  # oldest first
-            amounts.popleft()
+            state.drop_oldest_amount()
         if state.previous is not None and state.previous[0] <= horizon:
             state.previous = None
         return horizon
@@ -241,11 +298,16 @@ class Engine:
         """Names of the stateless rules (threshold, blocklist) that fire for ``tx``."""
         return [rule.name for rule in self._stateless if rule.fires(tx)]  # type: ignore[attr-defined]
 
-    def decide(self, tx: Transaction, fired: Iterable[str], decided_at: str | None = None) -> Decision:
+    def decide(self, tx: Transaction, fired: Iterable[str],
+               decided_at: UtcTime | None = None) -> Decision:
         """The Decision for ``tx`` given the names of every rule that fired for it."""
+        if not fired:
+            return Decision(tx.tx_id, tx.card_id, ALLOW, [], event_time_iso(tx.timestamp),
+                            decided_at or utc_now_iso_millis())
         names = sorted(set(fired))
-        actions = {self.rules.actions[name] for name in names}
-        verdict = BLOCK if BLOCK in actions else REVIEW if REVIEW in actions else ALLOW
+        actions = self.rules.actions
+        verdict = (BLOCK if any(actions[name] == BLOCK for name in names)
+                   else REVIEW)
         return Decision(tx.tx_id, tx.card_id, verdict, names, event_time_iso(tx.timestamp),
                         decided_at or utc_now_iso_millis())
 
@@ -256,12 +318,52 @@ class Engine:
         calls). This is what one process consuming a topic does."""
         states = {} if states is None else states
         for tx in transactions:
-            fired = self.stateless_fired(tx)
-            for key_field, keyed in self.keyed.items():
-                by_value = states.setdefault(key_field, {})
-                value = getattr(tx, key_field)
-                state = by_value.get(value)
-                if state is None:
-                    state = by_value[value] = keyed.new_state()
-                fired.extend(keyed.evaluate(state, tx))
-            yield self.decide(tx, fired)
+            yield self.decide(tx, self._fired(tx, states))
+
+    def decide_batch(self, transactions: Sequence[Transaction],
+                     states: dict[str, dict[str, KeyState]], *, replayed: int = 0,
+                     decided_at: UtcTime | None = None) -> list[Decision]:
+        """:meth:`decide_in_order` for a list (the transactions of one poll), all stamped
+        ``decided_at``. The first ``replayed`` transactions only join their keys' state (a
+        restart's warm-up, :mod:`transforms.fraud.replay`): they are not decided."""
+        decided_at = decided_at or utc_now_iso_millis()
+        fired_for = self._fired
+        decide = self.decide
+        decisions = []
+        for index, tx in enumerate(transactions):
+            fired = fired_for(tx, states)
+            if index >= replayed:
+                decisions.append(decide(tx, fired, decided_at))
+        return decisions
+
+    def _fired(self, tx: Transaction, states: dict[str, dict[str, KeyState]]) -> list[str]:
+        """Every rule that fires for ``tx``; ``tx`` joins its keys' states."""
+        fired = self.stateless_fired(tx)
+        for key_field, keyed in self.keyed.items():
+            by_value = states.get(key_field)
+            if by_value is None:
+                by_value = states[key_field] = {}
+            value = getattr(tx, key_field)
+            state = by_value.get(value)
+            if state is None:
+                state = by_value[value] = keyed.new_state()
+            fired.extend(keyed.evaluate(state, tx))
+        return fired
+
+    def expire(self, states: dict[str, dict[str, KeyState]], upto: Decimal) -> Decimal | None:
+        """Forget every key whose state would be all expired for a transaction at ``upto``
+        (``latest + state_ttl <= upto``); returns the earliest time another key expires
+        (None when no key is left)."""
+        earliest: Decimal | None = None
+        for key_field, by_value in states.items():
+            keyed = self.keyed[key_field]
+            gone = []
+            for value, state in by_value.items():
+                expires = keyed.expires_at(state)
+                if expires is None or expires <= upto:
+                    gone.append(value)
+                elif earliest is None or expires < earliest:
+                    earliest = expires
+            for value in gone:
+                del by_value[value]
+        return earliest

@@ -138,6 +138,7 @@ class SyntheticTransactions:
         self.dirty, self.burst, self.spike, self.far_away = dirty, burst, spike, far_away
         self.blocked, self.tie, self.out_of_order, self.max_delay = blocked, tie, out_of_order, max_delay
         self.start = start
+        self._cursor: tuple[int, Iterator] | None = None  # (next line, the lines from there)
 
     # ---- the world --------------------------------------------------------------------
 
@@ -163,13 +164,36 @@ class SyntheticTransactions:
 
     # ---- lines ------------------------------------------------------------------------
 
-    def records(self, count: int) -> Iterator[tuple[dict[str, Any] | None, bytes]]:
+    def records(self, count: int, first: int = 0) -> Iterator[tuple[dict[str, Any] | None, bytes]]:
+        """(transaction dict or None when the line is invalid, payload) for lines
+        ``first .. first + count - 1``. Lines come from one random stream, so a range is
+        generated from the start; consecutive ranges (as the synthetic source reads them)
+        continue where the previous one stopped."""
+        if first < 0 or count < 0:
+            raise ValueError(f"first and count must be >= 0, got {first!r}, {count!r}")
+        cursor = self._cursor
+        if cursor is None or cursor[0] > first:
+            cursor = (0, self._lines())
+        position, lines = cursor
+        self._cursor = None  # in use: a range that fails half-way starts again next time
+        for _ in range(first - position):
+            next(lines)
+        for _ in range(count):
+            yield next(lines)
+        self._cursor = (first + count, lines)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cursor"] = None  # a running generator does not pickle
+        return state
+
+    def _lines(self) -> Iterator[tuple[dict[str, Any] | None, bytes]]:
         rnd = random.Random(self.seed)
         cards, merchants = self._world(rnd)
         now = float(self.start)
         index = 0
         pending: list[dict[str, Any]] = []  # the rest of a burst or a tie
-        while index < count:
+        while True:
             if pending:
                 tx = pending.pop(0)
             else:
@@ -184,13 +208,13 @@ class SyntheticTransactions:
             obj = self._render(tx, rnd)
             yield obj, json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
-    def transactions(self, count: int) -> Iterator[dict[str, Any]]:
-        for obj, _ in self.records(count):
+    def transactions(self, count: int, first: int = 0) -> Iterator[dict[str, Any]]:
+        for obj, _ in self.records(count, first):
             if obj is not None:
                 yield obj
 
-    def payloads(self, count: int) -> Iterator[bytes]:
-        for _, payload in self.records(count):
+    def payloads(self, count: int, first: int = 0) -> Iterator[bytes]:
+        for _, payload in self.records(count, first):
             yield payload
 
     def _next(self, rnd: random.Random, cards: list[_Card], merchants: list, now: float,

@@ -13,6 +13,8 @@ import time
 from decimal import Decimal
 from typing import NamedTuple
 
+from transforms.records import UtcTime
+
 __all__ = [
     "ALLOW",
     "BLOCK",
@@ -51,14 +53,14 @@ class Decision(NamedTuple):
     card_id: str
     decision: str  # allow | review | block
     rules: list[str]  # names of the rules that fired, sorted
-    timestamp: str  # the transaction's event time, UTC ISO-8601 ("...Z")
-    decided_at: str  # when it was decided, UTC ISO-8601 with milliseconds
+    timestamp: UtcTime  # the transaction's event time, UTC ISO-8601 ("...Z")
+    decided_at: UtcTime  # when it was decided, UTC ISO-8601 with milliseconds
 
 
 _EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 _MICROS = Decimal(1_000_000)
-# (second, its "YYYY-MM-DDTHH:MM:SS") formatted last: a stream decides many per second.
-_EVENT_SECOND: tuple[int, str] = (-1, "")
+# The minute (its "YYYY-MM-DDTHH:MM:") and the second (its "...:SS") formatted last.
+_EVENT_MINUTE: tuple[int, str] = (-1, "")
 _NOW_SECOND: tuple[int, str] = (-1, "")
 
 
@@ -68,26 +70,31 @@ def _second_text(second: int, last: tuple[int, str]) -> tuple[int, str]:
     return second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
-def event_time_iso(seconds: Decimal) -> str:
+def event_time_iso(seconds: Decimal) -> UtcTime:
     """Exact epoch seconds -> ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (UTC; the fraction rounded
     half-even to the microsecond, trailing zeros dropped), as
     :func:`transforms.records.utc_iso` writes times, without going through a float."""
-    global _EVENT_SECOND
+    global _EVENT_MINUTE
     whole = math.floor(seconds)
-    micros = int(_EXACT.multiply(_EXACT.subtract(seconds, whole), _MICROS).to_integral_value(
-        decimal.ROUND_HALF_EVEN))
-    if micros == 1_000_000:
-        whole, micros = whole + 1, 0
-    _EVENT_SECOND = _second_text(whole, _EVENT_SECOND)
+    if seconds == whole:
+        micros = 0
+    else:
+        micros = int(_EXACT.multiply(_EXACT.subtract(seconds, whole), _MICROS).to_integral_value(
+            decimal.ROUND_HALF_EVEN))
+        if micros == 1_000_000:
+            whole, micros = whole + 1, 0
+    minute, second = divmod(whole, 60)
+    if _EVENT_MINUTE[0] != minute:  # a stream decides many transactions per minute
+        _EVENT_MINUTE = (minute, time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60)))
     if not micros:
-        return _EVENT_SECOND[1] + "Z"
-    return f"{_EVENT_SECOND[1]}.{micros:06d}".rstrip("0") + "Z"
+        return UtcTime(f"{_EVENT_MINUTE[1]}{second:02d}Z")
+    return UtcTime(f"{_EVENT_MINUTE[1]}{second:02d}.{micros:06d}".rstrip("0") + "Z")
 
 
-def utc_now_iso_millis(now: float | None = None) -> str:
+def utc_now_iso_millis(now: float | None = None) -> UtcTime:
     """``YYYY-MM-DDTHH:MM:SS.mmmZ`` for ``now`` (epoch seconds; default: the clock)."""
     global _NOW_SECOND
     now = time.time() if now is None else now
     second, millis = divmod(int(now * 1000), 1000)
     _NOW_SECOND = _second_text(second, _NOW_SECOND)
-    return f"{_NOW_SECOND[1]}.{millis:03d}Z"
+    return UtcTime(f"{_NOW_SECOND[1]}.{millis:03d}Z")

@@ -11,11 +11,18 @@ from apache_beam.transforms import window as beam_window
 from transforms.sinks import as_dict
 
 
+def cell(value: Any) -> str:
+    """A value as the console shows it: lists as comma-separated items (``a,b``)."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """A plain-text table with a header, columns padded to fit."""
-    cells = [[str(c) for c in columns]] + [
-        ["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows
-    ]
+    cells = [[str(c) for c in columns]] + [[cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -42,7 +49,8 @@ class _PrintLine(beam.DoFn):
 
     def process(self, record):
         row = as_dict(record)
-        print("  ".join(f"{c}={row.get(c)}" for c in self._columns if row.get(c) is not None), flush=True)
+        print("  ".join(f"{c}={cell(row.get(c))}" for c in self._columns if row.get(c) is not None),
+              flush=True)
 
 
 class WriteToConsole(beam.PTransform):

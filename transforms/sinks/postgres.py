@@ -143,10 +143,11 @@ _TRANSIENT_REFUSALS = (
 )
 
 
-def _sql_value(value: Any) -> Any:
-    """A list or dict (a ``jsonb`` column, such as a list of records) as JSON text, which
-    PostgreSQL casts to the column's type; anything else as it is."""
-    if isinstance(value, (list, dict)):
+def _sql_value(value: Any, sql_type: str) -> Any:
+    """A value for a column of ``sql_type``: JSON text for a ``json``/``jsonb`` column (a
+    list of records), which PostgreSQL casts; a list as an array for an array column
+    (``text[]``, psycopg adapts it); anything else as it is."""
+    if sql_type.startswith("json") and value is not None:
         return json.dumps(value, ensure_ascii=False, default=str)
     return value
 
@@ -279,7 +280,8 @@ class _UpsertDoFn(beam.DoFn):
 
     def process(self, record, window=beam.DoFn.WindowParam):
         row = as_dict(record)
-        self._rows.append(tuple(_sql_value(row.get(name)) for name, _ in self._columns))
+        self._rows.append(tuple(_sql_value(row.get(name), sql_type)
+                                for name, sql_type in self._columns))
         self._windows.append(window)
 
     def finish_bundle(self):

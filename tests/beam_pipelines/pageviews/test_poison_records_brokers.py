@@ -2,8 +2,9 @@
 Event Hubs. The hostile corpus of ``tests/beam_pipelines/pageviews/test_poison_records.py`` gives one
 count or one dead letter per message on both engines, never a crashed job; a poison
 timestamp in a live Kafka stream is dead-lettered, and a ``--start_at=committed``
-restart skips nothing. Should a step still raise, the offsets of its batch must not be
-committed: an expected failure today (see its reason), kept strict so a fix shows.
+restart skips nothing. Should a step still raise, the offsets of its batch are not
+committed (the local streaming runner commits a read only once everything derived from it
+is written, see transforms/delivery), so a committed restart reads it again.
 """
 
 from __future__ import annotations
@@ -127,11 +128,6 @@ def test_a_poison_timestamp_in_a_live_stream_is_a_dead_letter_and_a_committed_re
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the local streaming runner finalizes a read (commits its offsets) as soon as the "
-    "reader's outputs are handed to it (runners/local_streaming.py, _ProcessFn.process), "
-    "before the steps downstream ran: committing only after they succeeded is the "
-    "runner change issue 20 point 4 asks for"))
 def test_a_step_that_raises_leaves_the_offsets_of_its_batch_uncommitted(kafka_broker, kafka_topic,
                                                                        tmp_path, monkeypatch):
     """Fail closed: no parse step raises for any record any more, but should one (a bug),

@@ -15,6 +15,7 @@ from beam_pipelines.testing.collect import collect
 from transforms.fraud import DecideTransactions, load_rules, rules_from_document
 from transforms.fraud import transforms as fraud_transforms
 from transforms.fraud.generate import SyntheticTransactions
+from transforms.sinks.dead_letter_sink import each_dead_letter
 
 from .reference import parse_line, reference_decisions
 from .support import (
@@ -139,10 +140,10 @@ def test_stateless_rules_only(sample):
     assert table(run_stream(raw_records(sample), rules, chunk=50, watermarks=False)[0]) == want
 
 
-def _stateful_dofns(rules, streaming: bool) -> list[str]:
+def _stateful_dofns(rules, streaming: bool, single_process: bool = False) -> list[str]:
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
     _ = pipeline | beam.Create(raw_records([tx_line("a")])) | DecideTransactions(
-        rules, streaming=streaming)
+        rules, streaming=streaming, single_process=single_process)
     found: list[str] = []
 
     class Visitor(beam.pipeline.PipelineVisitor):
@@ -153,19 +154,22 @@ def _stateful_dofns(rules, streaming: bool) -> list[str]:
                 found.append("GroupByKey")
 
     pipeline.visit(Visitor())
-    return [name for name in found if name.startswith(("_Decide", "_Merge", "GroupByKey"))]
+    return [name for name in found if name.startswith(("Decide", "Merge", "GroupByKey"))]
 
 
 def test_one_key_field_is_one_stateful_stage_and_no_merge():
     one_key = load_rules(EXAMPLE_RULES)
-    assert _stateful_dofns(one_key, streaming=True) == ["_DecideInArrivalOrder"]
-    assert _stateful_dofns(one_key, streaming=False) == ["GroupByKey", "_DecideInEventTimeOrder"]
+    assert _stateful_dofns(one_key, streaming=True) == ["DecideInArrivalOrder"]
+    assert _stateful_dofns(one_key, streaming=False) == ["GroupByKey", "DecideInEventTimeOrder"]
     several = rules_from_document(MULTI_KEY)
-    assert _stateful_dofns(several, streaming=True) == ["_DecideInArrivalOrder"] * 3 + [
-        "_MergeAsPartsArrive"]
+    assert _stateful_dofns(several, streaming=True) == ["DecideInArrivalOrder"] * 3 + [
+        "MergeAsPartsArrive"]
     assert _stateful_dofns(several, streaming=False) == [
-        "GroupByKey", "_DecideInEventTimeOrder"] * 3 + ["GroupByKey", "_MergeGroup"]
+        "GroupByKey", "DecideInEventTimeOrder"] * 3 + ["GroupByKey", "MergeGroup"]
     assert _stateful_dofns(rules_from_document([MULTI_KEY[-1]]), streaming=True) == []
+    # In one process: one stateful step for every key field, whatever the rules.
+    for rules in (one_key, several, rules_from_document([MULTI_KEY[-1]])):
+        assert _stateful_dofns(rules, streaming=True, single_process=True) == ["DecideBatches"]
 
 
 def test_state_expiry_timer_clears_a_key_once_the_watermark_passes_latest_plus_ttl():
@@ -215,6 +219,8 @@ def test_constructor_checks_its_arguments():
         DecideTransactions(rules, streaming="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^state_ttl: expected at least the longest velocity window"):
         DecideTransactions(rules, streaming=True, state_ttl=30)
+    with pytest.raises(ValueError, match="^single_process: expected False in batch"):
+        DecideTransactions(rules, streaming=False, single_process=True)
     with pytest.raises(ValueError, match="^rules: expected a RuleSet"):
         DecideTransactions([{"name": "x"}], streaming=True)  # type: ignore[arg-type]
     assert fraud_transforms.PIPELINE == "fraud"
@@ -227,12 +233,21 @@ def test_raw_batches_from_a_topic_are_decided_per_record_with_offsets_as_origins
     batch = RawBatch([tx_line(f"t{i}", t=T0 + i) for i in range(5)] + [b"{"],
                      {"source": "kafka", "topic": "tx", "partition": 0}, "offset",
                      list(range(100, 106)))
-    for streaming in (False, True):
+    for streaming, single_process in ((False, False), (True, False), (True, True)):
         pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
-        result = pipeline | beam.Create([batch]) | DecideTransactions(rules, streaming=streaming)
+        # single_process keeps state as objects: a runner that holds state in memory (the
+        # bundle-based one TestStream runs on), not the FnApiRunner Create runs on.
+        source = (TestStream().add_elements([batch]).advance_watermark_to_infinity()
+                  if single_process else beam.Create([batch]))
+        result = pipeline | source | DecideTransactions(
+            rules, streaming=streaming, single_process=single_process)
         decisions, dead = collect(result.decisions), collect(result.dead_letters)
         pipeline.run().wait_until_finish()
         assert sorted((d.tx_id, d.rules) for d in decisions.items) == [
             ("t0", []), ("t1", []), ("t2", []), ("t3", ["card_burst"]), ("t4", ["card_burst"])]
-        assert [d.origin for d in dead.items] == [
+        assert [d.origin for d in each(dead.items)] == [
             {"source": "kafka", "topic": "tx", "partition": 0, "offset": 105}]
+
+
+def each(items) -> list:
+    return [letter for item in items for letter in each_dead_letter(item)]

@@ -19,6 +19,9 @@ __all__ = ["Checkpoint", "open_checkpoint_store"]
 class Checkpoint(NamedTuple):
     sequence_number: int
     offset: str
+    # What a restart from here needs, from a runner that defers checkpoints until the
+    # outputs are written (transforms.delivery.Position.metadata); "" otherwise.
+    metadata: str = ""
 
 
 class FileCheckpoints:
@@ -37,14 +40,18 @@ class FileCheckpoints:
                 data = json.load(handle)
         except FileNotFoundError:
             return None
-        return Checkpoint(int(data["sequence_number"]), str(data["offset"]))
+        return Checkpoint(int(data["sequence_number"]), str(data["offset"]),
+                          str(data.get("delivery", "")))
 
     def put(self, namespace: str, hub: str, group: str, partition: str, point: Checkpoint) -> None:
         path = self._path(namespace, hub, group, partition)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        data: dict = {"sequence_number": point.sequence_number, "offset": point.offset}
+        if point.metadata:
+            data["delivery"] = point.metadata
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"sequence_number": point.sequence_number, "offset": point.offset}, handle)
+            json.dump(data, handle)
         os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint
 
     def close(self) -> None:
@@ -52,7 +59,13 @@ class FileCheckpoints:
 
 
 class BlobCheckpoints:
-    """azure-eventhub-checkpointstoreblob's BlobCheckpointStore (the container is created)."""
+    """azure-eventhub-checkpointstoreblob's BlobCheckpointStore (the container is created).
+
+    A checkpoint's delivery metadata goes to a blob of its own beside the store's layout
+    (``NS/HUB/GROUP/beam-pipelines/PARTITION``), written before the checkpoint: a
+    restart that reads a newer metadata blob than checkpoint only treats as new some
+    records it had finished (they may be dead-lettered as late again), never the reverse.
+    """
 
     def __init__(self, connection_string: str, container: str) -> None:
         blob = require("eventhubs", "azure.eventhub.extensions.checkpointstoreblob")
@@ -67,10 +80,27 @@ class BlobCheckpoints:
     def get(self, namespace: str, hub: str, group: str, partition: str) -> Optional[Checkpoint]:
         for item in self.store.list_checkpoints(namespace, hub, group):
             if str(item["partition_id"]) == partition:
-                return Checkpoint(int(item["sequence_number"]), str(item["offset"]))
+                return Checkpoint(int(item["sequence_number"]), str(item["offset"]),
+                                  self._metadata(namespace, hub, group, partition))
         return None
 
+    @staticmethod
+    def _metadata_blob(namespace: str, hub: str, group: str, partition: str) -> str:
+        return f"{namespace}/{hub}/{group}/beam-pipelines/{partition}".lower()
+
+    def _metadata(self, namespace: str, hub: str, group: str, partition: str) -> str:
+        blob = self.store._container_client.get_blob_client(
+            self._metadata_blob(namespace, hub, group, partition))
+        try:
+            return blob.download_blob().readall().decode("utf-8")
+        except Exception:  # none written (a checkpoint of another application)
+            return ""
+
     def put(self, namespace: str, hub: str, group: str, partition: str, point: Checkpoint) -> None:
+        if point.metadata:
+            self.store._container_client.upload_blob(
+                self._metadata_blob(namespace, hub, group, partition),
+                point.metadata.encode("utf-8"), overwrite=True)
         self.store.update_checkpoint({
             "fully_qualified_namespace": namespace, "eventhub_name": hub,
             "consumer_group": group, "partition_id": partition,

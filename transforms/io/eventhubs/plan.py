@@ -8,7 +8,9 @@ import datetime as _dt
 
 import apache_beam as beam
 
+from transforms import delivery
 from transforms.base.errors import SourceError
+from transforms.delivery import Position
 from transforms.io.eventhubs import rules
 from transforms.io.eventhubs.checkpoints import open_checkpoint_store
 from transforms.io.eventhubs.client import consumer_client, with_retries, wrap
@@ -29,6 +31,17 @@ def event_position(start_at: str):
     if kind == "offset":
         return rest, False
     return rules.parse_time(start_at), True
+
+
+def _restore(start: int, metadata: str) -> tuple:
+    """On a runner that defers checkpoints (transforms.delivery): hand a checkpoint's
+    floors to the run's gate; the ranges it says are read again as "replayed"."""
+    scope = delivery.current()
+    if scope is None or not metadata:
+        return ()
+    position = Position.parse(start, metadata)
+    scope.restore(position)
+    return tuple((max(a, start), b) for a, b in position.settled if b > start)
 
 
 class PlanPartitions(beam.DoFn):
@@ -57,14 +70,16 @@ class PlanPartitions(beam.DoFn):
                 last = props["last_enqueued_sequence_number"]
                 point = store.get(client._address.hostname, config.eventhub,
                                   config.consumer_group, partition) if store else None
+                replay: tuple = ()
                 if point is not None:
                     start = point.sequence_number + 1
+                    replay = _restore(start, point.metadata)
                 else:
                     start = self._start(partition, props)
                 stop = last + 1 if config.bounded else UNBOUNDED
                 if config.max_events:
                     stop = min(stop, start + config.max_events)
-                yield Task(partition, max(start, begin), max(stop, start), last)
+                yield Task(partition, max(start, begin), max(stop, start), last, replay)
         finally:
             client.close()
             if store:

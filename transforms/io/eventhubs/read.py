@@ -14,7 +14,9 @@ Where a partition starts:
 
 Checkpoints are written from a bundle-finalization callback, i.e. only once the runner
 has durably committed the bundle's output: a crash before that re-reads the events (at
-least once), never loses them. Two stores: Azure Blob Storage in the layout of
+least once), never loses them. A runner that keeps its state in memory (the local
+streaming runner) calls it only once everything derived from the events is written (an
+open window holds it back; see transforms/delivery). Two stores: Azure Blob Storage in the layout of
 azure-eventhub-checkpointstoreblob (so EventProcessorClient apps and this reader share
 checkpoints), or ``file://DIRECTORY`` (one JSON file per partition, replaced atomically).
 
@@ -46,6 +48,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from transforms import delivery
 from transforms.base.errors import ConfigError, SourceError
 from transforms.io.eventhubs import rules
 from transforms.io.eventhubs.checkpoints import Checkpoint, open_checkpoint_store
@@ -61,6 +64,7 @@ __all__ = ["ReadFromEventHubs"]
 
 _LOG = logging.getLogger(__name__)
 _NAMESPACE = "eventhubs"
+_CHUNK = 100  # events per checkpoint a runner that defers checkpoints tracks
 
 
 class _PartitionRestrictions(RestrictionProvider):
@@ -141,6 +145,7 @@ class _ReadPartitions(beam.DoFn):
         self._readers = _shared_readers(self._config)
         self._closing: list[threading.Thread] = []
         self._uncommitted: dict[str, tuple[tuple, Checkpoint]] = {}
+        self._ends: dict[str, dict[int, str]] = {}  # partition -> {next sequence number: offset}
         self._store = open_checkpoint_store(self._config.checkpoint_store,
                                             self._config.checkpoint_container)
         self._namespace: Optional[str] = None
@@ -158,6 +163,29 @@ class _ReadPartitions(beam.DoFn):
     def _commit(self, key: tuple, point: Checkpoint) -> None:
         self._store.put(*key, point)
         self._checkpoints.inc()
+
+    def _key(self, partition: str) -> tuple:
+        config = self._config
+        return (self._namespace, config.eventhub, config.consumer_group, partition)
+
+    def _chunk(self, partition: str, first: int, replayed: bool) -> delivery.Commit:
+        """A checkpoint the runner calls once every output of the chunk is written (maybe
+        after later chunks): it checkpoints where the gate says the partition is safe."""
+        gate = delivery.current().gate  # type: ignore[union-attr]  # tracked: a scope exists
+        stream = self._key(partition)
+
+        def checkpoint() -> None:
+            position = gate.position(stream)
+            ends = self._ends.get(partition, {})
+            offset = None if position is None else ends.get(position.offset)
+            if position is None or offset is None:
+                return  # nothing done yet, or a position before this run's first read
+            for done in [n for n in ends if n < position.offset]:
+                del ends[done]
+            self._commit(stream, Checkpoint(position.offset - 1, offset, position.metadata()))
+
+        return delivery.Commit(checkpoint, stream=stream, first=first, next=first + 1,
+                               replayed=replayed)
 
     def _reader(self, partition: str, start: int) -> PartitionReader:
         current = self._readers.get(partition)
@@ -193,6 +221,14 @@ class _ReadPartitions(beam.DoFn):
         expected = restriction.start
         last = None
         count = 0
+        # On a runner that defers checkpoints until the outputs are written (the local
+        # streaming runner), each chunk of events registers its own checkpoint before its
+        # outputs; after a restart a bundle reads either replayed events or new ones.
+        tracked = (self._store is not None and delivery.tracked()
+                   and getattr(finalizer, "register", None) is not None)
+        replaying, segment_end = delivery.replay_segment(task.replay, restriction.start)
+        chunks: list[delivery.Commit] = []
+        chunk_ends: dict[int, str] = {}  # each chunk's next sequence number -> its last offset
         # Not tracker.is_bounded(): Beam 2.77's RestrictionTrackerView drops its result.
         bounded = restriction.stop < UNBOUNDED
         wait = config.idle_timeout if bounded else min(config.idle_timeout, 0.25)
@@ -202,6 +238,9 @@ class _ReadPartitions(beam.DoFn):
         for event in reader.events(wait, connect_wait=connect_wait):
             if event.sequence_number < expected:
                 continue  # already read (a restarted reader may deliver from an older point)
+            if segment_end is not None and event.sequence_number >= segment_end:
+                reader.put_back(event)  # the next segment, in a bundle of its own
+                break
             if not tracker.try_claim(event.sequence_number):
                 reader.put_back(event)  # the residual continues on this reader from here
                 break
@@ -217,6 +256,12 @@ class _ReadPartitions(beam.DoFn):
             current = watermark.current_watermark()
             if current is None or Timestamp.of(moment) > current:
                 watermark.set_watermark(Timestamp.of(moment))
+            if tracked:
+                if not chunks or chunks[-1].next - chunks[-1].first >= _CHUNK:
+                    chunks.append(self._chunk(task.partition, event.sequence_number, replaying))
+                    finalizer.register(chunks[-1])
+                chunks[-1].next = event.sequence_number + 1
+                chunk_ends[chunks[-1].next] = str(event.offset)
             yield TimestampedValue(RawRecord(_body(event), origin), moment)
             if expected >= restriction.stop:
                 break
@@ -224,7 +269,10 @@ class _ReadPartitions(beam.DoFn):
                 break  # let the runner commit; the residual continues from here
         self._readers[task.partition] = (reader, expected)
         self._events.inc(count)
-        if last is not None and self._store is not None:
+        if chunks:  # where each chunk ends, for the checkpoint that stops there
+            self._ends.setdefault(task.partition, {}).update(
+                (c.next, chunk_ends[c.next]) for c in chunks)
+        if last is not None and self._store is not None and not tracked:
             point = Checkpoint(last.sequence_number, str(last.offset))
             key = (self._namespace, config.eventhub, config.consumer_group, task.partition)
             if getattr(finalizer, "register", None) is not None:
@@ -236,6 +284,9 @@ class _ReadPartitions(beam.DoFn):
         if expected >= restriction.stop:
             self._closing.append(reader.close_in_background())
             self._readers.pop(task.partition, None)
+            return
+        if segment_end is not None and expected >= segment_end:
+            tracker.defer_remainder(Duration.of(0))
             return
         if bounded and not config.bounded:
             # --eventhubs_max_events alone: "at most N", and this partition had fewer.
@@ -250,8 +301,11 @@ class _ReadPartitions(beam.DoFn):
                 f"Event Hubs: partition {task.partition} of {config.eventhub!r} yielded nothing "
                 f"for {config.idle_timeout:g}s at sequence number {expected}, before the end of "
                 f"the bounded read ({restriction.stop - 1}); raise --eventhubs_idle_timeout?")
-        if count == 0:
-            watermark.set_watermark(Timestamp.of(time.time() - 1.0))
+        if count == 0:  # idle: event time keeps pace with the clock (never goes back)
+            idle = Timestamp.of(time.time() - 1.0)
+            current = watermark.current_watermark()
+            if current is None or idle > current:
+                watermark.set_watermark(idle)
         tracker.defer_remainder(Duration.of(0.2 if count == 0 else 0))
 
 

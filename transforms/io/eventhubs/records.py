@@ -17,6 +17,9 @@ class Task(NamedTuple):
     start: int
     stop: int
     last: int = -1  # the partition's last sequence number when the read was planned
+    # After a restart from a checkpoint: ranges [a, b) of sequence numbers whose outputs
+    # had settled when it was written (transforms.delivery.Position), read as "replayed".
+    replay: tuple[tuple[int, int], ...] = ()
 
 
 class ReadConfig(NamedTuple):

@@ -112,11 +112,13 @@ def first_line(exc: BaseException) -> str:
 
 
 # What a consumer of ours is unless the config says otherwise: no auto-commit (offsets are
-# committed when a bundle is finalized), no topic created by reading it, and a failure
-# to reach the brokers within seconds rather than minutes.
+# committed when a bundle is finalized), no topic created by reading it, a failure to
+# reach the brokers within seconds rather than minutes, and only committed transactions
+# (an aborted one is never read; the same as read_uncommitted for topics written
+# without transactions).
 CONSUMER_DEFAULTS = {"enable_auto_commit": False, "auto_offset_reset": "earliest",
                      "allow_auto_create_topics": False, "session_timeout_ms": 10000,
-                     "bootstrap_timeout_ms": 10000}
+                     "bootstrap_timeout_ms": 10000, "isolation_level": "read_committed"}
 
 
 def consumer(config: Mapping[str, Any], **overrides: Any):

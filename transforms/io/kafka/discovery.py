@@ -15,11 +15,12 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from transforms import delivery
 from transforms.base.errors import SourceError
 from transforms.base.extras import require
 from transforms.io.kafka import client
 from transforms.io.kafka.client import pooled_consumer, quiet_kafka_logs, servers
-from transforms.io.kafka.offsets import Resolver, allot
+from transforms.io.kafka.offsets import Resolver, allot, committed_positions
 from transforms.io.kafka.records import NEVER, WATCH, PartitionRead
 
 __all__ = ["WatchSpec", "check_topics", "max_message_bytes", "topic_max_message_bytes",
@@ -132,17 +133,34 @@ class DiscoverPartitions(beam.DoFn):
                 for tp, share in zip(tps, allot(self._max_records, available), strict=True):
                     stops[tp] = min(stops[tp], starts[tp] + share)
             deadline = time.time() + self._max_read_time if self._max_read_time else None
+            replays = self._replays(consumer, tps, starts)
             for tp in tps:
                 start = min(starts[tp], stops[tp])
                 _LOG.info("reading %s[%d] offsets [%d, %s)", tp.topic, tp.partition, start,
                           "never" if stops[tp] == NEVER else stops[tp])
                 yield PartitionRead(tp.topic, tp.partition, start, stops[tp], deadline,
-                                    self._max_delay, self._idle_timeout)
+                                    self._max_delay, self._idle_timeout, replays.get(tp, ()))
             if self._watch:
                 known = frozenset((tp.topic, tp.partition) for tp in tps)
                 yield beam.pvalue.TaggedOutput(WATCH, WatchSpec(deadline, known))
         finally:
             consumer.close()
+
+
+    def _replays(self, consumer, tps, starts) -> dict:
+        """Resuming from committed offsets on a runner that defers commits: the ranges
+        read again whose outputs had settled, and the floors of the run that committed
+        them (see transforms.delivery.Position), handed to the run's gate."""
+        scope = delivery.current()
+        if self._start_at != "committed" or not self._group or scope is None:
+            return {}
+        replays = {}
+        for tp, position in committed_positions(consumer, tps).items():
+            scope.restore(position)
+            ranges = tuple((max(a, starts[tp]), b) for a, b in position.settled if b > starts[tp])
+            if ranges:
+                replays[tp] = ranges
+        return replays
 
 
 class WatchSpec(NamedTuple):

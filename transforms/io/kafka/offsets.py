@@ -8,11 +8,12 @@ from typing import Any, Mapping, Optional, Sequence
 
 from transforms.base.errors import ConfigError
 from transforms.base.extras import require
+from transforms.delivery import Position
 from transforms.io.kafka.records import NEVER, StartAt, StopAt
 from transforms.io.kafka.rules import START_KEYWORDS, STOP_KEYWORDS, is_time, parse_time
 
-__all__ = ["allot", "committed_offsets", "consumer_lag", "shares", "validate_start",
-           "validate_stop"]
+__all__ = ["allot", "committed_offsets", "committed_positions", "consumer_lag", "shares",
+           "validate_start", "validate_stop"]
 
 
 def validate_start(start_at: Any) -> StartAt:
@@ -116,6 +117,17 @@ class Resolver:
 def committed_offsets(consumer, tps) -> dict[Any, Optional[int]]:
     """The offsets the consumer's group has committed for ``tps`` (None where it has none)."""
     return {tp: consumer.committed(tp) for tp in tps}
+
+
+def committed_positions(consumer, tps) -> dict[Any, Position]:
+    """The group's committed offsets with what a restart needs (their commit metadata, see
+    :class:`transforms.delivery.Position`), for the partitions that have one."""
+    found = {}
+    for tp in tps:
+        committed = consumer.committed(tp, metadata=True)
+        if committed is not None and committed.offset is not None and committed.offset >= 0:
+            found[tp] = Position.parse(committed.offset, committed.metadata)
+    return found
 
 
 def consumer_lag(consumer, topics: Sequence[str]) -> dict[str, int]:

@@ -26,6 +26,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from transforms import delivery
 from transforms.base.errors import ConfigError
 from transforms.base.extras import require
 from transforms.io.kafka import rules
@@ -95,7 +96,10 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
         self._batches = batches
         self._config = config
         self._group = group
-        self._commit = commit and bool(group)
+        # "transaction": an exactly-once Kafka sink commits the offsets in its transactions
+        # (transactions.py); the reader only tells the runner where each poll lies.
+        self._in_transactions = commit == "transaction"
+        self._commit = bool(commit) and bool(group) and not self._in_transactions
         self._policy = timestamp_policy
         self._poll_timeout_ms = poll_timeout_ms
         self._max_invocation = max_invocation_seconds
@@ -136,6 +140,13 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
         restriction = tracker.current_restriction()
         if consumer.position(tp) != restriction.start:
             consumer.seek(tp, restriction.start)
+        # After a restart, one invocation reads either a replayed range or new records,
+        # never both: a runner that defers commits tells its steps which one it is.
+        replaying, end = delivery.replay_segment(read.replay, restriction.start)
+        segment_end = NEVER if end is None else end
+        scope = delivery.current()
+        bounded = read.stop != NEVER or read.deadline is not None
+        first: Optional[int] = None
         last: Optional[int] = None
         started = time.monotonic()
         try:
@@ -166,32 +177,49 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
                         tracker.defer_remainder()
                         return
                     continue
+                cut = [m for m in batch if m.offset >= segment_end]
+                if cut:  # the rest of the poll belongs to the next segment
+                    batch = batch[:len(batch) - len(cut)]
+                    consumer.seek(tp, cut[0].offset)
+                    if not batch:  # the segment is read (a gap may be left of it: step over)
+                        if last is None or last < segment_end - 1:
+                            tracker.try_claim(segment_end - 1)
+                        tracker.defer_remainder()
+                        return
                 newest = None  # the watermark moves once per batch, after its records
                 claimed = 0
                 try:
-                    if self._batches:
-                        messages, stopped = _claim(batch, tracker)
-                        if messages:
+                    messages, stopped = _claim(batch, tracker)
+                    if messages:
+                        claimed = len(messages)
+                        first = messages[0].offset if first is None else first
+                        last = messages[-1].offset
+                        if scope is not None and (self._in_transactions or getattr(
+                                self, "_committer", None) is not None):
+                            # Before the poll's outputs: the runner ties this poll's
+                            # commit to them (and to nothing read before or after).
+                            self._register_commit(
+                                bundle_finalizer, read.topic, read.partition, messages[0].offset,
+                                last + 1, wait=bounded, replayed=replaying)
+                        if self._batches:
                             element, newest = self._batch_of(messages)
-                            last, claimed = messages[-1].offset, len(messages)
                             yield element
-                        if stopped:
-                            return
-                    else:
-                        for message in batch:
-                            if not tracker.try_claim(message.offset):
-                                return  # the rest of the range was split off, or we reached stop
-                            record = _record_of(message)
-                            stamp = Timestamp.of(_timestamp_of(self._policy, record))
-                            if newest is None or stamp > newest:
-                                newest = stamp
-                            last = message.offset
-                            claimed += 1
-                            yield TimestampedValue(record, stamp)
+                        else:
+                            for message in messages:
+                                record = _record_of(message)
+                                stamp = Timestamp.of(_timestamp_of(self._policy, record))
+                                if newest is None or stamp > newest:
+                                    newest = stamp
+                                yield TimestampedValue(record, stamp)
+                    if stopped:
+                        return  # the rest of the range was split off, or we reached stop
                 finally:
                     if newest is not None:
                         watermark.record(newest, now)
                     self._records_read.inc(claimed)
+                if cut:
+                    tracker.defer_remainder()  # the next segment in a bundle of its own
+                    return
                 if tracker.current_restriction().stop == NEVER:
                     highwater = consumer.highwater(tp)
                     caught_up = highwater is not None and consumer.position(tp) >= highwater
@@ -201,10 +229,10 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
                         tracker.defer_remainder()
                         return
         finally:
-            if last is not None and getattr(self, "_committer", None) is not None:
+            if last is not None and scope is None and getattr(self, "_committer", None) is not None:
                 # A read that ends commits as it finalizes; an endless one in the background.
-                self._register_commit(bundle_finalizer, read.topic, read.partition, last + 1,
-                                      wait=read.stop != NEVER or read.deadline is not None)
+                self._register_commit(bundle_finalizer, read.topic, read.partition, first,
+                                      last + 1, wait=bounded)
 
     def _batch_of(self, messages: list) -> tuple[TimestampedValue, Timestamp]:
         """One KafkaBatch, timestamped at its earliest record; and its latest timestamp."""
@@ -224,8 +252,8 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
             stamps = times
         return TimestampedValue(batch, Timestamp.of(min(stamps))), Timestamp.of(max(stamps))
 
-    def _register_commit(self, finalizer, topic: str, partition: int, next_offset: int,
-                         wait: bool) -> None:
+    def _register_commit(self, finalizer, topic: str, partition: int, first: Optional[int],
+                         next_offset: int, wait: bool, replayed: bool = False) -> None:
         register = getattr(finalizer, "register", None)
         if register is None:
             if not self._no_finalizer_warned:
@@ -233,7 +261,18 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
                              "to consumer group %s", self._group)
                 self._no_finalizer_warned = True
             return
-        register(self._committer.callback(topic, partition, next_offset, wait=wait))
+        scope = delivery.current()
+        if scope is None:  # Beam's contract: the runner made the bundle durable
+            register(self._committer.callback(topic, partition, next_offset, wait=wait))
+            return
+        # The runner calls this once everything derived from the read is written, maybe
+        # after later reads of the partition: commit where the gate says it is safe.
+        stream = (self._group, topic, partition)
+        commit = _nothing if self._in_transactions else self._committer.tracked(
+            scope.gate, stream, topic, partition, wait=wait)
+        register(delivery.Commit(
+            commit, stream=stream, first=next_offset - 1 if first is None else first,
+            next=next_offset, replayed=replayed))
 
     def teardown(self):
         if getattr(self, "_consumer", None) is not None:
@@ -241,6 +280,10 @@ class _ReadPartitionFn(NoClientsPickled, beam.DoFn):
             self._consumer = None
         if getattr(self, "_committer", None) is not None:
             self._committer.close()
+
+
+def _nothing() -> None:
+    """The commit of a read whose offsets an exactly-once sink's transactions commit."""
 
 
 def _record_of(message) -> KafkaRecord:
@@ -318,7 +361,8 @@ class ReadFromKafka(beam.PTransform):
         with the wall clock.
     :param value_deserializer: bytes, utf-8, json or a function of the bytes.
     :param key_deserializer: the same for keys.
-    :param commit_offsets: commit to ``consumer_group`` (when one is given).
+    :param commit_offsets: commit to ``consumer_group`` (when one is given); ``"transaction"``:
+        an exactly-once ``WriteToKafka`` commits them in its transactions, the reader does not.
     :param discovery_interval: unbounded reads: seconds between looks for added partitions
         (read from their beginning); None: never look.
     :param config: any other kafka-python setting (security, SASL, timeouts...).
@@ -347,7 +391,7 @@ class ReadFromKafka(beam.PTransform):
         idle_timeout: float = 10.0,
         value_deserializer: Deserializer = "bytes",
         key_deserializer: Deserializer = "bytes",
-        commit_offsets: bool = True,
+        commit_offsets: Union[bool, str] = True,
         discovery_interval: Optional[float] = 60.0,
         config: Optional[Mapping[str, Any]] = None,
         validate: bool = True,

@@ -69,3 +69,6 @@ class PartitionRead(NamedTuple):
     deadline: Optional[float] = None  # epoch seconds; stop reading at this time
     max_delay: float = 0.0  # watermark = largest timestamp seen - max_delay
     idle_timeout: float = 10.0  # seconds before an idle, caught-up partition's watermark moves
+    # After a restart from committed offsets: ranges [a, b) whose outputs had settled when
+    # they were committed (transforms.delivery.Position); read again as "replayed".
+    replay: tuple[tuple[int, int], ...] = ()

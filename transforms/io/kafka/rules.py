@@ -14,7 +14,7 @@ from typing import Any, Optional
 from transforms.base import times
 
 __all__ = [
-    "ISO_FORM", "SASL_MECHANISMS", "SECRET_KEYS", "SECURITY_PROTOCOLS", "START_KEYWORDS",
+    "DELIVERIES", "ISO_FORM", "ISOLATION_LEVELS", "SASL_MECHANISMS", "SECRET_KEYS", "SECURITY_PROTOCOLS", "START_KEYWORDS",
     "STOP_KEYWORDS", "TIMESTAMP_POLICIES", "bootstrap_servers", "coerce", "is_time",
     "is_topic_name",
     "key_value", "parse_time", "position", "redact", "redact_pair", "split_topics",
@@ -24,6 +24,8 @@ __all__ = [
 START_KEYWORDS = ("earliest", "latest", "committed")
 STOP_KEYWORDS = ("end", "never")
 TIMESTAMP_POLICIES = ("log_time", "processing_time", "event_time")
+ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
+DELIVERIES = ("at_least_once", "exactly_once")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
 SECRET_KEYS = ("sasl_plain_password", "sasl_password", "ssl_password", "password")

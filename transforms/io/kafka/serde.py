@@ -103,12 +103,17 @@ def to_raw_batch(batch: KafkaBatch) -> RawBatch:
     )
 
 
-def json_event_time(field: str = "timestamp") -> TimestampFn:
-    """Event time from a JSON payload's ``field`` (epoch seconds); log time when unreadable."""
+def json_event_time(field: str = "timestamp",
+                    decode: Optional[Callable[[bytes], Any]] = None) -> TimestampFn:
+    """Event time from a JSON payload's ``field`` (epoch seconds); log time when unreadable.
+
+    ``decode`` reads payloads of another format (an Avro/Protobuf/JSON Schema decoder's
+    ``decode``; default ``json.loads``)."""
+    read = decode or json.loads
 
     def event_time(record: KafkaRecord) -> float:
         try:
-            value = json.loads(record.value)[field]
+            value = read(record.value)[field]
             if is_time(value):
                 return float(value)
         except Exception:  # malformed payloads are dead-lettered later; keep their log time

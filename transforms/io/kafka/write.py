@@ -11,6 +11,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms import delivery
 from transforms.base.errors import ConfigError, SinkError
 from transforms.base.extras import require
 from transforms.io.kafka import client, rules
@@ -18,6 +19,7 @@ from transforms.io.kafka.client import NoClientsPickled, first_line, servers
 from transforms.io.kafka.discovery import check_topics
 from transforms.io.kafka.records import DEAD_LETTERS, NAMESPACE, WRITTEN
 from transforms.io.kafka.serde import as_bytes, to_json_bytes
+from transforms.io.kafka.transactions import ExactlyOnce, Transactions
 from transforms.io.results import WriteResult
 from transforms.records import DeadLetter
 from transforms.sinks import as_dict
@@ -37,10 +39,16 @@ class _Pending(NamedTuple):
     window: Any
 
 
-class _WriteFn(NoClientsPickled, beam.DoFn):
-    _CLIENTS = ("_producer", "_errors")
+def _nothing() -> None:
+    pass
 
-    def __init__(self, config, topic, value_fn, key_fn, headers_fn, pipeline, step, on_reject):
+
+class _WriteFn(NoClientsPickled, beam.DoFn):
+    _CLIENTS = ("_producer", "_errors", "_transactions")
+
+    def __init__(self, config, topic, value_fn, key_fn, headers_fn, pipeline, step, on_reject,
+                 exactly_once: Optional[ExactlyOnce] = None):
+        self._exactly_once = exactly_once
         self._config = config
         self._topic = topic
         self._value_fn = value_fn
@@ -53,8 +61,17 @@ class _WriteFn(NoClientsPickled, beam.DoFn):
         self._rejected = Metrics.counter(NAMESPACE, "records_rejected")
 
     def setup(self):
+        # A value function with a setup (a registry-backed encoder) prepares once per
+        # worker: an incompatible schema fails here, in one line, not on the first record.
+        getattr(self._value_fn, "setup", _nothing)()
         kafka = require("kafka", "kafka")
         self._errors = kafka.errors
+        self._transactions: Optional[Transactions] = None
+        if self._exactly_once is not None:  # one shared transactional producer (transactions.py)
+            self._transactions = Transactions.acquire(self._config, self._exactly_once,
+                                                      self._topic)
+            self._producer = self._transactions.producer
+            return
         # acks=all last: the delivery guarantee is not configurable.
         settings = client.settings("producer", self._config, defaults=PRODUCER_DEFAULTS,
                                    acks="all")
@@ -66,6 +83,17 @@ class _WriteFn(NoClientsPickled, beam.DoFn):
 
     def start_bundle(self):
         self._pending: list[_Pending] = []
+        if self._transactions is not None:
+            self._scope = delivery.current()
+            if self._scope is None:
+                raise SinkError("exactly-once writes to Kafka need the LocalStreamingRunner "
+                                "(--delivery=exactly_once)")
+            self._transactions.lock.acquire()  # released in finish_bundle or on a failure
+            try:
+                self._transactions.begin_bundle(self._scope)
+            except Exception:
+                self._transactions.lock.release()
+                raise
 
     def _reject(self, element, payload, reason, code, timestamp, window):
         self._rejected.inc()
@@ -83,6 +111,23 @@ class _WriteFn(NoClientsPickled, beam.DoFn):
         return beam.pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(letter, timestamp, [window]))
 
     def process(self, element, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        if self._transactions is None:
+            yield from self._process(element, timestamp, window)
+            return
+        try:
+            yield from self._process(element, timestamp, window)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    def _fail(self, exc: BaseException) -> None:
+        """A bundle of an exactly-once sink failed: the open transaction must never commit
+        (the run fails; a restart reads its records again)."""
+        assert self._transactions is not None
+        self._transactions.fail(f"writing to Kafka topic {self._topic!r} failed: {first_line(exc)}")
+        self._transactions.lock.release()
+
+    def _process(self, element, timestamp, window):
         payload = None
         try:
             payload = self._value_fn(element)
@@ -96,7 +141,10 @@ class _WriteFn(NoClientsPickled, beam.DoFn):
                                        "serialization", timestamp, window))
             return
         try:
-            future = self._producer.send(self._topic, value=payload, key=key, headers=headers)
+            if self._transactions is not None:
+                future = self._transactions.send(payload, key, headers)
+            else:
+                future = self._producer.send(self._topic, value=payload, key=key, headers=headers)
         except Exception as exc:
             if getattr(exc, "retriable", False) or isinstance(exc, self._errors.KafkaTimeoutError):
                 raise SinkError(f"writing to Kafka topic {self._topic!r} at "
@@ -113,14 +161,22 @@ class _WriteFn(NoClientsPickled, beam.DoFn):
         self._producer.flush()
         pending, self._pending = self._pending, []
         written = 0
+        # In a transaction, what the sink reports as written depends on nothing: the
+        # transaction holds what its records derive from until it commits.
+        scope = getattr(self, "_scope", None) if self._transactions is not None else None
         for item in pending:
             exc = item.future.exception if item.future.failed() else None
             if exc is None:
                 written += 1
+                if scope is not None:
+                    scope.detached = True
                 yield beam.pvalue.TaggedOutput(
                     WRITTEN, WindowedValue(item.element, item.timestamp, [item.window]))
+                if scope is not None:
+                    scope.detached = False
                 continue
-            if getattr(exc, "retriable", False):
+            if getattr(exc, "retriable", False) or self._transactions is not None:
+                # A transaction cannot leave out a record the broker refused: it fails.
                 raise SinkError(f"writing to Kafka topic {self._topic!r} at "
                                 f"{servers(self._config)} failed: {first_line(exc)}")
             yield self._reject(item.element, item.payload, f"rejected: {first_line(exc)}",
@@ -128,9 +184,24 @@ class _WriteFn(NoClientsPickled, beam.DoFn):
         self._written.inc(written)
 
     def finish_bundle(self):
-        yield from self._drain()
+        if self._transactions is None:
+            yield from self._drain()
+            return
+        try:
+            yield from self._drain()
+            self._transactions.end_bundle(self._scope)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        self._transactions.lock.release()
 
     def teardown(self):
+        transactions = getattr(self, "_transactions", None)
+        if transactions is not None:
+            self._transactions = None
+            self._producer = None
+            transactions.release()
+            return
         producer = getattr(self, "_producer", None)
         if producer is not None:
             producer.close(timeout=10)
@@ -159,7 +230,9 @@ class WriteToKafka(beam.PTransform):
 
     :param bootstrap_servers: ``HOST:PORT[,HOST:PORT...]``.
     :param topic: the topic to write to (checked at construction when ``validate``).
-    :param value_fn: record -> the message value (bytes).
+    :param value_fn: record -> the message value (bytes); a
+        :class:`transforms.formats.RecordEncoder` writes Avro/Protobuf/JSON Schema, and
+        its ``setup()`` is called in the worker's ``setup``.
     :param key_fn: record -> the key (bytes, str or None); None: no key.
     :param headers_fn: record -> ``[(name, bytes|str)]``; None: no headers.
     :param config: any other kafka-python setting (``acks`` is always ``all``).
@@ -168,6 +241,10 @@ class WriteToKafka(beam.PTransform):
     :param on_reject: ``dead_letter`` (refused records to ``dead_letters``) or ``raise``.
     :param validate: check at construction that the topic exists.
     :param flag: the flag errors name (``--output``, ``--dead_letter``).
+    :param exactly_once: write in transactions that also commit the reader's offsets of
+        its consumer group (:class:`~transforms.io.kafka.transactions.ExactlyOnce`; the
+        LocalStreamingRunner only; read such topics with ``isolation_level=read_committed``).
+        Default: at least once.
     """
 
     def __init__(
@@ -184,8 +261,10 @@ class WriteToKafka(beam.PTransform):
         on_reject: str = "dead_letter",
         validate: bool = True,
         flag: str = "--output",
+        exactly_once: Optional[ExactlyOnce] = None,
     ) -> None:
         super().__init__()
+        self._exactly_once = exactly_once
         try:
             servers = rules.bootstrap_servers(bootstrap_servers or "")
         except Exception:
@@ -214,6 +293,6 @@ class WriteToKafka(beam.PTransform):
             check_topics(self._config, [self._topic], error=SinkError, flag=self._flag)
         outputs = pcoll | "Produce" >> beam.ParDo(_WriteFn(
             self._config, self._topic, self._value_fn, self._key_fn, self._headers_fn,
-            self._pipeline, self._step, self._on_reject,
+            self._pipeline, self._step, self._on_reject, self._exactly_once,
         )).with_outputs(DEAD_LETTERS, WRITTEN)
         return KafkaWriteResult(outputs[WRITTEN], outputs[DEAD_LETTERS])

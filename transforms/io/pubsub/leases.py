@@ -36,7 +36,9 @@ class Leases:
         self._lock = threading.Lock()
         self._leases: dict[str, tuple[float, float]] = {}  # ack id -> (expires, started)
         self._acked: collections.OrderedDict = collections.OrderedDict()
+        self._to_ack: list[str] = []  # acknowledged by the lease thread, in batches
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pubsub-leases", daemon=True)
         self._thread.start()
 
@@ -66,6 +68,19 @@ class Leases:
                 _LOG.warning("Pub/Sub: acknowledging %d messages failed (%s); they will be "
                              "redelivered", len(chunk), exc)
 
+    def ack_soon(self, ack_ids: Iterable[str]) -> None:
+        """Acknowledge ``ack_ids`` from the lease thread, batched with others (a runner
+        that finalizes each message on its own calls this once per message)."""
+        with self._lock:
+            self._to_ack.extend(ack_ids)
+        self._wake.set()
+
+    def _flush_acks(self) -> None:
+        with self._lock:
+            todo, self._to_ack = self._to_ack, []
+        if todo:
+            self.ack(todo)
+
     def _modify(self, ack_ids: list[str], seconds: int) -> None:
         for start in range(0, len(ack_ids), _ACK_CHUNK):
             self._client.modify_ack_deadline(request={
@@ -75,7 +90,10 @@ class Leases:
             })
 
     def _run(self) -> None:
-        while not self._stop.wait(_LEASE_TICK):
+        while not self._stop.is_set():
+            self._wake.wait(_LEASE_TICK)
+            self._wake.clear()
+            self._flush_acks()
             now = time.monotonic()
             with self._lock:
                 for ack_id, (_, started) in list(self._leases.items()):
@@ -92,9 +110,12 @@ class Leases:
 
     def release(self, ack_ids: Iterable[str] | None = None) -> None:
         """Hand messages back for redelivery now: ``ack_ids``, or all (and stop)."""
+        if ack_ids is None:
+            self._flush_acks()  # what is safe to acknowledge goes first
         with self._lock:
             if ack_ids is None:
                 self._stop.set()
+                self._wake.set()
                 pending = list(self._leases)
                 self._leases.clear()
             else:

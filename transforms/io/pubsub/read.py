@@ -14,6 +14,10 @@ durably committed the bundle that read it:
   direct runner's streaming mode);
 * where the runner supports bundle finalization, a finalization callback acknowledges
   the same ids as soon as the bundle is committed (a second ack is harmless);
+* a runner that keeps its state in memory (the local streaming runner) defers
+  finalization until everything derived from a message is written (an open window
+  holds it back, see transforms/delivery): there each message is acknowledged on its
+  own, then, and the residual acknowledges nothing;
 * meanwhile a lease thread extends their ack deadlines, and on teardown (a failed or
   cancelled pipeline) unacknowledged messages are released at once (``modack 0``) so a
   restarted reader gets them again without waiting for the deadline.
@@ -39,6 +43,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from transforms import delivery
 from transforms.base.errors import ConfigError, SourceError
 from transforms.io.pubsub.client import call, subscriber_client
 from transforms.io.pubsub.client import emulator_host as host_of
@@ -188,13 +193,14 @@ class _PullMessages(beam.DoFn, RestrictionProvider):
             return
         ack_ids = [m.ack_id for m in received]
         self._leases.add(ack_ids)
-        records, keys = [], []
+        records, keys, duplicates = [], [], []
         batch_keys: set[str] = set()
         for item in received:
             message = item.message
             key = self._dedup_key(message)
             if key in self._seen or key in batch_keys:
                 self._duplicates.inc()
+                duplicates.append(item.ack_id)
                 continue
             batch_keys.add(key)
             keys.append(key)
@@ -208,19 +214,28 @@ class _PullMessages(beam.DoFn, RestrictionProvider):
             if message.ordering_key:
                 origin["ordering_key"] = message.ordering_key
             seconds = self._event_seconds(message, origin)
-            records.append((RawRecord(bytes(message.data), origin), seconds))
-        newest = max((s for _, s in records), default=None)
-        if not tracker.try_claim((ack_ids, keys, len(received), newest)):
+            records.append((RawRecord(bytes(message.data), origin), seconds, item.ack_id))
+        newest = max((s for _, s, _ in records), default=None)
+        # A runner that defers finalization until a message's outputs are written (the
+        # local streaming runner) acknowledges each message then; the residual must not
+        # acknowledge them when the next invocation starts.
+        per_message = delivery.tracked() and getattr(finalizer, "register", None) is not None
+        claimed = [] if per_message else ack_ids
+        if not tracker.try_claim((claimed, keys, len(received), newest)):
             self._leases.release(ack_ids)  # a checkpoint came first: hand them back
             return
-        if getattr(finalizer, "register", None) is not None:  # not every runner finalizes
-            leases = self._leases
-            finalizer.register(lambda: leases.ack(ack_ids))
+        leases = self._leases
+        if not per_message and getattr(finalizer, "register", None) is not None:
+            finalizer.register(lambda: leases.ack(ack_ids))  # not every runner finalizes
         self._received.inc(len(records))
         if records:
-            _advance(watermark, Timestamp.of(min(s for _, s in records)))
-        for record, seconds in records:
+            _advance(watermark, Timestamp.of(min(s for _, s, _ in records)))
+        for record, seconds, ack_id in records:
+            if per_message:  # registered before its output: it waits for that output only
+                finalizer.register(lambda ack_id=ack_id: leases.ack_soon([ack_id]))
             yield TimestampedValue(record, seconds)
+        if per_message and duplicates:  # after the last output: waits for all of them
+            finalizer.register(lambda: leases.ack_soon(duplicates))
         tracker.defer_remainder(Duration.of(0))
 
     def _dedup_key(self, message) -> str:

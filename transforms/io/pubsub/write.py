@@ -170,16 +170,19 @@ class WriteToPubSub(beam.PTransform):
         )
 
 
-def json_messages(attribute_fields: list[str], ordering_field: str | None):
+def json_messages(attribute_fields: list[str], ordering_field: str | None,
+                  encode: Callable[[dict[str, Any]], bytes] | None = None):
     """A function making a JSON message of a record: ``attribute_fields`` also as message
-    attributes, ``ordering_field``'s value as the ordering key."""
+    attributes, ``ordering_field``'s value as the ordering key. ``encode`` writes the
+    data in another format instead (an Avro/Protobuf/JSON Schema encoder's ``encode``)."""
 
     def convert(record: Any) -> PubSubMessage:
         row = as_dict(record)
         attributes = {f: _attribute_text(row[f]) for f in attribute_fields
                       if row.get(f) is not None}
         key = row.get(ordering_field) if ordering_field else None
-        data = json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")
+        data = encode(row) if encode is not None else \
+            json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")
         return PubSubMessage(data, attributes or None, None if key is None else str(key))
 
     return convert

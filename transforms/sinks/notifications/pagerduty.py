@@ -72,7 +72,7 @@ def pagerduty_event(
         return event
     m = note.message
     numbers = ", ".join(f"{k}={format_number(v)}" for k, v in m.numbers.items())
-    window = f" in window {m.window_start} → {m.window_end}" if m.window_start else ""
+    window = f" in window {m.window_start} → {m.window_end}" if m.window_start and m.window_end else ""
     summary = headline(m) + (f": {numbers}" if numbers else "") + window
     details: dict[str, Any] = {**m.numbers, "pipeline": note.pipeline}
     if m.window_start:

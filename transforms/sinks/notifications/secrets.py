@@ -185,7 +185,10 @@ def redact(text: str, secrets: Iterable[Optional[Secret]]) -> str:
             continue
         value = secret.reveal()
         candidates = {value}
-        parts = urlsplit(value) if "://" in value else None
+        try:
+            parts = urlsplit(value) if "://" in value else None
+        except ValueError:
+            parts = None
         if parts is not None and parts.path not in ("", "/"):
             candidates.add(parts.path)  # HTTP libraries quote the path alone in errors
         for candidate in sorted(candidates, key=len, reverse=True):
@@ -200,7 +203,10 @@ _USERINFO = re.compile(r"^[^@]*@")
 def safe_endpoint(url: str) -> str:
     """``scheme://host[:port]`` of ``url``: enough to tell endpoints apart in logs and
     dead letters, without the path or query where webhook URLs keep their tokens."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL Python can split: say nothing about it
+        return "<url>"
     host = _USERINFO.sub("", parts.netloc)
     return f"{parts.scheme}://{host}" if parts.scheme and host else "<url>"
 

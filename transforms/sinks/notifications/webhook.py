@@ -121,7 +121,7 @@ class WriteToWebhook(WriteNotifications):
         url: SecretLike,
         *,
         secret: Optional[SecretLike] = None,
-        headers: Optional[Mapping[str, str]] = None,
+        headers: Optional[Mapping[str, SecretLike]] = None,
         message: MessageSpec = None,
         rate_limit: Optional[float] = None,
         burst: int = 1,

@@ -77,8 +77,11 @@ def json_bytes(value: Any) -> bytes:
 def http_url(value: Any, what: str) -> Secret:
     """An http(s) URL as a Secret (webhook URLs carry their token in the path)."""
     secret = Secret.of(value, what=what)
-    parts = urlsplit(secret.reveal())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(secret.reveal())
+    except ValueError:  # "Invalid IPv6 URL": a bracket in the host part
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(what, "an http:// or https:// URL (or env:NAME / file:PATH holding one)",
                           safe_endpoint(secret.reveal()))
     return secret

@@ -169,6 +169,24 @@ class PubSubEmulator:
         proto = pubsub_types().Subscription.pb()(name=subscription, topic=topic, **fields)
         self.servicer.CreateSubscription(proto, None)
 
+    def pulling(self, subscription: str) -> int:
+        """How many Pull calls on ``subscription`` are waiting for messages now (a killed
+        client's last one may still be, and takes what becomes deliverable meanwhile)."""
+        with self.servicer.state.lock:
+            return self.servicer.pulling[subscription]
+
+    def expire(self, subscription: str) -> int:
+        """Let every outstanding ack deadline of ``subscription`` pass now (what happens to
+        a killed client's messages once their deadlines run out); returns how many."""
+        with self.servicer.state.lock:
+            found = self.servicer.state.subscriptions[subscription]
+            count = len(found.outstanding)
+            for delivery in found.outstanding.values():
+                delivery.deadline = 0.0
+            found.expire(time.monotonic())
+            self.servicer.state.changed.notify_all()
+            return count
+
     def backlog(self, subscription: str) -> tuple[int, int]:
         """(messages waiting, messages delivered but not acknowledged) of a subscription."""
         with self.servicer.state.lock:

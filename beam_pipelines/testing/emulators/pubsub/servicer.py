@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import threading
@@ -51,6 +52,7 @@ class PubSubServicer:
         self._grpc = grpc
         self.state = state or PubSubState()
         self._stopping = threading.Event()
+        self.pulling: collections.Counter = collections.Counter()  # subscription -> Pull calls
 
     # ---- helpers -------------------------------------------------------------------
 
@@ -223,6 +225,15 @@ class PubSubServicer:
         if request.max_messages <= 0:
             raise self._invalid("max_messages must be > 0")
         wait_until = time.monotonic() + (0 if request.return_immediately else _PULL_WAIT)
+        with self.state.lock:
+            self.pulling[request.subscription] += 1
+        try:
+            return self._pull(request, wait_until)
+        finally:
+            with self.state.lock:
+                self.pulling[request.subscription] -= 1
+
+    def _pull(self, request, wait_until: float):
         with self.state.lock:
             while True:
                 subscription = self._subscription(request.subscription)
