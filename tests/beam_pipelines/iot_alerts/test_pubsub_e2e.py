@@ -161,7 +161,9 @@ def test_iot_alerts_streams_from_pubsub_until_cancelled(pubsub_env, tmp_path):
                         what="the bad reading's dead letter")
         assert [d["payload"] for d in dead] == ["not json"]
         assert dead[0]["origin"]["source"] == "pubsub"
-        wait_for(lambda: emulator.backlog(pubsub_env.subscription) == (0, 0),
-                 what="every reading acknowledged")
+        # Acknowledged once every output derived from it is written (docs/recovery.md): all
+        # but "later", whose window is still open, so it stays leased, not redelivered.
+        wait_for(lambda: emulator.backlog(pubsub_env.subscription) == (0, 1),
+                 what="every reading acknowledged but the one in the open window")
     finally:
         result.cancel()
