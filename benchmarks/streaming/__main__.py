@@ -1,0 +1,5 @@
+"""``python -m benchmarks.streaming``."""
+
+from benchmarks.streaming.cli import main
+
+raise SystemExit(main())
