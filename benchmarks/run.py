@@ -22,6 +22,8 @@ in the input size; the realistic profile within 1.3x of the uniform one's time a
 same size) are reported, never asserted.
 """
 
+# Over 500 lines: one benchmark run end to end (flags, the machine, measuring a child process, checking every engine's counts, the report); each section is short and only this command uses it.
+
 from __future__ import annotations
 
 import argparse

@@ -190,3 +190,19 @@ def test_the_checker_sees_an_upward_import_and_a_circle():
     assert not upward(Import("beam_pipelines.options", "transforms.parse", 1, False))
     assert upward(Import("transforms.base.errors", "transforms.records", 1, False))
     assert circles(edges) == [["a", "b"]]
+
+
+MAX_LINES = 500
+SIZE_NOTE = "# Over 500 lines:"
+
+
+@pytest.mark.unit
+def test_no_module_over_500_lines_without_a_note_saying_why():
+    """Small modules with one job each; a longer one says why near its top."""
+    long = []
+    for package in (*PACKAGES, "benchmarks"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            if text.count("\n") > MAX_LINES and SIZE_NOTE not in "\n".join(text.splitlines()[:80]):
+                long.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+    assert not long, "modules over 500 lines with no '# Over 500 lines: why' note:\n" + "\n".join(long)

@@ -38,6 +38,8 @@ stops: the client times out), :meth:`Route.slow` (answer after a delay). Every r
 is recorded (``route.requests``), scripted or not, with its checks.
 """
 
+# Over 500 lines: one receiver checks three services' request formats (Slack, PagerDuty, webhooks); test support only.
+
 from __future__ import annotations
 
 import collections

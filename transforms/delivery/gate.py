@@ -26,6 +26,8 @@ dead-lettered), see :meth:`Gate.position`.
 Everything here is plain Python under one lock; callbacks run outside it.
 """
 
+# Over 500 lines: the deferred-commit bookkeeping is one state machine; its invariants are easier to check in one file.
+
 from __future__ import annotations
 
 import collections

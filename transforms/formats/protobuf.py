@@ -24,6 +24,8 @@ dead letter (``undecodable``). Raw Protobuf keeps unknown fields silently, as Pr
 own evolution rules want when the local schema is older than the writer's.
 """
 
+# Over 500 lines: descriptor building, Confluent framing and message indexes belong to one wire format.
+
 from __future__ import annotations
 
 import base64
