@@ -65,6 +65,7 @@ from transforms.windowing import (
     _CountLate,
     arm_early_timer,
     early_firing_due,
+    is_positive_seconds,
 )
 
 __all__ = [
@@ -95,7 +96,7 @@ class SessionConfig:
 
     gap: int = DEFAULT_GAP
     allowed_lateness: int = 0
-    early_firing: Optional[int] = None  # processing-time early panes (streaming)
+    early_firing: Optional[float] = None  # processing-time early panes (streaming), sub-second allowed
 
     def __post_init__(self) -> None:
         if not isinstance(self.gap, int) or isinstance(self.gap, bool) or self.gap <= 0:
@@ -104,10 +105,8 @@ class SessionConfig:
             raise ConfigError(
                 "--allowed_lateness", "a whole number of seconds >= 0", self.allowed_lateness
             )
-        if self.early_firing is not None and (
-            not isinstance(self.early_firing, int) or self.early_firing <= 0
-        ):
-            raise ConfigError("--early_firing", "a whole number of seconds > 0", self.early_firing)
+        if self.early_firing is not None and not is_positive_seconds(self.early_firing):
+            raise ConfigError("--early_firing", "a number of seconds > 0", self.early_firing)
 
     def window_fn(self) -> beam_window.Sessions:
         return beam_window.Sessions(self.gap)

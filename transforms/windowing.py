@@ -60,6 +60,12 @@ _MICRO = Duration(micros=1)
 MAX_WINDOWS_PER_EVENT = 1000
 
 
+def is_positive_seconds(value: object) -> bool:
+    """A finite number of seconds > 0 (not a bool): --early_firing may be sub-second."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
 @dataclasses.dataclass(frozen=True)
 class WindowConfig:
     """Window and trigger settings, in whole seconds."""
@@ -67,7 +73,7 @@ class WindowConfig:
     size: int = 300
     period: Optional[int] = None  # sliding windows when set
     allowed_lateness: int = 0
-    early_firing: Optional[int] = None  # processing-time early panes (streaming)
+    early_firing: Optional[float] = None  # processing-time early panes (streaming), sub-second allowed
     allow_many_windows: bool = False  # more than MAX_WINDOWS_PER_EVENT windows per event
 
     def __post_init__(self) -> None:
@@ -83,10 +89,8 @@ class WindowConfig:
             raise ConfigError(
                 "--allowed_lateness", "a whole number of seconds >= 0", self.allowed_lateness
             )
-        if self.early_firing is not None and (
-            not isinstance(self.early_firing, int) or self.early_firing <= 0
-        ):
-            raise ConfigError("--early_firing", "a whole number of seconds > 0", self.early_firing)
+        if self.early_firing is not None and not is_positive_seconds(self.early_firing):
+            raise ConfigError("--early_firing", "a number of seconds > 0", self.early_firing)
         if self.windows_per_event > MAX_WINDOWS_PER_EVENT and not self.allow_many_windows:
             raise ConfigError.from_message(
                 f"--window_period: --window_size={self.size} with --window_period={self.period} "
@@ -259,11 +263,8 @@ class _StreamingAggregateFn(beam.DoFn):
             return
         windows_state.write(windows)
         self._arm_event_timer(windows, event_timer)
-        if self._config.early_firing and early_deadline.read() is None:
-            if any(s.dirty for s in windows.values()):
-                deadline = Timestamp.now() + Duration(seconds=self._config.early_firing)
-                early_timer.set(deadline)
-                early_deadline.write(deadline.micros)
+        if self._config.early_firing and any(s.dirty for s in windows.values()):
+            arm_early_timer(self._config.early_firing, early_deadline, early_timer)
 
     def _arm_event_timer(self, windows: dict[float, _WindowState], event_timer) -> None:
         deadlines = []
@@ -363,7 +364,7 @@ class _StreamingAggregateFn(beam.DoFn):
             windows_state.write(windows)
 
 
-def arm_early_timer(early_firing: int, early_deadline, early_timer) -> None:
+def arm_early_timer(early_firing: float, early_deadline, early_timer) -> None:
     """Arm the processing-time EARLY timer ``early_firing`` seconds from now, unless one
     is armed; ``early_deadline`` (state) remembers when it is due."""
     if early_deadline.read() is None:

@@ -184,10 +184,11 @@ class WindowOptions(PipelineOptions):
         )
         parser.add_argument(
             "--early_firing",
-            type=seconds(1),
+            type=positive_seconds,
             default=None,
             help="Streaming: emit EARLY panes with the running (accumulating) count every this "
-            "many seconds of processing time, like Spark's 'update' output mode.",
+            "many seconds of processing time, like Spark's 'update' output mode; fractions "
+            "such as 0.1 for sub-second updates.",
         )
 
 

@@ -9,6 +9,7 @@ strings) live in that connector's ``rules`` module as functions raising ValueErr
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Callable, Optional, TypeVar
 
 # One rule for whole numbers > 0 in every layer: the runners' flags need it too.
@@ -84,7 +85,7 @@ def positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
     return value
 

@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
                    help="Latency runs: seconds of producing at each rate (default 20).")
     p.add_argument("--partitions", type=int, default=4, help="Partitions per topic (default 4).")
     p.add_argument("--window_size", type=int, default=300, help="Window seconds (default 300).")
-    p.add_argument("--early_firing", type=int, default=1,
+    p.add_argument("--early_firing", type=float, default=1,
                    help="Seconds between early panes (default 1).")
     p.add_argument("--settle", type=float, default=30.0,
                    help="Latency runs: seconds to wait for the last counts (default 30).")

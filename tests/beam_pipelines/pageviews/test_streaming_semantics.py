@@ -13,9 +13,11 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.pageviews import CountPageViews
 from beam_pipelines.testing.collect import collect
+from transforms.base.errors import ConfigError
 from transforms.io.synthetic.events import SyntheticEvents
 from transforms.records import UserEvent
 from transforms.windowing import WindowConfig, _CountLate
@@ -80,6 +82,39 @@ def test_early_panes_accumulate_like_spark_update_mode():
         ("00:00:00", "/a", 3, "EARLY", 1, False),
         ("00:00:00", "/a", 3, "ON_TIME", 2, True),
     ]
+
+
+def test_sub_second_early_firing_arms_its_timer_that_far_ahead(monkeypatch):
+    """--early_firing=0.1: the EARLY deadline is 0.1 s of processing time away, not 1 s.
+
+    (TestStream's processing time is not the wall clock the timer is armed from, so the
+    deadline is checked here rather than through a pipeline.)"""
+    from transforms import windowing
+
+    class Cell:
+        value = None
+
+        def read(self):
+            return self.value
+
+        def write(self, value):
+            self.value = value
+
+        def set(self, value):
+            self.value = value
+
+    monkeypatch.setattr(windowing.Timestamp, "now", classmethod(lambda cls: Timestamp(100)))
+    deadline, timer = Cell(), Cell()
+    windowing.arm_early_timer(0.1, deadline, timer)
+    assert timer.value == Timestamp(100.1) and deadline.value == Timestamp(100.1).micros
+    windowing.arm_early_timer(0.1, deadline, Cell())  # armed already: kept
+    assert deadline.value == Timestamp(100.1).micros
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), True, "1"])
+def test_early_firing_must_be_a_positive_number_of_seconds(bad):
+    with pytest.raises(ConfigError, match="--early_firing: expected a number of seconds > 0"):
+        WindowConfig(size=300, early_firing=bad)
 
 
 def test_late_data_inside_lateness_updates_and_later_data_is_dead_lettered():
