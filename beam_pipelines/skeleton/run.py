@@ -16,6 +16,7 @@ from apache_beam.runners.runner import PipelineResult
 from beam_pipelines import metrics
 from beam_pipelines.metrics import counter_total
 from beam_pipelines.options import IOOptions, is_streaming
+from beam_pipelines.skeleton import progress
 from beam_pipelines.wiring.source_spec import SourceSpec
 from runners import prepare
 from runners.introspection import remember_dofn_introspection
@@ -76,7 +77,9 @@ def execute(options: PipelineOptions, source: SourceSpec, *, pipeline_name: str,
     exported while the job runs (``--metrics_port``, ``--pushgateway``), and the
     end-of-run report of what was counted and rejected."""
     pipeline, options, streaming = _built(options, source, build)
-    with while_running(options):
+    io = options.view_as(IOOptions)
+    backfill = io.input if io.source == "file" and not streaming else None
+    with while_running(options), progress.shown(backfill):
         result = pipeline.run()
         with metrics.serve(result, options, pipeline=pipeline_name) as exporter:
             result.wait_until_finish()

@@ -35,6 +35,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.base.errors import ConfigError, SourceError
 from transforms.io.compressed import CorruptInput, open_input
+from transforms.io.progress import READ_PROGRESS
 from transforms.records import RawRecord
 
 _CHUNK = 1 << 20
@@ -256,6 +257,11 @@ def _read_errors() -> tuple[type[BaseException], ...]:
     return (OSError, CorruptInput, pa.ArrowException)
 
 
+# Lines between two progress updates of the per-record reader: the lock stays off the
+# per-line path.
+_PROGRESS_EVERY = 4096
+
+
 class _ReadFile(beam.DoFn):
     def __init__(self) -> None:
         self._lines = Metrics.counter("files", "lines_read")
@@ -265,13 +271,18 @@ class _ReadFile(beam.DoFn):
             rows, kind = iter_parquet_rows(path), "row"
         else:
             rows, kind = iter_lines(path), "line"
-        count = 0
+        count = size = 0
         try:
             for number, payload in rows:
                 count += 1
+                size += len(payload) + 1
+                if count % _PROGRESS_EVERY == 0:
+                    READ_PROGRESS.add(bytes=size, records=_PROGRESS_EVERY)
+                    size = 0
                 yield RawRecord(payload, {"source": "file", "file": path, kind: number})
         except _read_errors() as exc:
             raise read_failure(path, exc) from None
+        READ_PROGRESS.add(bytes=size, records=count % _PROGRESS_EVERY, files=1)
         self._lines.inc(count)
 
 
@@ -313,13 +324,17 @@ class _ReadBlocks(beam.DoFn):
     def process(self, path: str):
         try:
             if path.endswith(".parquet"):
-                yield from iter_parquet_batches(path)
-                return
-            for block in iter_blocks(path):
-                self._bytes.inc(len(block.data))
-                yield block
+                for rows in iter_parquet_batches(path):
+                    READ_PROGRESS.add(records=rows.batch.num_rows)
+                    yield rows
+            else:
+                for block in iter_blocks(path):
+                    self._bytes.inc(len(block.data))
+                    READ_PROGRESS.add(bytes=len(block.data), records=block.data.count(b"\n"))
+                    yield block
         except _read_errors() as exc:
             raise read_failure(path, exc) from None
+        READ_PROGRESS.add(files=1)
 
 
 class ReadFileBlocks(_ReadFiles):
