@@ -37,6 +37,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from beam_pipelines import options as opts
 from beam_pipelines.metrics import fresh_metrics, read_snapshot
+from beam_pipelines.options import applies
 from beam_pipelines.options.kafka import KafkaOptions
 from beam_pipelines.options.quality import QualityOptions
 from beam_pipelines.skeleton import Context, Core, Inputs, Pipeline, ResultSpec, read_records
@@ -176,6 +177,9 @@ class Fraud(Pipeline):
     contract = TRANSACTIONS
     results = RESULTS
     flags = (FraudOptions,)
+    # A "kafka://TOPIC" blocklist in --rules and --route_decisions use the Kafka cluster
+    # whatever the source and sink: its client flags always apply.
+    flag_rules = {flag: None for flag in applies.KAFKA_CLIENT}
 
     def check(self, options: PipelineOptions) -> None:
         rules = rules_of(options)

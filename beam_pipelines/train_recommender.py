@@ -129,6 +129,8 @@ class TrainRecommenderPipeline(Pipeline):
     results = RESULTS
     # --session_gap is the sessions pipeline's flag: a session is the same thing in both.
     flags = (TrainRecommenderOptions, SessionsOptions, ProfileOptions, opts.BatchEngineOptions)
+    # The model directory: --output applies with the (only) console sink.
+    flag_rules = {"output": None}
 
     def check(self, options: PipelineOptions) -> None:
         io = options.view_as(opts.IOOptions)

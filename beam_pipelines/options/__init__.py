@@ -50,7 +50,7 @@ from runners.options import register_dask_options
 from transforms.base.errors import ConfigError
 
 __all__ = ["BATCH_ENGINES", "BatchEngineOptions", "IOOptions", "RunOptions", "SINKS", "SOURCES",
-           "WindowOptions", "choice", "fraction", "from_rule", "is_streaming", "non_empty",
+           "WindowOptions", "all_option_classes", "choice", "fraction", "from_rule", "is_streaming", "non_empty",
            "non_negative_seconds", "parse", "positive_float", "positive_int", "positive_seconds",
            "seconds"]
 
@@ -215,7 +215,8 @@ class _StrictParser(_BeamArgumentParser):
         raise ConfigError.from_message(message)
 
 
-def _all_option_classes() -> list[Type[PipelineOptions]]:
+def all_option_classes() -> list[Type[PipelineOptions]]:
+    """Every PipelineOptions class imported so far, once each."""
     return list({cls.__name__ + cls.__module__: cls for cls in PipelineOptions.__subclasses__()}.values())
 
 
@@ -225,7 +226,7 @@ def _help(prog: str, classes: Sequence[Type[PipelineOptions]], description: str)
     )
     ours = ("beam_pipelines.", "transforms.", "runners.")
     connectors = [
-        cls for cls in _all_option_classes()
+        cls for cls in all_option_classes()
         if cls.__module__.startswith(ours) and cls not in classes
         and "_add_argparse_args" in cls.__dict__
     ]
@@ -284,7 +285,7 @@ def parse(
         print(_help(prog, classes, description))
         raise SystemExit(0)
     parser = _StrictParser(allow_abbrev=False, add_help=False)
-    for cls in _all_option_classes():
+    for cls in all_option_classes():
         cls._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(flags)
     if unknown:

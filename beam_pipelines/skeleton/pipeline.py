@@ -31,11 +31,13 @@ from apache_beam.runners.runner import PipelineResult
 from apache_beam.transforms.window import GlobalWindows
 
 from beam_pipelines import options as opts
+from beam_pipelines.options import applies
 from beam_pipelines.options.quality import QualityOptions
 from beam_pipelines.skeleton import run as runs
 from beam_pipelines.skeleton.results import ResultSpec
 from beam_pipelines.wiring import notifications, quality
 from beam_pipelines.wiring.dead_letters import write_dead_letters
+from beam_pipelines.wiring.extras import check_extras
 from beam_pipelines.wiring.notifications import Alerts
 from beam_pipelines.wiring.sinks import check_sink, write_results
 from beam_pipelines.wiring.source_spec import SourceSpec
@@ -102,6 +104,9 @@ class Pipeline:
     # window size) when --window_period is not given; None: tumbling windows.
     default_window_period: ClassVar[Optional[int]] = None
     default_source: ClassVar[str] = "synthetic"
+    # Overrides of when a flag applies (beam_pipelines/options/applies.py): flag (without
+    # "--") -> a Rule, or None for "always". A flag given where it does nothing is refused.
+    flag_rules: ClassVar[dict[str, Optional[applies.Rule]]] = {}
 
     # ---- what a pipeline writes --------------------------------------------------------
 
@@ -179,13 +184,28 @@ class Pipeline:
             module = spec.name if spec is not None else self.name
         return module
 
+    def other_classes(self) -> list[Type[PipelineOptions]]:
+        """Option classes of other pipelines (and optional shared ones this pipeline does
+        not list): their flags do nothing here."""
+        own = set(self.option_classes())
+        optional = (opts.BatchEngineOptions,)
+        return [cls for cls in opts.all_option_classes() if cls not in own
+                and (cls in optional or _is_pipeline_module(cls.__module__))]
+
     def has_alerts(self) -> bool:
         """Whether the pipeline overrides :meth:`alerts` (it can notify)."""
         return type(self).alerts is not Pipeline.alerts
 
     def check_all(self, options: PipelineOptions) -> None:
-        """The flags checked before a run starts: :meth:`check` (the pipeline's own) and
+        """The flags checked before a run starts: that each flag given applies to this run
+        (``--input`` alone implies ``--source=file``), the optional extras the chosen
+        source, sink and dead-letter target need, :meth:`check` (the pipeline's own) and
         the skeleton's (the notification flags and secrets)."""
+        applies.implied_source(options)
+        applies.check(options, default_source=self.default_source, pipeline=self.name,
+                      own_classes=self.option_classes(), other_classes=self.other_classes(),
+                      extra_rules=self.flag_rules)
+        check_extras(options, default_source=self.default_source)
         self.check(options)
         notifications.prepare(options, pipeline=self.name, has_alerts=self.has_alerts())
 
@@ -254,6 +274,12 @@ class Pipeline:
         start (a bad flag, no input), 1 when it failed while running (see
         :func:`beam_pipelines.skeleton.run.main`)."""
         return runs.main(self.run, argv)
+
+
+def _is_pipeline_module(module: str) -> bool:
+    """A module of ``beam_pipelines`` outside the shared options (a pipeline's own)."""
+    return module.startswith("beam_pipelines.") and not module.startswith(
+        ("beam_pipelines.options", "beam_pipelines.skeleton", "beam_pipelines.wiring"))
 
 
 def read_records(pipeline: beam.Pipeline, source: SourceSpec,

@@ -7,6 +7,8 @@ nothing else. Command-line entry points turn these into a one-line message.
 
 from __future__ import annotations
 
+from typing import Optional
+
 __all__ = [
     "BeamPipelinesError", "ConfigError", "MissingExtraError", "NotAvailableError", "SinkError",
     "SourceError"
@@ -52,13 +54,15 @@ class ConfigError(BeamPipelinesError, ValueError):
 class MissingExtraError(BeamPipelinesError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
-    def __init__(self, extra: str, module: str) -> None:
+    def __init__(self, extra: str, module: str, flag: Optional[str] = None) -> None:
         self.extra = extra
         self.module = module
-        super().__init__(
-            f"{module} is not installed: this feature needs the [{extra}] extra "
-            f"(pip install 'beam-pipelines[{extra}]')"
-        )
+        self.flag = flag
+        if flag:  # the flag that asked for it, first: the one line says what to change
+            text = f"{flag}: {module} is not installed: it needs the [{extra}] extra"
+        else:
+            text = f"{module} is not installed: this feature needs the [{extra}] extra"
+        super().__init__(f"{text} (pip install 'beam-pipelines[{extra}]')")
 
 
 class SourceError(BeamPipelinesError):

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Optional
 
 from transforms.base.errors import MissingExtraError
 
 __all__ = ["require"]
 
 
-def require(extra: str, module: str) -> ModuleType:
-    """Import ``module`` or raise MissingExtraError naming ``extra``."""
+def require(extra: str, module: str, flag: Optional[str] = None) -> ModuleType:
+    """Import ``module`` or raise MissingExtraError naming ``extra`` (and ``flag``, the
+    flag that asked for it, when given)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtraError(extra, module) from exc
+        raise MissingExtraError(extra, module, flag) from exc

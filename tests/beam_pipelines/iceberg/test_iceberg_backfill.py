@@ -178,7 +178,7 @@ def test_without_the_extra_the_run_says_which_to_install(tmp_path, monkeypatch, 
     monkeypatch.setitem(sys.modules, "pyiceberg", None)  # import pyiceberg raises ImportError
     assert pageviews.main(["--synthetic_events=10", *lake_flags(tmp_path, "web.pv")]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: pyiceberg is not installed: this feature needs the [iceberg] extra "
+        "error: --sink=iceberg: pyiceberg is not installed: it needs the [iceberg] extra "
         "(pip install 'beam-pipelines[iceberg]')")
 
 

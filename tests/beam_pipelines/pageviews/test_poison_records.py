@@ -21,7 +21,7 @@ import gzip
 import json
 import random
 from decimal import Decimal
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -206,9 +206,10 @@ def _letters(directory) -> list[str]:
                   for row in read_jsonl_dir(str(directory)))
 
 
-def _run_pageviews(flags: list[str], out, dead, engine: str):
+def _run_pageviews(flags: list[str], out, dead, engine: Optional[str]):
+    engine_flag = [f"--batch_engine={engine}"] if engine else []  # files and Kafka only
     result = pageviews.run([*flags, "--sink=jsonl", f"--output={out}", f"--dead_letter={dead}",
-                            f"--batch_engine={engine}", "--window_size=60"])
+                            *engine_flag, "--window_size=60"])
     counts = window_counts(read_jsonl_dir(str(out)))
     return result, counts, _letters(dead)
 
@@ -295,11 +296,11 @@ def test_hostile_synthetic_events_give_one_count_or_one_dead_letter_each(tmp_pat
     monkeypatch.setattr(pageviews.PAGEVIEWS, "contract",
                         dataclasses.replace(USER_EVENTS, generator=HostileEvents))
     valid, rejected = _expected(CORPUS)
-    for engine in ("arrow", "records"):
-        result, counts, letters = _run_pageviews(
-            ["--source=synthetic", f"--synthetic_events={len(CORPUS)}"], tmp_path / f"out-{engine}",
-            tmp_path / f"dead-{engine}", engine)
-        assert (sum(counts.values()), len(letters)) == (valid, rejected)
+    # The synthetic source is parsed record by record: --batch_engine does not apply to it.
+    result, counts, letters = _run_pageviews(
+        ["--source=synthetic", f"--synthetic_events={len(CORPUS)}"], tmp_path / "out",
+        tmp_path / "dead", None)
+    assert (sum(counts.values()), len(letters)) == (valid, rejected)
 
 
 def test_a_hostile_block_parses_as_one_block_and_as_payloads_alike():
