@@ -78,7 +78,8 @@ class IOOptions(PipelineOptions):
             "--input",
             type=non_empty("a file path or glob"),
             default=None,
-            help="Files for --source=file: JSON lines (optionally .gz/.bz2/.zst) or "
+            help="Files to read; given without --source it means --source=file (with "
+            "another --source it is refused). JSON lines (optionally .gz/.bz2/.zst) or "
             ".parquet with the same fields; any Beam filesystem path (gs://, s3://, ...). A "
             "glob ('*' within a folder, '**' across folders), one file, or a directory: every "
             "file under it, subfolders included, except names starting with '.' or '_'.",

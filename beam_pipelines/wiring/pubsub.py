@@ -13,7 +13,7 @@ from beam_pipelines.wiring import formats
 from beam_pipelines.wiring.source_spec import SourceSpec
 from transforms.base.errors import ConfigError
 from transforms.io.pubsub import ReadFromPubSub, WriteToPubSub
-from transforms.io.pubsub.rules import SUBSCRIPTION_FORM, TOPIC_FORM, TOPIC_RE
+from transforms.io.pubsub.rules import SUBSCRIPTION_FORM, TOPIC_FORM, TOPIC_RE, refusal
 from transforms.io.pubsub.write import ConvertAndWrite, dead_letter_message, json_messages
 
 __all__ = ["dead_letter_writer", "read_from_options", "sink_from_options", "source_from_options"]
@@ -70,7 +70,7 @@ def dead_letter_writer(target: str, options: Optional[PipelineOptions] = None) -
     (:func:`~transforms.io.pubsub.write.dead_letter_message`)."""
     topic = target.split("://", 1)[1] if "://" in target else target
     if not TOPIC_RE.match(topic):
-        raise ConfigError("--dead_letter", f"pubsub://{TOPIC_FORM}", target)
+        raise ConfigError.from_message(f"--dead_letter: {refusal(f'pubsub://{TOPIC_FORM}', target)}")
     host: Any = None
     if options is not None:
         host = options.view_as(PubSubOptions).pubsub_emulator_host

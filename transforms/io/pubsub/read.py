@@ -49,7 +49,13 @@ from transforms.io.pubsub.client import call, subscriber_client
 from transforms.io.pubsub.client import emulator_host as host_of
 from transforms.io.pubsub.leases import DEDUP_CAPACITY, Leases
 from transforms.io.pubsub.restriction import PullRestriction, PullRestrictionProvider
-from transforms.io.pubsub.rules import SUBSCRIPTION_FORM, SUBSCRIPTION_RE, TOPIC_FORM, TOPIC_RE
+from transforms.io.pubsub.rules import (
+    SUBSCRIPTION_FORM,
+    SUBSCRIPTION_RE,
+    TOPIC_FORM,
+    TOPIC_RE,
+    refusal,
+)
 from transforms.io.pubsub.serde import publish_seconds, timestamp_seconds
 from transforms.io.results import ReadResult, no_dead_letters
 from transforms.records import RawRecord, utc_iso
@@ -310,9 +316,10 @@ class ReadFromPubSub(beam.PTransform):
                               f"either a subscription ({SUBSCRIPTION_FORM}) or --pubsub_topic "
                               f"({TOPIC_FORM}), not both and not neither")
         if subscription is not None and not SUBSCRIPTION_RE.match(str(subscription)):
-            raise ConfigError("--subscription", SUBSCRIPTION_FORM, subscription)
+            raise ConfigError.from_message(
+                f"--subscription: {refusal(SUBSCRIPTION_FORM, subscription)}")
         if topic is not None and not TOPIC_RE.match(str(topic)):
-            raise ConfigError("--pubsub_topic", TOPIC_FORM, topic)
+            raise ConfigError.from_message(f"--pubsub_topic: {refusal(TOPIC_FORM, topic)}")
         if max_messages is not None and (not isinstance(max_messages, int) or max_messages <= 0):
             raise ConfigError("--pubsub_max_messages", "a whole number > 0", max_messages)
         if max_seconds is not None and not (isinstance(max_seconds, (int, float))

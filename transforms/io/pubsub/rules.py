@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    "SUBSCRIPTION_FORM", "SUBSCRIPTION_RE", "TOPIC_FORM", "TOPIC_RE", "ack_deadline",
-    "attribute_name", "field_names", "host_port", "subscription_name", "topic_name",
+    "NAMING_RULE", "SUBSCRIPTION_FORM", "SUBSCRIPTION_RE", "TOPIC_FORM", "TOPIC_RE", "ack_deadline",
+    "attribute_name", "field_names", "host_port", "refusal", "subscription_name", "topic_name",
 ]
 
 SUBSCRIPTION_FORM = "projects/P/subscriptions/S"
@@ -21,19 +21,26 @@ _NAME = r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}"
 _PROJECT = r"[A-Za-z0-9\-.:]+"
 SUBSCRIPTION_RE = re.compile(rf"^projects/{_PROJECT}/subscriptions/{_NAME}$")
 TOPIC_RE = re.compile(rf"^projects/{_PROJECT}/topics/{_NAME}$")
+# The naming rule in words, for the one-line error (a short name such as "s" is refused).
+NAMING_RULE = ("a name is 3 to 255 letters, digits and - _ . ~ + %, starting with a letter")
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.\-]+):\d{1,5}$")
 _ATTRIBUTE = re.compile(r"^[^\s]{1,256}$")
 
 
+def refusal(form: str, got: object) -> str:
+    """The words of a refused subscription or topic path: the form, the value, the rule."""
+    return f"expected {form}, got {got!r} ({NAMING_RULE})"
+
+
 def subscription_name(text: str) -> str:
     if not SUBSCRIPTION_RE.match(text):
-        raise ValueError(f"expected {SUBSCRIPTION_FORM}, got {text!r}")
+        raise ValueError(refusal(SUBSCRIPTION_FORM, text))
     return text
 
 
 def topic_name(text: str) -> str:
     if not TOPIC_RE.match(text):
-        raise ValueError(f"expected {TOPIC_FORM}, got {text!r}")
+        raise ValueError(refusal(TOPIC_FORM, text))
     return text
 
 

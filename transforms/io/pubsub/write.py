@@ -14,7 +14,7 @@ from transforms.base.errors import ConfigError, SinkError
 from transforms.base.extras import require
 from transforms.io.pubsub.client import call, publisher_client
 from transforms.io.pubsub.client import emulator_host as host_of
-from transforms.io.pubsub.rules import TOPIC_FORM, TOPIC_RE
+from transforms.io.pubsub.rules import TOPIC_FORM, TOPIC_RE, refusal
 from transforms.sinks import as_dict
 
 __all__ = ["ConvertAndWrite", "PubSubMessage", "WriteToPubSub", "dead_letter_message",
@@ -144,7 +144,7 @@ class WriteToPubSub(beam.PTransform):
     ) -> None:
         super().__init__()
         if not isinstance(topic, str) or not TOPIC_RE.match(topic):
-            raise ConfigError(flag, TOPIC_FORM, topic)
+            raise ConfigError.from_message(f"{flag}: {refusal(TOPIC_FORM, topic)}")
         if not isinstance(max_batch_messages, int) or not 0 < max_batch_messages <= 1000:
             raise ConfigError("max_batch_messages", "a whole number from 1 to 1000",
                               max_batch_messages)
