@@ -8,7 +8,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence, TextIO
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TextIO
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -193,8 +193,8 @@ class Exporter:
                     "pick a free port or 0 for any"
                 ) from None
             self.port = self._httpd.server_port
-            _LOG.warning("%s: Prometheus metrics on http://%s:%d/metrics", self.pipeline,
-                         self._address, self.port)
+            _LOG.info("%s: Prometheus metrics on http://%s:%d/metrics", self.pipeline,
+                      self._address, self.port)
         self._poller = threading.Thread(target=self._poll_loop, name="beam-metrics-poll",
                                         daemon=True)
         self._poller.start()
@@ -260,34 +260,50 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
-def summary(families: Families, pipeline: str) -> str:
-    """A few lines for the end of a batch run: what each step did, why records were rejected."""
-    lines = [f"{pipeline} metrics:"]
-    values: dict[str, list[Series]] = {}
-    for item in families.series:
-        values.setdefault(item.name, []).append(item)
-    for item in values.get("events_processed_total", []):
-        lines.append(f"  events processed at {item.labels['step']}: {int(item.value)}")
-    rejected = values.get("events_dead_lettered_total", [])
-    if rejected:
-        reasons = ", ".join(f"{s.labels['reason']}={int(s.value)}" for s in rejected)
-        lines.append(f"  dead-lettered by reason: {reasons}")
-    for name in ("late_events_dropped_total", "late_events_accepted_total"):
-        for item in values.get(name, []):
-            if item.value:
-                lines.append(f"  {name[: -len('_total')].replace('_', ' ')}: {int(item.value)}")
-    if families.histogram_count:
-        mean = families.histogram_sum / families.histogram_count
-        median = next(
-            (le for le, count in families.histogram_buckets
-             if count >= families.histogram_count / 2), "+Inf",
-        )
-        median_text = (f"over {_duration(LATENCY_BUCKETS[-1])}" if median == "+Inf"
-                       else f"within {_duration(float(median))}")
-        lines.append(
-            f"  event time to output: mean {_duration(mean)}, median {median_text}, over "
-            f"{int(families.histogram_count)} results"
-        )
+def summary(families: Families, pipeline: str, *, counters: Optional[Mapping[Any, int]] = None,
+            streaming: bool = False, elapsed: Optional[float] = None) -> str:
+    """The end-of-run summary, the same lines in every run of a mode, zeros included.
+
+    Batch: records read, counted (valid, after any data-quality rules), rejected (by
+    reason), result rows written and throughput. Streaming adds what means something only
+    there: late records and event time to output (in a backfill of old data that would be
+    the data's age, not a latency). ``counters`` are the snapshot's Beam counters
+    (namespace, name) -> value; ``elapsed`` the run's wall-clock seconds."""
+    counters = counters or {}
+
+    def count(name: str) -> int:
+        return int(counters.get((pipeline, name), 0))
+
+    parsed, parse_rejected = count("events_parsed"), count("events_dead_lettered")
+    quality = count("quality_failed")
+    read = parsed + parse_rejected
+    rejected = parse_rejected + quality
+    reasons = ", ".join(
+        f"{name.split('.', 1)[1]}={int(value)}"
+        for (namespace, name), value in sorted(counters.items())
+        if namespace == pipeline and name.startswith("dead_letters_written.") and value)
+    written = count("events_processed.output")
+    lines = [f"{pipeline} summary:", f"  read: {read} records",
+             f"  counted: {parsed - quality} valid records",
+             f"  rejected: {rejected} records",
+             f"  dead letters by reason: {reasons or 'none'}",
+             f"  {'result panes' if streaming else 'result rows'} written: {written}"]
+    if streaming:
+        lines.append(f"  late records: {count('late_events_accepted')} accepted into their "
+                     f"window, {count('late_events_dropped')} dropped")
+        if families.histogram_count:
+            mean = families.histogram_sum / families.histogram_count
+            median = next(
+                (le for le, total in families.histogram_buckets
+                 if total >= families.histogram_count / 2), "+Inf",
+            )
+            median_text = (f"over {_duration(LATENCY_BUCKETS[-1])}" if median == "+Inf"
+                           else f"within {_duration(float(median))}")
+            lines.append(f"  event time to output: mean {_duration(mean)}, median "
+                         f"{median_text}, over {int(families.histogram_count)} panes")
+    if elapsed is not None and elapsed > 0:
+        lines.append(f"  throughput: {read / elapsed:,.0f} records/s ({read} records in "
+                     f"{elapsed:.1f} s)")
     return "\n".join(lines)
 
 
@@ -298,10 +314,12 @@ def serve(
     *,
     pipeline: str,
     out: TextIO | None = None,
+    started: Optional[float] = None,
 ) -> Iterator[Exporter]:
     """Export ``result``'s metrics for the duration of the block (see the module docstring).
 
-    On exit: a final read; for batch runs a summary on ``out`` and the ``--pushgateway``
+    On exit: a final read, the summary on ``out`` (:func:`summary`; ``started``, the
+    ``time.monotonic()`` of the job's start, gives its throughput), the ``--pushgateway``
     push; the endpoint stays up for ``--metrics_linger`` seconds or until scraped.
     """
     flags = options.view_as(MetricsOptions)
@@ -327,8 +345,15 @@ def serve(
         try:
             exporter.finish()
             out = out or sys.stderr  # looked up now: tests and embedders replace sys.stderr
-            if not streaming and not failed:
-                print(summary(exporter.families(), pipeline), file=out, flush=True)
+            # No counters at all: a runner without a metrics API (Dask); the run's last
+            # line says so (skeleton/run.py report) instead of a summary of zeros.
+            if not failed and exporter.snapshot.counters:
+                # started: time.monotonic() when the job started (a direct batch run may
+                # be over when pipeline.run() returns, before the exporter started).
+                elapsed = time.monotonic() - started if started is not None else None
+                print(summary(exporter.families(), pipeline,
+                              counters=exporter.snapshot.counters, streaming=streaming,
+                              elapsed=elapsed), file=out, flush=True)
             if flags.pushgateway:
                 try:
                     exporter.push(flags.pushgateway)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import re
 import sys
+import time
 from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
@@ -80,8 +81,9 @@ def execute(options: PipelineOptions, source: SourceSpec, *, pipeline_name: str,
     io = options.view_as(IOOptions)
     backfill = io.input if io.source == "file" and not streaming else None
     with while_running(options), progress.shown(backfill):
+        started = time.monotonic()
         result = pipeline.run()
-        with metrics.serve(result, options, pipeline=pipeline_name) as exporter:
+        with metrics.serve(result, options, pipeline=pipeline_name, started=started) as exporter:
             result.wait_until_finish()
     # The exporter's final snapshot, not a new read: Beam's portable job service stops
     # reporting the counters of stages fused with a splittable read once the job is done.
