@@ -5,28 +5,10 @@ Pipelines are modules with ``run(argv=None)``: ``python -m beam_pipelines.pagevi
 package and runner presets in ``runners``.
 """
 
-import logging as _logging
-
 __version__ = "0.1.0"
 
+# Beam's import-time noise about half-installed Google libraries is filtered by the
+# transforms package (transforms/base/quiet_imports.py), which every pipeline imports.
+from transforms.base import quiet_imports as _quiet_imports  # noqa: E402
 
-class _QuietOptionalImports(_logging.Filter):
-    """Beam logs these at import when optional Google libraries are half-installed.
-
-    They are harmless for every path this project supports and would be the first thing
-    a newcomer sees, so they are filtered; everything else is logged as usual.
-    """
-
-    _NOISE = ("Failed to import GCSFileSystem", "apitools not found")
-
-    def filter(self, record: _logging.LogRecord) -> bool:
-        message = str(record.msg)
-        return not any(message.startswith(n) for n in self._NOISE)
-
-
-# Filters on a logger only see records logged to it directly, so attach to the loggers
-# Beam uses for these messages (and to Python's last-resort handler, active at import).
-for _name in ("", "apache_beam.io.filesystems", "apache_beam.io.gcp.gcsfilesystem"):
-    _logging.getLogger(_name).addFilter(_QuietOptionalImports())
-if _logging.lastResort is not None:
-    _logging.lastResort.addFilter(_QuietOptionalImports())
+_quiet_imports.install()

@@ -66,6 +66,7 @@ from transforms.windowing import (
     arm_early_timer,
     early_firing_due,
     is_positive_seconds,
+    keyed_by_strings,
 )
 
 __all__ = [
@@ -293,9 +294,9 @@ class SessionWindowedAggregate(beam.PTransform):
             )
             late = results.pipeline | "NoLateData" >> beam.Create([])
             return _Aggregated(results, late)
+        windowed = keyed | "GlobalWindow" >> beam.WindowInto(beam_window.GlobalWindows())
         outputs = (
-            keyed
-            | "GlobalWindow" >> beam.WindowInto(beam_window.GlobalWindows())
+            keyed_by_strings(windowed)
             | "FireSessionPanes"
             >> beam.ParDo(_StreamingSessionsFn(self._combine_fn, self._config))
             .with_input_types(Tuple[str, Any])

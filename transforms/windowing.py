@@ -42,7 +42,7 @@ import math
 from typing import Any, Callable, Iterable, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
-from apache_beam import coders
+from apache_beam import coders, typehints
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.timeutil import TimeDomain
@@ -373,6 +373,21 @@ def arm_early_timer(early_firing: float, early_deadline, early_timer) -> None:
         early_deadline.write(deadline.micros)
 
 
+def keyed_by_strings(pcoll: beam.PCollection) -> beam.PCollection:
+    """``pcoll`` typed as (str, value) pairs, so the stateful step it feeds has a
+    deterministic key coder. Beam checks the input PCollection's element type (not the
+    ParDo's type hint) and a WindowInto keeps its input's, often Any: without this every
+    streaming start logs "Key coder ... may not be deterministic". Keys are strings (page,
+    device, user, service)."""
+    hint = pcoll.element_type
+    pair = getattr(hint, "tuple_types", None)  # Tuple[K, V]: (K, V)
+    if hint in (None, typehints.Any):
+        pcoll.element_type = typehints.KV[str, typehints.Any]
+    elif pair is not None and len(pair) == 2 and pair[0] == typehints.Any:
+        pcoll.element_type = typehints.KV[str, pair[1]]
+    return pcoll
+
+
 def early_firing_due(fire_time: Timestamp, early_deadline, early_timer) -> bool:
     """Whether an EARLY timer firing is the armed one (its deadline is then cleared).
 
@@ -434,9 +449,9 @@ class WindowedAggregate(beam.PTransform):
             )
             late = results.pipeline | "NoLateData" >> beam.Create([])
             return _Aggregated(results, late)
+        windowed = keyed | "GlobalWindow" >> beam.WindowInto(beam_window.GlobalWindows())
         outputs = (
-            keyed
-            | "GlobalWindow" >> beam.WindowInto(beam_window.GlobalWindows())
+            keyed_by_strings(windowed)
             | "FirePanes"
             >> beam.ParDo(_StreamingAggregateFn(self._combine_fn, self._config, self._ns))
             .with_input_types(Tuple[str, Any])  # state is keyed: keys are strings (page, device)

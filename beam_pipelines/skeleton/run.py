@@ -18,6 +18,7 @@ from beam_pipelines import metrics
 from beam_pipelines.metrics import counter_total
 from beam_pipelines.options import IOOptions, is_streaming
 from beam_pipelines.skeleton import progress
+from beam_pipelines.skeleton.logs import configure_logging
 from beam_pipelines.wiring.source_spec import SourceSpec
 from runners import prepare
 from runners.introspection import remember_dofn_introspection
@@ -259,7 +260,7 @@ def main(run: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequen
     a sink that stayed unreachable past its retry budget); the previous output of a file
     sink is untouched. Any other exception keeps its traceback: that is a bug.
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"):
         logging.getLogger(name).addFilter(_HideOurErrorTracebacks())
     try:
