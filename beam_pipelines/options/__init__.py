@@ -221,19 +221,52 @@ def all_option_classes() -> list[Type[PipelineOptions]]:
     return list({cls.__name__ + cls.__module__: cls for cls in PipelineOptions.__subclasses__()}.values())
 
 
-def _help(prog: str, classes: Sequence[Type[PipelineOptions]], description: str) -> str:
+# --help group titles: what each group is for, at a glance (the class docstring follows).
+_TITLES = {
+    "IOOptions": "Input and output (--source, --sink, --dead_letter)",
+    "WindowOptions": "Event-time windows",
+    "BatchEngineOptions": "Parsing engine",
+    "QualityOptions": "Data quality",
+    "KafkaOptions": "Kafka (--source=kafka, --sink=kafka, --dead_letter=kafka://TOPIC)",
+    "PubSubOptions": "Pub/Sub (--source=pubsub, --sink=pubsub, --dead_letter=pubsub://...)",
+    "EventHubsOptions": "Event Hubs (--source=eventhubs, --sink=eventhubs)",
+    "IcebergOptions": "Iceberg (--sink=iceberg)",
+    "FormatOptions": "Message formats (Kafka, Pub/Sub, Event Hubs payloads)",
+    "NotificationOptions": "Notifications (--sink=slack|pagerduty|webhook, --notify)",
+    "MetricsOptions": "Metrics (Prometheus)",
+    "RunnerPresetOptions": "Runner presets",
+}
+# The connector groups in --help order, after the pipeline's own flags.
+_CONNECTOR_ORDER = ("KafkaOptions", "PubSubOptions", "EventHubsOptions", "IcebergOptions",
+                    "FormatOptions", "NotificationOptions", "MetricsOptions",
+                    "RunnerPresetOptions")
+
+
+def _help(prog: str, classes: Sequence[Type[PipelineOptions]], description: str,
+          exclude: Sequence[Type[PipelineOptions]] = ()) -> str:
+    """Every flag the pipeline takes, grouped: its own classes first (``classes``), then
+    each connector's, then the runner; ``exclude`` (other pipelines' flags) left out."""
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, add_help=True, conflict_handler="resolve"
+        prog=prog, description=description, add_help=True, conflict_handler="resolve",
+        usage=f"{prog} [--flag=value ...]  (every flag below; Beam's runner flags too)",
     )
     ours = ("beam_pipelines.", "transforms.", "runners.")
     connectors = [
         cls for cls in all_option_classes()
-        if cls.__module__.startswith(ours) and cls not in classes
+        if cls.__module__.startswith(ours) and cls not in classes and cls not in exclude
         and "_add_argparse_args" in cls.__dict__
     ]
-    for cls in [*classes, *sorted(connectors, key=lambda c: c.__module__)]:
-        group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
+    rank = {name: i for i, name in enumerate(_CONNECTOR_ORDER)}
+    connectors.sort(key=lambda c: (rank.get(c.__name__, len(rank)), c.__module__))
+    for cls in [*classes, *connectors]:
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None
+        group = parser.add_argument_group(_TITLES.get(cls.__name__, cls.__name__), doc)
         cls._add_argparse_args(group)  # type: ignore[arg-type]  # groups take add_argument too
+        if cls is kafka.KafkaOptions:  # Beam defines the flag; it belongs here for a reader
+            group.add_argument("--bootstrap_servers", metavar="HOST:PORT[,HOST:PORT...]",
+                               help="The Kafka cluster of every Kafka source, sink and "
+                               "dead-letter topic (and fraud's kafka:// blocklists). "
+                               "Default localhost:9092.")
     group = parser.add_argument_group("Runner", "Any Beam runner flag is accepted as well.")
     group.add_argument("--runner", help="DirectRunner (default), PortableRunner, FlinkRunner, "
                        "DataflowRunner, DaskRunner, ... (see the README's runner table)")
@@ -274,16 +307,18 @@ def parse(
     *,
     prog: str,
     description: str = "",
+    exclude: Sequence[Type[PipelineOptions]] = (),
 ) -> PipelineOptions:
     """Validate ``argv`` strictly and return PipelineOptions over it.
 
-    ``--help`` prints the pipeline's own flags and exits. Unknown flags and bad values
+    ``--help`` prints the pipeline's own flags, then every connector's, grouped, and
+    exits; ``exclude`` are option classes --help leaves out (other pipelines'). Unknown flags and bad values
     raise ConfigError naming the flag and the expected form.
     """
     flags = list(sys.argv[1:] if argv is None else argv)
     register_dask_options(["--help"] if "-h" in flags else flags)
     if "-h" in flags or "--help" in flags:
-        print(_help(prog, classes, description))
+        print(_help(prog, classes, description, exclude))
         raise SystemExit(0)
     parser = _StrictParser(allow_abbrev=False, add_help=False)
     for cls in all_option_classes():
