@@ -10,6 +10,10 @@ Synthetic events come from :class:`~transforms.io.synthetic.events.SyntheticEven
 streaming pipeline sees them as on time). Each event is keyed by
 its ``user_id`` (one user's events stay in order in one partition). ``--partitions N``
 creates the topic with N partitions if it does not exist. A progress bar shows the rate.
+``--create_only`` creates the topic (``--partitions``, default 1) and sends nothing: the
+way to make a dead-letter or output topic::
+
+    python -m beam_pipelines.produce --topic=rejected --create_only --partitions=3
 
 ``--format=avro|jsonschema --schema_registry_url=URL`` sends the events in the Confluent
 wire format instead of JSON, with the user-event contract's schema registered under
@@ -149,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="Synthetic events per second of event time (default: --rate, or 20).")
     parser.add_argument("--partitions", type=int, default=None,
                         help="Create the topic with this many partitions if it does not exist.")
+    parser.add_argument("--create_only", action="store_true",
+                        help="Create the topic (--partitions, default 1) if it does not exist "
+                        "and send nothing: for a dead-letter or output topic.")
     parser.add_argument("--security_protocol", default=None, help="As for the pipelines.")
     parser.add_argument("--sasl_mechanism", default=None, help="As for the pipelines.")
     parser.add_argument("--sasl_username", default=None, help="As for the pipelines.")
@@ -184,7 +191,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     parser.error = error  # type: ignore[method-assign]
     args = parser.parse_args(argv)
     if args.count <= 0:
-        raise ConfigError("--count", "a whole number > 0", args.count)
+        raise ConfigError("--count", "a whole number > 0 (to create the topic and send "
+                          "nothing: --create_only)", args.count)
     if args.rate is not None and args.rate <= 0:
         raise ConfigError("--rate", "a number of events per second > 0", args.rate)
     if not 0.0 <= args.malformed <= 1.0:
@@ -203,6 +211,16 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     config = client_config(args.bootstrap_servers, security_protocol=args.security_protocol,
                            sasl_mechanism=args.sasl_mechanism, sasl_username=args.sasl_username,
                            sasl_password=args.sasl_password)
+    if args.create_only:
+        ignored = [flag for flag, given in (("--input", args.input),
+                                            ("--format", args.format != "json"),
+                                            ("--rate", args.rate)) if given]
+        if ignored:
+            raise ConfigError.from_message(
+                f"{ignored[0]}: not used with --create_only (it sends nothing)")
+        ensure_topic(config, args.topic, args.partitions or 1)
+        print(f"topic {args.topic} ready at {args.bootstrap_servers}", file=sys.stderr)
+        return 0
     if args.partitions:
         ensure_topic(config, args.topic, args.partitions)
     else:

@@ -23,10 +23,16 @@ from transforms.io.kafka.client import pooled_consumer, quiet_kafka_logs, server
 from transforms.io.kafka.offsets import Resolver, allot, committed_positions
 from transforms.io.kafka.records import NEVER, WATCH, PartitionRead
 
-__all__ = ["WatchSpec", "check_topics", "max_message_bytes", "topic_max_message_bytes",
+__all__ = ["WatchSpec", "check_topics", "create_topic_hint", "max_message_bytes", "topic_max_message_bytes",
            "wait_for_partitions"]
 
 _LOG = logging.getLogger(__name__)
+
+
+def create_topic_hint(config: Mapping[str, Any], topic: str) -> str:
+    """The command that creates ``topic`` and sends nothing to it."""
+    return (f"python -m beam_pipelines.produce --bootstrap_servers={servers(config)} "
+            f"--topic={topic} --create_only --partitions=N")
 
 
 def check_topics(config: Mapping[str, Any], topics: Sequence[str], *, timeout_ms: int = 5000,
@@ -53,8 +59,8 @@ def check_topics(config: Mapping[str, Any], topics: Sequence[str], *, timeout_ms
         if missing:
             raise error(
                 f"{flag}: topic {', '.join(repr(t) for t in missing)} does not exist on Kafka at "
-                f"{servers(config)} (create it, e.g. python -m beam_pipelines.produce "
-                f"--partitions N, or check {flag})"
+                f"{servers(config)} (create it: {create_topic_hint(config, missing[0])}; or "
+                f"check {flag})"
             )
         return found
     finally:
