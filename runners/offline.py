@@ -15,18 +15,32 @@ import os
 
 from transforms.base.errors import NotAvailableError
 
-__all__ = ["install_download_guard"]
+__all__ = ["install_download_guard", "refusal"]
+
+
+# A job server jar -> the runner that runs on it and the flag that gives a local copy.
+_JOB_SERVERS = (("flink", "FlinkRunner", "--flink_job_server_jar"),
+                ("spark", "SparkRunner", "--spark_job_server_jar"))
+
+
+def refusal(download_url: str, cached_jar_path: str) -> str:
+    """The one line of a refused download, naming the flags of the jar's kind: a runner's
+    job server (its own jar flag, or --job_endpoint) or an expansion service."""
+    jar = os.path.basename(download_url)
+    for word, runner, flag in _JOB_SERVERS:
+        if word in jar and "job-server" in jar:
+            return (f"{flag}: {runner} needs its job server {jar}, which Beam would download "
+                    f"from {download_url}; there are no downloads at run time. Pass "
+                    f"{flag}=PATH to a local copy, --job_endpoint=HOST:PORT of a running job "
+                    f"server, or put the jar at {cached_jar_path}")
+    return (f"--beam_services: Beam needs {jar}, which it would download from {download_url}; "
+            "there are no downloads at run time. Pass --beam_services='{\"GRADLE_TARGET\": "
+            "\"/path/to/" + jar + "\"}' (or HOST:PORT of a running expansion service), or put "
+            f"the jar at {cached_jar_path}")
 
 
 def _refuse_download(cls, download_url, cached_jar_path, user_agent=None):
-    jar = os.path.basename(download_url)
-    raise NotAvailableError(
-        f"--beam_services: Beam needs {jar}, which it would download from {download_url}; "
-        "there are no downloads at run time. Pass --beam_services='{\"GRADLE_TARGET\": "
-        "\"/path/to/" + jar + "\"}' (or HOST:PORT of a running expansion service), "
-        "--flink_job_server_jar=PATH / --job_endpoint=HOST:PORT for a job server, or put "
-        f"the jar at {cached_jar_path}"
-    )
+    raise NotAvailableError(refusal(download_url, cached_jar_path))
 
 
 def install_download_guard() -> None:

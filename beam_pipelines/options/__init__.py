@@ -323,6 +323,7 @@ def parse(
     parser = _StrictParser(allow_abbrev=False, add_help=False)
     for cls in all_option_classes():
         cls._add_argparse_args(parser)
+    _refuse_empty_values(flags)
     _, unknown = parser.parse_known_args(flags)
     if unknown:
         first = next((u for u in unknown if u.startswith("-")), unknown[0])
@@ -334,6 +335,19 @@ def parse(
         raise ConfigError("arguments", "--flag=value pairs only", first)
     # Literal secrets (notification keys and URLs) leave the flags before anything keeps them.
     return RunOptions(seal_secret_flags(flags))
+
+
+def _refuse_empty_values(flags: Sequence[str]) -> None:
+    """``--action=`` (or ``--action ""``) is a mistake, not "no filter": an empty value
+    would count everything or mean a default silently. No flag takes an empty value."""
+    for i, token in enumerate(flags):
+        if not token.startswith("--"):
+            continue
+        name, eq, value = token.partition("=")
+        empty = (eq and not value.strip()) or (
+            not eq and i + 1 < len(flags) and flags[i + 1] == "")
+        if empty:
+            raise ConfigError.from_message(f"{name}: expected a value, got an empty one")
 
 
 def is_streaming(options: PipelineOptions) -> bool:

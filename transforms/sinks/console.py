@@ -12,11 +12,15 @@ from transforms.sinks import as_dict
 
 
 def cell(value: Any) -> str:
-    """A value as the console shows it: lists as comma-separated items (``a,b``)."""
+    """A value as the console shows it: lists as comma-separated items (``a,b``), floats
+    to two decimals (``30.46``, not ``30.458333333333332``). For display only: the file,
+    database and message sinks keep every digit."""
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
+        return ",".join(map(cell, value))
+    if isinstance(value, float):
+        return f"{value:.2f}"
     return str(value)
 
 

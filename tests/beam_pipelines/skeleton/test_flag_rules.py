@@ -118,3 +118,26 @@ def test_a_missing_extra_is_one_line_naming_the_flag_before_anything_runs(
     shown = flag if not flag.startswith("--dead_letter") else "--dead_letter=kafka://..."
     assert line == (f"error: {shown}: {module} is not installed: it needs the [{extra}] extra "
                     f"(pip install 'beam-pipelines[{extra}]')")
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--action="], "--action"),
+    (["--output", ""], "--output"),
+    (["--window_size= "], "--window_size"),
+])
+def test_an_empty_value_is_refused(argv, flag, capsys, nothing_runs):
+    assert pageviews.main(argv) == 2
+    assert _one_line(capsys) == f"error: {flag}: expected a value, got an empty one"
+
+
+def test_a_missing_job_server_jar_names_the_runners_own_flag():
+    from runners.offline import refusal
+
+    url = "https://repo/beam-runners-spark-3-job-server-2.77.0.jar"
+    spark = refusal(url, "/cache/x.jar")
+    assert spark.startswith("--spark_job_server_jar: SparkRunner needs its job server")
+    assert "flink" not in spark.lower()
+    flink = refusal("https://repo/beam-runners-flink-1.19-job-server-2.77.0.jar", "/cache/y.jar")
+    assert flink.startswith("--flink_job_server_jar: FlinkRunner") and "spark" not in flink
+    expansion = refusal("https://repo/beam-sdks-java-io-expansion-service-2.77.0.jar", "/c.jar")
+    assert expansion.startswith("--beam_services: Beam needs") and "job_server" not in expansion
