@@ -13,7 +13,9 @@ import atexit
 import glob
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from typing import Callable
 from urllib.parse import urlparse
@@ -324,10 +326,14 @@ def local_dask_cluster(workers: int) -> str:
     with _cluster_lock:
         if _cluster is None:
             distributed = require("dask", "dask.distributed")
+            # The workers' scratch space in a folder of this process, removed at exit
+            # (Dask's default, TMP/dask-scratch-space, stays behind after every run).
+            scratch = tempfile.mkdtemp(prefix="beam-pipelines-dask-")
+            atexit.register(shutil.rmtree, scratch, True)
             try:
                 _cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None,
+                    dashboard_address=None, local_directory=scratch,
                 )
             except Exception as exc:  # workers that cannot start: one line, not a traceback
                 raise NotAvailableError(

@@ -18,7 +18,7 @@ import sys
 import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream  # not by name: pytest would collect TestStream
 
 from beam_pipelines.options import parse as parse_flags
 from beam_pipelines.skeleton import SourceSpec
@@ -107,7 +107,7 @@ def test_streaming_panes_late_data_and_a_second_output(example, tmp_path):
         return RawRecord(line.encode(), {"source": "test"})
 
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .add_elements([raw(u, "click", t0 + u) for u in range(1, 4)])
         .advance_watermark_to(t0 + 61)  # ON_TIME: 3 users clicked in [t0, t0 + 60)
         .add_elements([raw(9, "click", t0 + 5)])  # later than the allowed lateness (0)

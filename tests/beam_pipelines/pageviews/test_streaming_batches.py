@@ -20,7 +20,7 @@ from collections import Counter
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream  # not by name: pytest would collect TestStream
 from apache_beam.transforms.window import TimestampedValue
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -298,14 +298,14 @@ def _second_of(payload: bytes):
         return None
 
 
-def _streams(steps: list) -> tuple[TestStream, TestStream]:
+def _streams(steps: list) -> tuple[test_stream.TestStream, test_stream.TestStream]:
     """The same input as a TestStream of RawRecords and one of RawBatches.
 
     ``steps`` holds watermarks (numbers) and polls (lists of payloads). A record is
     timestamped at its event second (an invalid one at its poll's earliest), a batch at
     the earliest event of its poll: on Kafka both would be log times; what matters here
     is that they are what the watermark is compared with downstream."""
-    records, batches = TestStream(), TestStream()
+    records, batches = test_stream.TestStream(), test_stream.TestStream()
     offset = 0
     for step in steps:
         if isinstance(step, (int, float)):
@@ -324,7 +324,7 @@ def _streams(steps: list) -> tuple[TestStream, TestStream]:
     return records.advance_watermark_to_infinity(), batches.advance_watermark_to_infinity()
 
 
-def _run(stream: TestStream, batched: bool, config: WindowConfig, action: str | None):
+def _run(stream: test_stream.TestStream, batched: bool, config: WindowConfig, action: str | None):
     pipeline = beam.Pipeline(runner=LocalStreamingRunner(), options=_streaming_options())
     raw = pipeline | stream
     if batched:

@@ -11,7 +11,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream  # not by name: pytest would collect TestStream
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
@@ -31,7 +31,7 @@ def ev(page, seconds):
     return TimestampedValue(UserEvent("u", "page_view", page, float(seconds)), seconds)
 
 
-def run_stream(stream: TestStream, config: WindowConfig):
+def run_stream(stream: test_stream.TestStream, config: WindowConfig):
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(options=options)
@@ -47,7 +47,7 @@ def simplify(panes):
 
 def test_on_time_counts_and_out_of_order_events():
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .advance_watermark_to(T0)
         .add_elements([ev("/a", T0 + 10), ev("/a", T0 + 310), ev("/b", T0 + 20)])
         .add_elements([ev("/a", T0 + 299)])  # out of order, still in the first window
@@ -66,7 +66,7 @@ def test_on_time_counts_and_out_of_order_events():
 def test_early_panes_accumulate_like_spark_update_mode():
     now = int(time.time())
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .advance_processing_time(now)
         .advance_watermark_to(T0)
         .add_elements([ev("/a", T0 + 1), ev("/a", T0 + 2)])
@@ -119,7 +119,7 @@ def test_early_firing_must_be_a_positive_number_of_seconds(bad):
 
 def test_late_data_inside_lateness_updates_and_later_data_is_dead_lettered():
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .advance_watermark_to(T0)
         .add_elements([ev("/a", T0 + 5)])
         .advance_watermark_to(T0 + 400)  # ON_TIME pane for [00:00, 00:05) with 1
@@ -139,7 +139,7 @@ def test_late_data_inside_lateness_updates_and_later_data_is_dead_lettered():
 
 def test_the_last_pane_is_final_when_the_window_expires():
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .advance_watermark_to(T0)
         .add_elements([ev("/a", T0 + 5), ev("/b", T0 + 6)])
         .advance_watermark_to(T0 + 310)  # ON_TIME panes: not final, late data may come
@@ -157,7 +157,7 @@ def test_the_last_pane_is_final_when_the_window_expires():
         ("00:05:00", "/a", 1, "LATE", 1, True),
     ]
     # Without allowed lateness the ON_TIME pane is the last one, and says so.
-    stream = (TestStream().advance_watermark_to(T0).add_elements([ev("/a", T0 + 5)])
+    stream = (test_stream.TestStream().advance_watermark_to(T0).add_elements([ev("/a", T0 + 5)])
               .advance_watermark_to_infinity())
     panes, _ = run_stream(stream, WindowConfig(size=300))
     assert simplify(panes) == [("00:00:00", "/a", 1, "ON_TIME", 0, True)]
@@ -178,7 +178,7 @@ def test_too_late_records_are_counted_in_a_metric():
 
 def test_sliding_windows_count_an_event_in_each_window():
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .advance_watermark_to(T0)
         .add_elements([ev("/a", T0 + 30)])
         .advance_watermark_to_infinity()
@@ -198,7 +198,7 @@ def test_streaming_and_batch_paths_give_the_same_final_counts():
     ]
     config = WindowConfig(size=60)
 
-    stream = TestStream().advance_watermark_to(events[0].timestamp - 200)
+    stream = test_stream.TestStream().advance_watermark_to(events[0].timestamp - 200)
     for start in range(0, len(events), 50):
         chunk = events[start : start + 50]
         stream = stream.add_elements(chunk)

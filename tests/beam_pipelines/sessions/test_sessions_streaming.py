@@ -10,7 +10,7 @@ import time
 
 import duckdb
 import pytest
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream  # not by name: pytest would collect TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines import options as opts
@@ -46,12 +46,12 @@ def raw(user, page, offset: int) -> TimestampedValue:
     return TimestampedValue(RawRecord(json.dumps(event).encode(), {"source": "test"}), T0 + offset)
 
 
-def merging_stream() -> TestStream:
+def merging_stream() -> test_stream.TestStream:
     """User 7's two sessions close, then a late event bridges them; one event comes later
     than the allowed lateness (60 s) and is a dead letter."""
     now = int(time.time())
     return (
-        TestStream()
+        test_stream.TestStream()
         .advance_processing_time(now)
         .advance_watermark_to(T0)
         .add_elements([raw(7, "/a", 0), raw("v", "/a", 3)])

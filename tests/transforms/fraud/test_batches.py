@@ -11,7 +11,7 @@ import random
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream  # not by name: pytest would collect TestStream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -180,7 +180,7 @@ def run_single_process(elements: list, rules, *, state_ttl=30 * 86400, resume=No
                        per_element: int = 1):
     """(decisions, dead letters) of DecideTransactions(single_process=True) fed by a
     TestStream whose watermark follows the earliest event time of what was added."""
-    stream = TestStream()
+    stream = test_stream.TestStream()
     watermark = -math.inf
     for start in range(0, len(elements), per_element):
         part = elements[start:start + per_element]
@@ -231,7 +231,7 @@ def test_the_sweep_forgets_keys_like_the_per_key_timer():
     late = RawRecord(tx_line("late", amount=1000, t=T0 + 50), {"line": 3})
 
     def decide(watermark_after_history: int) -> list[str]:
-        stream = (TestStream().advance_watermark_to(T0).add_elements(first)
+        stream = (test_stream.TestStream().advance_watermark_to(T0).add_elements(first)
                   .advance_watermark_to(watermark_after_history).add_elements([late])
                   .advance_watermark_to_infinity())
         pipeline = beam.Pipeline(options=PipelineOptions(streaming=True))

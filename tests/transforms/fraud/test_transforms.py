@@ -9,7 +9,7 @@ import os
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream  # not by name: pytest would collect TestStream
 
 from beam_pipelines.testing.collect import collect
 from transforms.fraud import DecideTransactions, load_rules, rules_from_document
@@ -181,7 +181,7 @@ def test_state_expiry_timer_clears_a_key_once_the_watermark_passes_latest_plus_t
         origin={"source": "file", "file": "input.jsonl", "line": 3})
 
     def decide(watermark_after_history: int) -> list[str]:
-        stream = (TestStream().advance_watermark_to(T0).add_elements(first)
+        stream = (test_stream.TestStream().advance_watermark_to(T0).add_elements(first)
                   .advance_watermark_to(watermark_after_history).add_elements([late])
                   .advance_watermark_to_infinity())
         pipeline = beam.Pipeline(options=PipelineOptions(streaming=True))
@@ -237,7 +237,7 @@ def test_raw_batches_from_a_topic_are_decided_per_record_with_offsets_as_origins
         pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
         # single_process keeps state as objects: a runner that holds state in memory (the
         # bundle-based one TestStream runs on), not the FnApiRunner Create runs on.
-        source = (TestStream().add_elements([batch]).advance_watermark_to_infinity()
+        source = (test_stream.TestStream().add_elements([batch]).advance_watermark_to_infinity()
                   if single_process else beam.Create([batch]))
         result = pipeline | source | DecideTransactions(
             rules, streaming=streaming, single_process=single_process)

@@ -11,7 +11,7 @@ import time
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream  # not by name: pytest would collect TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.testing.collect import collect
@@ -32,7 +32,7 @@ def ev(user, page, offset):
     return TimestampedValue(UserEvent(user, "page_view", page, float(seconds)), int(seconds))
 
 
-def run_stream(stream: TestStream, config: SessionConfig):
+def run_stream(stream: test_stream.TestStream, config: SessionConfig):
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(options=options)
@@ -62,7 +62,7 @@ def _seconds(iso: str) -> float:
 
 def test_sessions_close_when_the_watermark_passes_their_end():
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .advance_watermark_to(T0)
         # u: 0 and 29 are one session (29 < gap); 59 is exactly the gap after 29: a new one.
         .add_elements([ev("u", "/a", 0), ev("u", "/b", 29), ev("u", "/c", 59), ev("v", "/a", 5)])
@@ -84,7 +84,7 @@ def test_sessions_close_when_the_watermark_passes_their_end():
 
 def test_a_late_event_within_the_lateness_merges_two_closed_sessions_into_a_late_pane():
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .advance_watermark_to(T0)
         .add_elements([ev("u", "/a", 0), ev("u", "/b", 10), ev("u", "/c", 60)])
         .advance_watermark_to(T0 + 100)  # both sessions close: [0, 40) and [60, 90)
@@ -111,7 +111,7 @@ def test_a_late_event_within_the_lateness_merges_two_closed_sessions_into_a_late
 def test_early_panes_as_a_session_grows_and_merges():
     now = int(time.time())
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .advance_processing_time(now)
         .advance_watermark_to(T0)
         .add_elements([ev("u", "/a", 0)])
@@ -137,7 +137,7 @@ def test_early_panes_as_a_session_grows_and_merges():
 
 def test_users_are_keyed_by_the_ids_string_form_and_times_are_exact():
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .advance_watermark_to(T0)
         .add_elements([
             TimestampedValue(UserEvent(123, "v", "/a", T0 + 10.7), T0 + 10),  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import random
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream  # not by name: pytest would collect TestStream
 from apache_beam.transforms.window import TimestampedValue
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -95,7 +95,7 @@ def test_streaming_with_in_order_input_equals_batch_final_sessions():
     events.sort(key=lambda e: e.timestamp)
     gap = 30
     watermark = int(events[0].timestamp) - 1
-    stream = TestStream().advance_watermark_to(watermark)
+    stream = test_stream.TestStream().advance_watermark_to(watermark)
     rnd = random.Random(3)
     position = 0
     while position < len(events):
@@ -127,7 +127,7 @@ def run_out_of_order(events, gap: int, rnd: random.Random, delay: int = 20):
     into closed sessions) but none beyond the allowed lateness (``delay``)."""
     arrivals = sorted(((e.timestamp + rnd.uniform(0, delay), i) for i, e in enumerate(events)))
     watermark = T0 - delay
-    stream = TestStream().advance_watermark_to(watermark)
+    stream = test_stream.TestStream().advance_watermark_to(watermark)
     position = 0
     while position < len(arrivals):
         chunk = arrivals[position : position + rnd.randint(1, 6)]

@@ -9,7 +9,7 @@ import apache_beam as beam
 import duckdb
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream  # not by name: pytest would collect TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.testing.collect import collect
@@ -56,7 +56,7 @@ def test_streaming_sessions_in_iceberg_give_the_batch_sessions_in_one_query(tmp_
         [ev("u", "/d", 48)],  # bridges them: u's sessions merge into [0, 100)
         [ev("v", "/b", 400)],
     ]
-    stream = TestStream().advance_processing_time(now).advance_watermark_to(T0)
+    stream = test_stream.TestStream().advance_processing_time(now).advance_watermark_to(T0)
     for batch in batches:
         stream = stream.add_elements(batch).advance_processing_time(120)  # EARLY panes
     stream = stream.advance_watermark_to_infinity()

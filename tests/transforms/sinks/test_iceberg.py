@@ -12,7 +12,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream  # not by name: pytest would collect TestStream
 
 from beam_pipelines.testing.collect import collect
 from transforms.base.errors import ConfigError, MissingExtraError, SinkError
@@ -161,7 +161,7 @@ def stream_panes(lake, batches):
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(options=options)
-    stream = TestStream()
+    stream = test_stream.TestStream()
     for batch in batches:
         stream = stream.add_elements(batch)
     letters = (
