@@ -264,8 +264,8 @@ def summary(families: Families, pipeline: str, *, counters: Optional[Mapping[Any
             streaming: bool = False, elapsed: Optional[float] = None) -> str:
     """The end-of-run summary, the same lines in every run of a mode, zeros included.
 
-    Batch: records read, counted (valid, after any data-quality rules), rejected (by
-    reason), result rows written and throughput. Streaming adds what means something only
+    Batch: records read, rejected (not valid input; failed data-quality rules apart),
+    counted (valid), dead letters by reason, result rows written and throughput. Streaming adds what means something only
     there: late records and event time to output (in a backfill of old data that would be
     the data's age, not a latency). ``counters`` are the snapshot's Beam counters
     (namespace, name) -> value; ``elapsed`` the run's wall-clock seconds."""
@@ -277,17 +277,18 @@ def summary(families: Families, pipeline: str, *, counters: Optional[Mapping[Any
     parsed, parse_rejected = count("events_parsed"), count("events_dead_lettered")
     quality = count("quality_failed")
     read = parsed + parse_rejected
-    rejected = parse_rejected + quality
     reasons = ", ".join(
         f"{name.split('.', 1)[1]}={int(value)}"
         for (namespace, name), value in sorted(counters.items())
         if namespace == pipeline and name.startswith("dead_letters_written.") and value)
     written = count("events_processed.output")
     lines = [f"{pipeline} summary:", f"  read: {read} records",
-             f"  counted: {parsed - quality} valid records",
-             f"  rejected: {rejected} records",
-             f"  dead letters by reason: {reasons or 'none'}",
-             f"  {'result panes' if streaming else 'result rows'} written: {written}"]
+             f"  rejected: {parse_rejected} (not valid input)"]
+    if quality:
+        lines.append(f"  failed data-quality rules: {quality}")
+    lines += [f"  counted: {parsed - quality} valid records",
+              f"  dead letters by reason: {reasons or 'none'}",
+              f"  {'result panes' if streaming else 'result rows'} written: {written}"]
     if streaming:
         lines.append(f"  late records: {count('late_events_accepted')} accepted into their "
                      f"window, {count('late_events_dropped')} dropped")

@@ -151,7 +151,8 @@ def test_linger_ends_at_the_final_scrape_and_the_endpoint_closes(run_with_metric
 @pytest.mark.integration
 def test_batch_summary_and_pushgateway(run_with_metrics):
     out = run_with_metrics["out"]
-    assert "  read: 126 records\n  counted: 120 valid records\n  rejected: 6 records\n" in out
+    assert ("  read: 126 records\n  rejected: 6 (not valid input)\n"
+            "  counted: 120 valid records\n") in out
     assert "dead letters by reason: invalid_json=4, missing_field=2" in out
     assert "result rows written: 6\n" in out
     # Batch: no "event time to output" (in a backfill of old data it is the data's age).
