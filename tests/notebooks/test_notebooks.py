@@ -20,7 +20,10 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_executes(path):
+def test_notebook_executes(path, tmp_path, monkeypatch):
+    # The kernel inherits TMPDIR: the notebooks' temporary folders (explore-*, backfill-*)
+    # are made under this test's tmp_path instead of staying in /tmp.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     book = nbformat.read(path, as_version=4)
     for cell in book.cells:
         if cell.cell_type == "code":

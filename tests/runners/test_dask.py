@@ -190,14 +190,14 @@ class _Hold(beam.DoFn):
         yield element
 
 
-def test_a_scheduler_lost_mid_run_ends_the_run_in_one_line():
+def test_a_scheduler_lost_mid_run_ends_the_run_in_one_line(tmp_path):
     import dask
     from distributed import LocalCluster
 
     running, release = threading.Event(), threading.Event()
     _GATES["lost"] = (running, release)
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                           dashboard_address=":0")
+                           dashboard_address=":0", local_directory=str(tmp_path))
     closing = threading.Thread(target=lambda: cluster.sync(cluster.scheduler.close))
     try:
         pipeline = beam.Pipeline(options=PipelineOptions([
