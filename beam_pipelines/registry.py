@@ -13,10 +13,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
-if TYPE_CHECKING:  # the skeleton imports every wiring module: only when a pipeline loads
-    from beam_pipelines.skeleton import Pipeline
+from beam_pipelines.skeleton import Pipeline
 
 __all__ = ["BATCH_RUNNERS", "BOUNDED_SOURCES", "PIPELINES", "PIPELINE_REFUSALS", "REFUSALS",
            "Registered", "SINK_CELLS", "STREAMING_RUNNERS", "STREAMING_TESTS",
@@ -35,8 +34,6 @@ class Registered:
     writes: str = "results"
 
     def load(self) -> Pipeline:
-        from beam_pipelines.skeleton import Pipeline
-
         module = importlib.import_module(self.module)
         found = [value for value in vars(module).values()
                  if isinstance(value, Pipeline) and value.name == self.name]
@@ -158,13 +155,15 @@ def matrix_markdown() -> str:
                           + f", `--sink={sink_of(runner, name)}`" for runner in BATCH_RUNNERS)]
             for name, how in BOUNDED_SOURCES.items()]),
         "",
-        "Unbounded sources: streamed by the test named, or refused at submission in one line",
-        "(exit code 2) that starts as shown.",
+        "Unbounded sources: streamed by the test named, or refused at submission, before",
+        "anything is read, in one line (exit code 2) that starts as shown below the table.",
         "",
         *_table(["unbounded source", "read as", *STREAMING_RUNNERS], [
-            [name, how, f"`{STREAMING_TESTS[name]}`",
-             *(f"refused: `{REFUSALS[runner]} ...`" for runner in STREAMING_RUNNERS[1:])]
+            [name, how, f"streams: `{STREAMING_TESTS[name]}`",
+             *(f"refused ({runner})" for runner in STREAMING_RUNNERS[1:])]
             for name, how in UNBOUNDED_SOURCES.items()]),
+        "",
+        *(f"- refused ({runner}): `error: {line} ...`" for runner, line in REFUSALS.items()),
         "",
         "Pipelines (each from a file of its own contract's messy inputs, through the",
         "skeleton): each cell gives the DirectRunner's results and dead letters.",

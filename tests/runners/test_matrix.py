@@ -284,7 +284,10 @@ def _run(main: Callable[[list[str]], int], flags: list[str], out: Path, dead: Pa
 
 
 def _letters(dead: Path) -> list[tuple[str, str]]:
-    return sorted((json.dumps(d["origin"], sort_keys=True), d["reason_code"])
+    """(origin, reason code) of every dead letter; Pub/Sub's origin without the
+    subscription (each runner reads a subscription of its own)."""
+    return sorted((json.dumps({k: v for k, v in d["origin"].items() if k != "subscription"},
+                              sort_keys=True), d["reason_code"])
                   for d in read_jsonl(f"{dead}/dead_letters-*.jsonl"))
 
 
