@@ -482,3 +482,23 @@ def test_docs_show_the_current_matrix():
     assert committed == registry.matrix_markdown(), (
         "docs/runners.md is out of date: replace the matrix section with the output of "
         "`python -m beam_pipelines.registry`")
+
+
+@pytest.mark.unit
+def test_the_eventhubs_sink_writes_to_output_and_never_back_into_the_hub_it_reads():
+    from beam_pipelines.wiring.eventhubs import sink_from_options
+    from transforms.base.errors import ConfigError
+
+    conn = "Endpoint=sb://localhost;SharedAccessKeyName=k;SharedAccessKey=s;UseDevelopmentEmulator=true"
+
+    def hub(*flags: str) -> str:
+        options = opts.parse(["--sink=eventhubs", f"--eventhubs_connection_string={conn}", *flags],
+                             [opts.IOOptions], prog="test")
+        return sink_from_options(options, pipeline="p", streaming=False)._eventhub
+
+    assert hub("--source=eventhubs", "--eventhub=readings", "--output=alerts") == "alerts"
+    assert hub("--eventhub=alerts") == "alerts"  # a source of another kind: --eventhub
+    with pytest.raises(ConfigError, match="^--output: expected the hub to write results to"):
+        hub("--source=eventhubs", "--eventhub=readings")
+    with pytest.raises(ConfigError, match="^--output: expected an event hub name"):
+        hub("--output=no/slashes")
