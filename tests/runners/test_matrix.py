@@ -380,7 +380,7 @@ def contract_files(tmp_path_factory) -> Callable[[str], Path]:
     return path
 
 
-def _needs(name: str, runner: str, request, tmp_path_factory, capsys) -> list[str]:
+def _needs(name: str, request, tmp_path_factory, capsys) -> list[str]:
     """Flags a pipeline cannot run without (its rules, its model)."""
     if name == "fraud":
         return [f"--rules={ROOT / 'docs/examples/fraud/rules.json'}"]
@@ -413,11 +413,10 @@ def _pipeline_cell(name: str, runner: str, request, tmp_path_factory, capsys):
     base = tmp_path_factory.mktemp(f"{name}-{runner}")
     out, dead = base / "out", base / "dead"
     sink = [] if registered.writes == "model" else ["--sink=jsonl"]
-    printed = _run(registered.load().main, [
+    _run(registered.load().main, [
         "--source=file", f"--input={request.getfixturevalue('contract_files')(name)}", *sink,
-        f"--output={out}", *_needs(name, runner, request, tmp_path_factory, capsys),
+        f"--output={out}", *_needs(name, request, tmp_path_factory, capsys),
         *RUNNER_FLAGS[runner]], out, dead, capsys)
-    del printed
     cell = (_outputs(registered, out), _letters(dead), out)
     if runner == "DirectRunner":
         _PIPELINE_REFERENCE[name] = cell
@@ -439,7 +438,7 @@ def test_a_registered_pipeline_gives_the_direct_runners_answer(name, runner, req
         base = tmp_path_factory.mktemp(f"{name}-{runner}-refused")
         code = registry.load(name).main([
             "--source=file", f"--input={request.getfixturevalue('contract_files')(name)}",
-            f"--output={base}", *_needs(name, runner, request, tmp_path_factory, capsys),
+            f"--output={base}", *_needs(name, request, tmp_path_factory, capsys),
             *RUNNER_FLAGS[runner]])
         err = capsys.readouterr().err.strip()
         assert code == 2 and err == f"error: {refusal}", err
@@ -483,22 +482,3 @@ def test_docs_show_the_current_matrix():
         "docs/runners.md is out of date: replace the matrix section with the output of "
         "`python -m beam_pipelines.registry`")
 
-
-@pytest.mark.unit
-def test_the_eventhubs_sink_writes_to_output_and_never_back_into_the_hub_it_reads():
-    from beam_pipelines.wiring.eventhubs import sink_from_options
-    from transforms.base.errors import ConfigError
-
-    conn = "Endpoint=sb://localhost;SharedAccessKeyName=k;SharedAccessKey=s;UseDevelopmentEmulator=true"
-
-    def hub(*flags: str) -> str:
-        options = opts.parse(["--sink=eventhubs", f"--eventhubs_connection_string={conn}", *flags],
-                             [opts.IOOptions], prog="test")
-        return sink_from_options(options, pipeline="p", streaming=False)._eventhub
-
-    assert hub("--source=eventhubs", "--eventhub=readings", "--output=alerts") == "alerts"
-    assert hub("--eventhub=alerts") == "alerts"  # a source of another kind: --eventhub
-    with pytest.raises(ConfigError, match="^--output: expected the hub to write results to"):
-        hub("--source=eventhubs", "--eventhub=readings")
-    with pytest.raises(ConfigError, match="^--output: expected an event hub name"):
-        hub("--output=no/slashes")
