@@ -8,9 +8,12 @@ import time
 from typing import Iterator, Optional, Sequence
 
 from beam_pipelines.generate.files import check_path, write_lines
+from beam_pipelines.generate.kafka import ensure_topic, send
 from beam_pipelines.generate.kinds import KINDS, records
 from beam_pipelines.generate.progress import Progress
+from beam_pipelines.skeleton import run as runs
 from transforms.base.errors import ConfigError
+from transforms.io.kafka import client_config, rules
 
 __all__ = ["main", "parser", "run"]
 
@@ -82,8 +85,6 @@ def _start(text: Optional[str], live: bool) -> Optional[float]:
         return float(text)
     except ValueError:
         pass
-    from transforms.io.kafka import rules
-
     try:
         return rules.parse_time(text)
     except ValueError:
@@ -92,8 +93,6 @@ def _start(text: Optional[str], live: bool) -> Optional[float]:
 
 
 def _topic(target: str) -> str:
-    from transforms.io.kafka import rules
-
     topic = target[len("kafka://"):] if target.startswith("kafka://") else ""
     if not rules.is_topic_name(topic):
         raise ConfigError("--to", "kafka://TOPIC, a topic name of letters, digits, '.', '_', "
@@ -154,10 +153,6 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             write_lines(args.out, (payload for _, payload in lines), on_line=progress.update)
             where = args.out
         else:
-            from beam_pipelines.generate.kafka import send
-            from beam_pipelines.produce import ensure_topic
-            from transforms.io.kafka import client_config, rules
-
             try:
                 servers = rules.bootstrap_servers(args.bootstrap_servers or "localhost:9092")
             except ValueError as exc:
@@ -177,7 +172,6 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The command line: a bad flag is one line and exit code 2, as for the pipelines."""
-    from beam_pipelines.skeleton import run as runs
-
+    """The command line: a bad flag, or a broker that cannot be reached, is one line and exit
+    code 2, as for the pipelines."""
     return runs.main(run, argv)

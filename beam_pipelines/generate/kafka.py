@@ -6,15 +6,38 @@ import time
 from typing import Any, Callable, Iterable, Optional
 
 from transforms.base.errors import SinkError
-from transforms.io.kafka import client
+from transforms.io.kafka import client, wait_for_partitions
 
-__all__ = ["send"]
+__all__ = ["ensure_topic", "send"]
+
+CONNECT_TIMEOUT_MS = 5000  # a wrong address fails in seconds, not after kafka-python's minute
 
 
 def _error(config: dict[str, Any], exc: Exception) -> SinkError:
     text = str(exc).strip()
     return SinkError(f"--bootstrap_servers: cannot reach Kafka at {client.servers(config)}: "
                      f"{text.splitlines()[0] if text else repr(exc)}")
+
+
+def ensure_topic(config: dict[str, Any], topic: str, partitions: int) -> None:
+    """Create ``topic`` with ``partitions`` partitions unless it exists (then leave it as it
+    is), and wait until its partitions have leaders."""
+    client.kafka_module()  # the [kafka] extra, named in one line when missing
+    from kafka.admin import NewTopic
+
+    timeouts = {"bootstrap_timeout_ms": CONNECT_TIMEOUT_MS,
+                "request_timeout_ms": CONNECT_TIMEOUT_MS + 1000}
+    with client.quiet_kafka_logs():  # the one-line error says it all; no retry log spam
+        try:
+            admin = client.build("admin", client.settings("admin", config, **timeouts))
+        except Exception as exc:
+            raise _error(config, exc) from None
+        try:
+            if topic not in admin.list_topics():
+                admin.create_topics([NewTopic(topic, partitions, 1)])
+        finally:
+            admin.close()
+    wait_for_partitions(config, topic, partitions, error=SinkError)
 
 
 def send(config: dict[str, Any], topic: str, records: Iterable[tuple[Optional[dict], bytes]],

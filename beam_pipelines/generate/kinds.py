@@ -12,14 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 from transforms.fraud.generate import DEFAULT_START as _TX_START
-from transforms.fraud.generate import INVALID_KINDS, SyntheticTransactions
+from transforms.fraud.generate import SyntheticTransactions
 from transforms.io.synthetic.events import DEFAULT_START as _EVENTS_START
-from transforms.io.synthetic.events import MALFORMED_KINDS as _EVENT_KINDS
 from transforms.io.synthetic.events import SyntheticEvents
-from transforms.io.synthetic.logs import MALFORMED_KINDS as _LOG_KINDS
 from transforms.io.synthetic.logs import SyntheticLogs
 from transforms.io.synthetic.readings import DEFAULT_START as _READINGS_START
-from transforms.io.synthetic.readings import MALFORMED_KINDS as _READING_KINDS
 from transforms.io.synthetic.readings import SyntheticReadings
 
 __all__ = ["KINDS", "Kind", "records"]
@@ -35,7 +32,6 @@ class Kind:
     key_field: str  # Kafka message key
     rate: float  # default records per second of event time
     start: float  # default event time of the first record (epoch seconds)
-    dirty_kinds: tuple[str, ...]  # what a malformed record can be
     # (seed, rate, dirty, start) -> a generator with records(count) -> (dict | None, bytes)
     make: Callable[[int, float, float, float], Any]
 
@@ -43,22 +39,20 @@ class Kind:
 KINDS: dict[str, Kind] = {
     kind.name: kind for kind in (
         Kind("events", "beam_pipelines.pageviews (and sessions, train_recommender)",
-             "user_id, action, page, timestamp", "user_id", 20.0, _EVENTS_START, _EVENT_KINDS,
+             "user_id, action, page, timestamp", "user_id", 20.0, _EVENTS_START,
              lambda seed, rate, dirty, start: SyntheticEvents(
                  seed=seed, rate=rate, malformed=dirty, start=start)),
         Kind("readings", "beam_pipelines.iot_alerts",
              "DeviceId, Temperature, Humidity, EventTime", "DeviceId", 4.0, _READINGS_START,
-             _READING_KINDS,
              lambda seed, rate, dirty, start: SyntheticReadings(
                  seed=seed, rate=rate, malformed=dirty, start=start)),
         Kind("transactions", "beam_pipelines.fraud",
              "tx_id, card_id, amount, currency, merchant, country, lat, lon, timestamp",
-             "card_id", 1.0, _TX_START, INVALID_KINDS,
+             "card_id", 1.0, _TX_START,
              lambda seed, rate, dirty, start: SyntheticTransactions(
                  seed=seed, rate=rate, dirty=dirty, start=start)),
         Kind("logs", "beam_pipelines.error_rate",
              "service, timestamp, level and/or status", "service", 4.0, _READINGS_START,
-             _LOG_KINDS,
              lambda seed, rate, dirty, start: SyntheticLogs(
                  seed=seed, rate=rate, malformed=dirty, start=start)),
     )
