@@ -133,3 +133,24 @@ def test_the_readme_examples_run_in_order_from_a_fresh_directory(tmp_path, kafka
     assert (work / "events" / "2024-12-01" / "part-0.jsonl.gz").exists()
     assert list((work / "out" / "pageviews" / "date=2024-12-01").glob("pageviews-*.parquet"))
     assert list((work / "decisions").glob("*.jsonl"))
+
+
+@pytest.mark.unit
+def test_make_test_says_what_it_installs_and_creates_no_system_cluster():
+    """The README's ``make test``: an echo names what each installer is about to install,
+    and Debian's postgresql is told not to create (and start) its cluster before apt runs."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipes = re.split(r"(?m)^(?=[A-Za-z-]+:)", makefile)  # each target with its recipe
+    installers = re.compile(r"apt-get install|\$\(PIP\) install|npm install")
+    found = 0
+    for recipe in recipes:
+        lines = recipe.splitlines()
+        for number, line in enumerate(lines):
+            if installers.search(line):
+                found += 1
+                assert any('echo "installing ' in earlier for earlier in lines[:number]), (
+                    f"nothing says what this installs: {line.strip()}")
+    assert found >= 4  # apt-get, pip twice, npm
+    assert makefile.index("create_main_cluster = false") < makefile.index("apt-get install")
+    assert "systemctl disable --now prometheus" in makefile
+    assert "create_main_cluster = false" in README.read_text(encoding="utf-8")

@@ -19,7 +19,7 @@ __all__ = ["main", "parser", "run"]
 
 PROG = "python -m beam_pipelines.generate"
 DEFAULT_DIRTY = 0.01
-_KIND_HELP = "; ".join(f"{k.name}: {k.contract} (for {k.pipeline})" for k in KINDS.values())
+_KIND_HELP = "; ".join(f"{k.name}: {k.contract} (read by {k.readers})" for k in KINDS.values())
 
 EPILOG = """\
 examples:
@@ -167,7 +167,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         progress.close()
     if args.out != "-":
         print(f"wrote {args.count:,} {args.kind} to {where} ({malformed[0]:,} malformed on "
-              f"purpose); read them with python -m {spec.pipeline.split()[0]}", file=sys.stderr)
+              f"purpose); read them with python -m beam_pipelines."
+              f"{spec.readers.split(',')[0]}", file=sys.stderr)
     return args.count
 
 

@@ -27,7 +27,7 @@ class Kind:
     """One kind of record: where it goes and how it is made."""
 
     name: str
-    pipeline: str  # the module that reads it
+    readers: str  # the pipelines that read it, first the main one
     contract: str  # its fields, for --help
     key_field: str  # Kafka message key
     rate: float  # default records per second of event time
@@ -38,20 +38,20 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     kind.name: kind for kind in (
-        Kind("events", "beam_pipelines.pageviews (and sessions, train_recommender)",
+        Kind("events", "pageviews, sessions, train_recommender",
              "user_id, action, page, timestamp", "user_id", 20.0, _EVENTS_START,
              lambda seed, rate, dirty, start: SyntheticEvents(
                  seed=seed, rate=rate, malformed=dirty, start=start)),
-        Kind("readings", "beam_pipelines.iot_alerts",
+        Kind("readings", "iot_alerts",
              "DeviceId, Temperature, Humidity, EventTime", "DeviceId", 4.0, _READINGS_START,
              lambda seed, rate, dirty, start: SyntheticReadings(
                  seed=seed, rate=rate, malformed=dirty, start=start)),
-        Kind("transactions", "beam_pipelines.fraud",
+        Kind("transactions", "fraud",
              "tx_id, card_id, amount, currency, merchant, country, lat, lon, timestamp",
              "card_id", 1.0, _TX_START,
              lambda seed, rate, dirty, start: SyntheticTransactions(
                  seed=seed, rate=rate, dirty=dirty, start=start)),
-        Kind("logs", "beam_pipelines.error_rate",
+        Kind("logs", "error_rate",
              "service, timestamp, level and/or status", "service", 4.0, _READINGS_START,
              lambda seed, rate, dirty, start: SyntheticLogs(
                  seed=seed, rate=rate, malformed=dirty, start=start)),
