@@ -8,16 +8,15 @@ import time
 from typing import Iterator, Optional, Sequence
 
 from beam_pipelines.generate.files import check_path, write_lines
-from beam_pipelines.generate.kafka import ensure_topic, send
 from beam_pipelines.generate.kinds import KINDS, records
 from beam_pipelines.generate.progress import Progress
-from beam_pipelines.skeleton import run as runs
-from transforms.base.errors import ConfigError
-from transforms.io.kafka import client_config, rules
+from beam_pipelines.program import program_name
+from transforms.base import times
+from transforms.base.errors import BeamPipelinesError, ConfigError
 
 __all__ = ["main", "parser", "run"]
 
-PROG = "python -m beam_pipelines.generate"
+PROG_MODULE = "beam_pipelines.generate"
 DEFAULT_DIRTY = 0.01
 _KIND_HELP = "; ".join(f"{k.name}: {k.contract} (read by {k.readers})" for k in KINDS.values())
 
@@ -38,7 +37,7 @@ The same arguments always give the same lines (with --to, event time starts now 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=program_name(PROG_MODULE),
         description="Make sample input for the pipelines: seeded records as JSON lines, to a "
         "file (compressed when OUT ends in .gz, .bz2 or .xz) or a Kafka topic. A --dirty "
         "fraction is malformed on purpose (bad JSON, wrong types, missing fields, bad "
@@ -86,18 +85,10 @@ def _start(text: Optional[str], live: bool) -> Optional[float]:
     except ValueError:
         pass
     try:
-        return rules.parse_time(text)
+        return times.epoch_seconds(times.parse_iso(text, naive_utc=True))
     except ValueError:
         raise ConfigError("--start", "ISO-8601 (2024-12-01T00:00:00Z), epoch seconds or now",
                           text) from None
-
-
-def _topic(target: str) -> str:
-    topic = target[len("kafka://"):] if target.startswith("kafka://") else ""
-    if not rules.is_topic_name(topic):
-        raise ConfigError("--to", "kafka://TOPIC, a topic name of letters, digits, '.', '_', "
-                          "'-'", target)
-    return topic
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -142,7 +133,15 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     _check(args)
     live = args.to is not None
     start = _start(args.start, live)
-    topic = _topic(args.to) if live else None
+    if live:
+        # Imported only for --to: the Kafka client (and Beam, which its package imports)
+        # takes seconds to load, and a file needs neither.
+        from beam_pipelines.generate import kafka as kafka_out
+
+        topic: Optional[str] = kafka_out.topic_of(args.to)
+        servers = kafka_out.servers_of(args.bootstrap_servers)
+    else:
+        topic = servers = None
     spec = KINDS[args.kind]
     malformed = [0]
     lines = _counted(records(args.kind, args.count, seed=args.seed, dirty=args.dirty,
@@ -153,15 +152,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             write_lines(args.out, (payload for _, payload in lines), on_line=progress.update)
             where = args.out
         else:
-            try:
-                servers = rules.bootstrap_servers(args.bootstrap_servers or "localhost:9092")
-            except ValueError as exc:
-                raise ConfigError("--bootstrap_servers", str(exc),
-                                  args.bootstrap_servers) from None
-            config = client_config(servers)
-            ensure_topic(config, topic, args.partitions or 1)
-            send(config, topic, lines, spec.key_field, rate=args.rate,
-                 on_record=progress.update)
+            config = kafka_out.config_for(servers)
+            kafka_out.ensure_topic(config, topic, args.partitions or 1)
+            kafka_out.send(config, topic, lines, spec.key_field, rate=args.rate,
+                           on_record=progress.update)
             where = f"kafka://{topic} at {servers}"
     finally:
         progress.close()
@@ -174,5 +168,14 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The command line: a bad flag, or a broker that cannot be reached, is one line and exit
-    code 2, as for the pipelines."""
-    return runs.main(run, argv)
+    code 2, as for the pipelines. (Not ``beam_pipelines.skeleton.run.main``: the skeleton
+    imports Beam, seconds before the first line is written, and nothing here runs Beam.)"""
+    try:
+        run(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BeamPipelinesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -5,12 +5,34 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterable, Optional
 
-from transforms.base.errors import SinkError
-from transforms.io.kafka import client, wait_for_partitions
+from transforms.base.errors import ConfigError, SinkError
+from transforms.io.kafka import client, client_config, rules, wait_for_partitions
 
-__all__ = ["ensure_topic", "send"]
+__all__ = ["config_for", "ensure_topic", "send", "servers_of", "topic_of"]
 
 CONNECT_TIMEOUT_MS = 5000  # a wrong address fails in seconds, not after kafka-python's minute
+
+
+def topic_of(target: str) -> str:
+    """The topic of ``--to kafka://TOPIC``."""
+    topic = target[len("kafka://"):] if target.startswith("kafka://") else ""
+    if not rules.is_topic_name(topic):
+        raise ConfigError("--to", "kafka://TOPIC, a topic name of letters, digits, '.', '_', "
+                          "'-'", target)
+    return topic
+
+
+def servers_of(flag: Optional[str]) -> str:
+    """``--bootstrap_servers``, checked (default ``localhost:9092``)."""
+    try:
+        return rules.bootstrap_servers(flag or "localhost:9092")
+    except ValueError as exc:
+        raise ConfigError("--bootstrap_servers", str(exc), flag) from None
+
+
+def config_for(servers: str) -> dict[str, Any]:
+    """The client settings for ``servers`` (no TLS or SASL: for those, see beam_pipelines.produce)."""
+    return client_config(servers)
 
 
 def _error(config: dict[str, Any], exc: Exception) -> SinkError:

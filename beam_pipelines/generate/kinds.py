@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-from transforms.fraud.generate import DEFAULT_START as _TX_START
-from transforms.fraud.generate import SyntheticTransactions
 from transforms.io.synthetic.events import DEFAULT_START as _EVENTS_START
 from transforms.io.synthetic.events import SyntheticEvents
 from transforms.io.synthetic.logs import SyntheticLogs
 from transforms.io.synthetic.readings import DEFAULT_START as _READINGS_START
 from transforms.io.synthetic.readings import SyntheticReadings
+from transforms.io.synthetic.transactions import DEFAULT_START as _TX_START
+from transforms.io.synthetic.transactions import SyntheticTransactions
 
 __all__ = ["KINDS", "Kind", "records"]
 

@@ -151,3 +151,4 @@ def test_progress_bar_on_a_terminal_and_nothing_when_piped():
 
 def test_bar_line_shows_share_rate_and_eta():
     assert bar_line(25, 100, 1.0) == f"[{'#' * 6}{'.' * 18}]  25% 25/100 lines, 25/s, ETA 0:03"
+
