@@ -41,8 +41,8 @@ class Progress:
 
     def update(self, n: int = 1) -> None:
         self.done += n
-        if not self.shown:
-            return
+        if not self.shown or (self.done % 512 and self.done != self.total):
+            return  # look at the clock every 512 lines only: it costs more than a line
         now = self._clock()
         if self._drawn_at is None or now - self._drawn_at >= self._every:
             self._drawn_at = now
