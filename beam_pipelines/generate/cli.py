@@ -141,7 +141,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         topic: Optional[str] = kafka_out.topic_of(args.to)
         servers = kafka_out.servers_of(args.bootstrap_servers)
     else:
-        topic = servers = None
+        topic, servers = None, ""
     spec = KINDS[args.kind]
     malformed = [0]
     lines = _counted(records(args.kind, args.count, seed=args.seed, dirty=args.dirty,

@@ -7,7 +7,7 @@ import gzip
 import lzma
 import os
 import sys
-from typing import IO, Callable, Iterable, Optional
+from typing import IO, Any, Callable, Iterable, Optional
 
 from transforms.base.errors import ConfigError
 
@@ -15,7 +15,7 @@ __all__ = ["COMPRESSIONS", "check_path", "write_lines"]
 
 # Extensions the pipelines' file source decompresses (transforms.io.compressed) and that the
 # standard library writes; .zst would need the zstandard package, so it is refused.
-COMPRESSIONS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
+COMPRESSIONS: dict[str, Callable[[IO[bytes]], Any]] = {  # a binary file object
     # mtime=0: the same arguments give the same bytes, today and tomorrow.
     ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="wb", mtime=0),
     ".bz2": lambda raw: bz2.BZ2File(raw, "wb"),
@@ -63,7 +63,7 @@ def write_lines(path: str, payloads: Iterable[bytes], *,
         raise
 
 
-def _write(out: IO[bytes], payloads: Iterable[bytes], on_line: Optional[Callable[[], None]]) -> None:
+def _write(out: Any, payloads: Iterable[bytes], on_line: Optional[Callable[[], None]]) -> None:
     for payload in payloads:
         out.write(payload)
         out.write(b"\n")

@@ -47,11 +47,11 @@ def ensure_topic(config: dict[str, Any], topic: str, partitions: int) -> None:
     client.kafka_module()  # the [kafka] extra, named in one line when missing
     from kafka.admin import NewTopic
 
-    timeouts = {"bootstrap_timeout_ms": CONNECT_TIMEOUT_MS,
-                "request_timeout_ms": CONNECT_TIMEOUT_MS + 1000}
     with client.quiet_kafka_logs():  # the one-line error says it all; no retry log spam
         try:
-            admin = client.build("admin", client.settings("admin", config, **timeouts))
+            admin = client.build("admin", client.settings(
+                "admin", config, bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
+                request_timeout_ms=CONNECT_TIMEOUT_MS + 1000))
         except Exception as exc:
             raise _error(config, exc) from None
         try:
