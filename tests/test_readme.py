@@ -154,3 +154,18 @@ def test_make_test_says_what_it_installs_and_creates_no_system_cluster():
     assert makefile.index("create_main_cluster = false") < makefile.index("apt-get install")
     assert "systemctl disable --now prometheus" in makefile
     assert "create_main_cluster = false" in README.read_text(encoding="utf-8")
+
+
+@pytest.mark.unit
+def test_the_bench_extra_installs_the_benchmarks_peers():
+    """The README's benchmark table compares with DuckDB and Spark: ``pip install -e
+    '.[bench]'`` brings both, so ``python -m benchmarks.run`` can reproduce every column."""
+    import ast
+
+    tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
+    bench = next(ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "BENCH" for t in node.targets))
+    names = {re.split(r"[<>=\[]", requirement)[0] for requirement in bench}
+    assert {"duckdb", "pyspark"} <= names
+    assert '"bench": BENCH' in (REPO / "setup.py").read_text(encoding="utf-8")
