@@ -11,6 +11,7 @@ reason on the line before its fence: visible in the README, never skipped silent
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import os
 import re
@@ -160,8 +161,6 @@ def test_make_test_says_what_it_installs_and_creates_no_system_cluster():
 def test_the_bench_extra_installs_the_benchmarks_peers():
     """The README's benchmark table compares with DuckDB and Spark: ``pip install -e
     '.[bench]'`` brings both, so ``python -m benchmarks.run`` can reproduce every column."""
-    import ast
-
     tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
     bench = next(ast.literal_eval(node.value) for node in tree.body
                  if isinstance(node, ast.Assign)
