@@ -1,6 +1,6 @@
 """Data-quality rules per schema: each failing record is dead-lettered with the rule it broke.
 
-Rules are small declarative objects (issue #7.3)::
+Rules are small declarative objects::
 
     rules = [
         Required("DeviceId"),
