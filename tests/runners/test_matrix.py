@@ -463,6 +463,26 @@ def test_every_source_sink_and_pipeline_has_its_cells():
 
 
 @pytest.mark.unit
+def test_every_pipeline_module_is_registered():
+    """A module of beam_pipelines holding a skeleton pipeline is in the registry (and so
+    in the matrix)."""
+    import importlib
+    import pkgutil
+
+    import beam_pipelines
+    from beam_pipelines.skeleton import Pipeline
+
+    found = set()
+    for module in pkgutil.iter_modules(beam_pipelines.__path__):
+        if module.ispkg or module.name.startswith("_"):
+            continue
+        loaded = importlib.import_module(f"beam_pipelines.{module.name}")
+        found |= {(v.name, loaded.__name__) for v in vars(loaded).values()
+                  if isinstance(v, Pipeline) and type(v).__module__ == loaded.__name__}
+    assert found == {(p.name, p.module) for p in registry.PIPELINES}
+
+
+@pytest.mark.unit
 def test_the_streaming_tests_the_matrix_names_exist():
     for source, node in registry.STREAMING_TESTS.items():
         path, name = node.split("::")
