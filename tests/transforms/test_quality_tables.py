@@ -205,3 +205,22 @@ def test_unique_within_window_keeps_a_run_per_record(tmp_path):
         options = pageviews.PAGEVIEWS.parse_flags([*flags, f"--quality_rules={rules}"])
         assert tables_allowed(options, "UserEvent") is (path is not None)
         assert vectorized(options, pageviews.PAGEVIEWS.checked_source(options), False) == path
+
+
+def test_the_documented_rules_file_is_the_benchmarks_and_loads_for_each_schema():
+    from pathlib import Path
+
+    from beam_pipelines import schemas
+    from transforms.quality import load_rules
+
+    root = Path(__file__).resolve().parents[2]
+    section = (root / "docs" / "production.md").read_text().split(
+        "## Data-quality rules", 1)[1].split("\n## ", 1)[0]
+    example = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    assert example == json.loads((root / "benchmarks" / "quality_rules.json").read_text())
+    for schema in example:
+        rules = load_rules(example, schema=schema, fields=schemas.field_names(schema),
+                           schemas=list(schemas.SCHEMAS))
+        assert [rule.name for rule in rules]
+        for rule in rules:  # each rule the table documents
+            assert f"| `{rule.kind}` |" in section
