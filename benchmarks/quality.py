@@ -18,7 +18,7 @@ It prints the fastest run of each mode, its ratio to the reference (the target i
 at most for ``rules, arrow``), and checks that both rule modes wrote the same results
 and the same dead letters per reason. The default rules are
 ``benchmarks/quality_rules.json``, the example of docs/production.md (few records of the
-input fail them); ``--rules benchmarks/quality_rules_strict.json`` fails about a quarter
+input fail them); ``--rules benchmarks/quality_rules_strict.json`` fails about a fifth
 of them (non-ASCII pages, scrolls, out-of-order events before the first second), so the
 dead letters' own cost shows. Measurements, not a test: run it on a quiet machine;
 docs/performance.md has the numbers.
