@@ -1,8 +1,9 @@
 """Packaging for beam-pipelines.
 
-The user asked for a ``setup.py``; tool configuration (ruff, mypy, pytest) lives in
-``pyproject.toml``. Connectors are optional extras so a laptop install stays small:
-``pip install -e .`` is enough for the default pipeline (synthetic and file sources).
+Metadata, dependencies, extras and console scripts live here; tool configuration (ruff,
+mypy, pytest) lives in ``pyproject.toml``. Connectors are optional extras so a laptop
+install stays small: ``pip install -e .`` is enough for the default pipeline (synthetic
+and file sources).
 """
 
 from setuptools import find_packages, setup
@@ -96,6 +97,7 @@ setup(
             "beam-error-rate=beam_pipelines.error_rate:main",
             "beam-sessions=beam_pipelines.sessions:main",
             "beam-produce=beam_pipelines.produce:main",
+            "beam-generate=beam_pipelines.generate.cli:main",
             "beam-train-recommender=beam_pipelines.train_recommender:main",
             "beam-recommendations=beam_pipelines.recommendations:main",
         ]

@@ -32,6 +32,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from beam_pipelines import options as opts
 from beam_pipelines.options.quality import QualityOptions
+from beam_pipelines.program import program_name
 from beam_pipelines.skeleton import run as runs
 from beam_pipelines.skeleton.results import ResultSpec
 from beam_pipelines.wiring import notifications, quality
@@ -168,7 +169,7 @@ class Pipeline:
     def parse_flags(self, argv: Optional[Sequence[str]]) -> PipelineOptions:
         """Strict parsing of ``argv`` (one line naming a bad flag); ``--help`` lists the
         pipeline's own flags first."""
-        return opts.parse(argv, self.option_classes(), prog=f"python -m {self.module_name()}",
+        return opts.parse(argv, self.option_classes(), prog=program_name(self.module_name()),
                           description=self.description)
 
     def module_name(self) -> str:
