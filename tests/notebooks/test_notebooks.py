@@ -30,7 +30,9 @@ def _shown(output: nbformat.NotebookNode) -> tuple:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_executes_to_its_committed_outputs(path):
+def test_notebook_executes_to_its_committed_outputs(path, tmp_path, monkeypatch):
+    # The kernel inherits TMPDIR: the notebooks' scratch folders land in tmp_path.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     committed = nbformat.read(path, as_version=4)
     try:
         fresh = execute(path)
