@@ -60,7 +60,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def _results(out_dir: str) -> list[str]:
-    rows = []
+    rows: list[str] = []
     for name in sorted(os.listdir(out_dir)):
         with open(os.path.join(out_dir, name), encoding="utf-8") as handle:
             rows.extend(line for line in handle if line.strip())
