@@ -35,7 +35,8 @@ ICEBERG = ["pyiceberg[pyarrow,sql-sqlite,pyiceberg-core]>=0.12"]
 # scikit-learn for Beam's SklearnModelHandlerNumpy (which loads the joblib model), ONNX
 # Runtime and onnx for --model_format=onnx (Beam's OnnxModelHandlerNumpy).
 ML = ["scikit-learn>=1.3", "scipy>=1.10", "joblib>=1.3", "onnx>=1.14", "onnxruntime>=1.16"]
-NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7"]
+# matplotlib: the notebooks' charts (committed with their outputs, see notebooks/).
+NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7", "matplotlib>=3.7"]
 # The benchmarks' peers (benchmarks/run.py): DuckDB and Spark local[2] (needs Java 17 or 21);
 # Quix Streams beside the fraud pipeline (benchmarks/fraud.py).
 BENCH = ["duckdb>=1.0", "pyspark>=4.0", "psutil>=5.9", "quixstreams>=3"]
