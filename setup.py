@@ -1,8 +1,9 @@
 """Packaging for beam-pipelines.
 
-The user asked for a ``setup.py``; tool configuration (ruff, mypy, pytest) lives in
-``pyproject.toml``. Connectors are optional extras so a laptop install stays small:
-``pip install -e .`` is enough for the default pipeline (synthetic and file sources).
+Metadata, dependencies, extras and console scripts live here; tool configuration (ruff,
+mypy, pytest) lives in ``pyproject.toml``. Connectors are optional extras so a laptop
+install stays small: ``pip install -e .`` is enough for the default pipeline (synthetic
+and file sources).
 """
 
 from setuptools import find_packages, setup
@@ -34,7 +35,8 @@ ICEBERG = ["pyiceberg[pyarrow,sql-sqlite,pyiceberg-core]>=0.12"]
 # scikit-learn for Beam's SklearnModelHandlerNumpy (which loads the joblib model), ONNX
 # Runtime and onnx for --model_format=onnx (Beam's OnnxModelHandlerNumpy).
 ML = ["scikit-learn>=1.3", "scipy>=1.10", "joblib>=1.3", "onnx>=1.14", "onnxruntime>=1.16"]
-NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7"]
+# matplotlib: the notebooks' charts (committed with their outputs, see notebooks/).
+NOTEBOOKS = ["apache-beam[interactive]>=2.60", "nbclient>=0.8", "ipykernel>=6,<7", "matplotlib>=3.7"]
 # The benchmarks' peers (benchmarks/run.py): DuckDB and Spark local[2] (needs Java 17 or 21);
 # Quix Streams beside the fraud pipeline (benchmarks/fraud.py).
 BENCH = ["duckdb>=1.0", "pyspark>=4.0", "psutil>=5.9", "quixstreams>=3"]
@@ -95,6 +97,7 @@ setup(
             "beam-error-rate=beam_pipelines.error_rate:main",
             "beam-sessions=beam_pipelines.sessions:main",
             "beam-produce=beam_pipelines.produce:main",
+            "beam-generate=beam_pipelines.generate.cli:main",
             "beam-train-recommender=beam_pipelines.train_recommender:main",
             "beam-recommendations=beam_pipelines.recommendations:main",
         ]

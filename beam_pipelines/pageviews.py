@@ -22,7 +22,8 @@ take the same path, one Arrow table per poll; Protobuf and JSON Schema topics ar
 record by record inside it. Both engines give the same counts,
 panes and dead letters (in streaming, the late records of one poll fire one LATE pane
 together); the records engine is the reference the tests compare against. The
-synthetic, Pub/Sub and Event Hubs sources, and ``--quality_rules``, use the per-record path.
+synthetic, Pub/Sub and Event Hubs sources, and ``--quality_rules`` with
+``unique_within_window``, use the per-record path (other rules are checked on the tables).
 """
 
 from __future__ import annotations

@@ -1,7 +1,14 @@
-"""Seeded, fast generator of the benchmark's input: user events as JSON lines.
+"""Seeded, fast generator of the batch benchmark's input: user events as JSON lines.
 
     python -m benchmarks.datagen 5000000 events.jsonl                      # realistic
     python -m benchmarks.datagen 5000000 events.jsonl --profile uniform    # the old shape
+
+Sample input to try the pipelines comes from ``python -m beam_pipelines.generate`` (events,
+readings, transactions, logs; the pipelines' own seeded generators, to a file or a topic).
+This module exists beside it for one reason: size. It writes millions of events in seconds
+(numpy and pyarrow, not a record at a time), in shapes fixed so that published benchmark
+numbers can be reproduced byte for byte; the record-at-a-time generator makes ~130k lines
+a second.
 
 Two profiles, both vectorised with numpy and pyarrow (20M events take seconds):
 
@@ -23,8 +30,8 @@ everything the input contract accepts, mixed:
   is not an object, and a 400-digit integer timestamp (a poison record for parsers that
   convert before they check the range).
 
-``uniform``: the benchmark's original input, byte for byte: the shape of
-``shared/tools/gen_events.py``, ``{"user_id":"user_N","action":A,"timestamp":T,"page":P}``
+``uniform``: the benchmark's original input, byte for byte (the shape of the first
+benchmark's generator), ``{"user_id":"user_N","action":A,"timestamp":T,"page":P}``
 with integer timestamps and compact separators only, and a ``dirty`` fraction (default
 1%) of four kinds of malformed lines: truncated JSON, a missing ``page``, ``"timestamp":
 "yesterday"``, binary garbage (``NUL garbage 0xFF``; half of those lines carry the raw

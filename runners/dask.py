@@ -22,6 +22,9 @@ Beam 2.77's DaskRunner translates each transform into a ``dask.Bag``, but:
   upstream graph there (``WriteToText`` left extra temporary directories behind; a
   Pub/Sub read split its messages between the computations);
 * only the last transform's bag is computed, so a second sink never ran;
+* a side input reached the DoFn as the ``AsSingleton`` itself, not its value, in a
+  pipeline Beam does not round-trip through the runner API (one with a ``PDone``, such as
+  ``--sink=eventhubs``): its dead letters' file writer failed;
 * what it cannot run (unbounded reads, state and timers, TestStream) fails late, and
   the client it left open retried a lost scheduler for 30 s.
 
@@ -91,7 +94,11 @@ class _ParDo(dask_eval.ParDo):
 
     def apply(self, input_bag, side_inputs=None):
         transform = self.transform
-        args, kwargs = transform.raw_side_inputs
+        # Side inputs as placeholders (filled per window by the invoker). Not
+        # ``raw_side_inputs``: those are placeholders only after Beam's round trip through
+        # the runner API, which Beam skips for a pipeline with a PDone (WriteToEventHubs);
+        # the AsSingleton itself then reached the DoFn (a file sink's ``open_writer``).
+        args, kwargs = transform.args, transform.kwargs
         label = self.applied.full_label
         bundle_class = (SplittableBundle if DoFnSignature(transform.fn).is_splittable_dofn()
                         else DoFnBundle)

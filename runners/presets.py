@@ -169,11 +169,11 @@ def portable(options: PipelineOptions) -> PipelineOptions:
     if _streaming(options):
         # The in-process job service executes on the batch FnApiRunner: an unbounded
         # source would be read "to its end" and no window would ever fire.
-        raise ConfigError(
-            "--job_endpoint",
-            "HOST:PORT of a streaming job service (Flink, Prism) with --streaming: Beam's "
-            "in-process Python job service runs bounded pipelines only (or use "
-            "--runner=LocalStreamingRunner)",
+        raise ConfigError.from_message(
+            "--runner: PortableRunner without --job_endpoint runs Beam's in-process job "
+            "service, which runs bounded (batch) pipelines only, and this one streams "
+            "(--streaming, or an unbounded source); pass --job_endpoint=HOST:PORT of a "
+            "streaming job service (Flink, Prism), or use --runner=LocalStreamingRunner"
         )
     portable_options.job_endpoint = local_job_endpoint()
     if not portable_options.environment_type:

@@ -27,7 +27,11 @@ LAYER = {"transforms": 0, "runners": 1, "beam_pipelines": 2}
 # transforms.base.extras.require, so importing any first-party module costs no extra. A
 # first-party module that imports an extra at its top (say a Dask runner module) would be
 # listed here with the importers that keep it lazy.
-LAZY: dict[tuple[str, str], str] = {}
+LAZY: dict[tuple[str, str], str] = {
+    # Only --to needs the Kafka client, whose package imports Beam (seconds at every start);
+    # writing a file of sample input needs neither.
+    ("beam_pipelines.generate.cli", "beam_pipelines.generate.kafka"): "kafka",
+}
 
 
 class Import(NamedTuple):

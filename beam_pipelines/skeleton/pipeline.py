@@ -22,7 +22,6 @@ outputs beside the main sink), :meth:`alerts` (what its notifications are about)
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, ClassVar, NamedTuple, Optional, Sequence, Type, Union
 
@@ -34,6 +33,7 @@ from apache_beam.transforms.window import GlobalWindows
 from beam_pipelines import options as opts
 from beam_pipelines.options import applies
 from beam_pipelines.options.quality import QualityOptions
+from beam_pipelines.program import program_name
 from beam_pipelines.skeleton import run as runs
 from beam_pipelines.skeleton.results import ResultSpec
 from beam_pipelines.wiring import notifications, quality
@@ -174,16 +174,8 @@ class Pipeline:
     def parse_flags(self, argv: Optional[Sequence[str]]) -> PipelineOptions:
         """Strict parsing of ``argv`` (one line naming a bad flag); ``--help`` lists the
         pipeline's own flags first."""
-        return opts.parse(argv, self.option_classes(), prog=self.prog(),
+        return opts.parse(argv, self.option_classes(), prog=program_name(self.module_name()),
                           description=self.description, exclude=self.other_classes())
-
-    def prog(self) -> str:
-        """How the user started the pipeline: its console script (``beam-pageviews``) or
-        ``python -m beam_pipelines.pageviews``."""
-        script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-        if script.startswith("beam-"):
-            return script
-        return f"python -m {self.module_name()}"
 
     def module_name(self) -> str:
         """The module that defines the pipeline, as ``python -m`` runs it."""

@@ -6,6 +6,7 @@ from typing import Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipelines.options import IOOptions
 from beam_pipelines.options.eventhubs import EventHubsOptions
 from beam_pipelines.options.formats import FormatOptions
 from beam_pipelines.wiring import formats
@@ -13,7 +14,7 @@ from beam_pipelines.wiring.source_spec import SourceSpec
 from transforms.base.errors import ConfigError
 from transforms.io.eventhubs import ReadFromEventHubs, WriteToEventHubs
 from transforms.io.eventhubs.client import check_connection, client_module
-from transforms.io.eventhubs.rules import CONNECTION_FORM
+from transforms.io.eventhubs.rules import CONNECTION_FORM, hub_name
 
 __all__ = ["sink_from_options", "source_from_options"]
 
@@ -43,14 +44,28 @@ def source_from_options(options: PipelineOptions) -> SourceSpec:
 
 def sink_from_options(options: PipelineOptions, *, pipeline: str, streaming: bool,
                       record: Optional[type] = None) -> WriteToEventHubs:
-    """``--sink=eventhubs``: each record to ``--eventhub``, as JSON or in ``--sink_format``
-    (the subject named after the hub, ``HUB-value``)."""
+    """``--sink=eventhubs --output=HUB``: each record to the ``--output`` hub (as the Kafka
+    and Pub/Sub sinks write to ``--output``), as JSON or in ``--sink_format`` (the subject
+    named after the hub, ``HUB-value``). Without ``--output`` the hub is ``--eventhub`` (or
+    the connection string's EntityPath), unless the source reads that hub: results are
+    never written back into the hub the pipeline reads."""
     client_module()
     eh = options.view_as(EventHubsOptions)
+    io = options.view_as(IOOptions)
     if not eh.eventhubs_connection_string:
         raise ConfigError("--eventhubs_connection_string",
                           f"{CONNECTION_FORM} when --sink=eventhubs")
-    hub = check_connection(eh.eventhubs_connection_string, eh.eventhub, "--eventhub")
-    return WriteToEventHubs(eh.eventhubs_connection_string, eh.eventhub,
+    if io.output:
+        try:
+            flag, name = "--output", hub_name(io.output)
+        except ValueError as exc:
+            raise ConfigError.from_message(f"--output: {exc}") from None
+    elif io.source == "eventhubs":
+        raise ConfigError("--output", "the hub to write results to when --sink=eventhubs "
+                          "(--eventhub names the hub --source=eventhubs reads)")
+    else:
+        flag, name = "--eventhub", eh.eventhub
+    hub = check_connection(eh.eventhubs_connection_string, name, flag)
+    return WriteToEventHubs(eh.eventhubs_connection_string, hub,
                             partition_key_field=eh.eventhubs_partition_key_field,
                             value_fn=formats.record_encoder(options, topic=hub, record=record))

@@ -10,9 +10,17 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from beam_pipelines import schemas
 from beam_pipelines.options import WindowOptions
 from beam_pipelines.options.quality import QualityOptions
-from transforms.quality import Checked, CheckQuality, Rule, load_rules
+from transforms.quality import (
+    Checked,
+    CheckQuality,
+    CheckQualityTables,
+    Rule,
+    load_rules,
+    vectorizable,
+)
 
-__all__ = ["PIPELINE_SCHEMAS", "apply_quality", "rules_for"]
+__all__ = ["PIPELINE_SCHEMAS", "apply_quality", "apply_quality_to_tables", "rules_for",
+           "tables_allowed"]
 
 # The schema each pipeline checks when the rules file is keyed by schema (pipelines on
 # the skeleton pass their input contract's schema instead).
@@ -45,3 +53,22 @@ def apply_quality(parsed_valid: beam.PCollection, options: PipelineOptions, pipe
     lateness = options.view_as(WindowOptions).allowed_lateness or 0
     return parsed_valid | label >> CheckQuality(
         rules, pipeline=pipeline, streaming=streaming, allowed_lateness=lateness)
+
+
+def tables_allowed(options: PipelineOptions, schema: str) -> bool:
+    """Whether ``--quality_rules`` lets a run take the vectorized (Arrow) path: yes without
+    the flag, and with rules that need no state across records (all but
+    unique_within_window)."""
+    return vectorizable(rules_for(options, "", schema))
+
+
+def apply_quality_to_tables(tables: beam.PCollection, options: PipelineOptions, pipeline: str,
+                            record_type: type, *, schema: str,
+                            label: str = "Quality") -> Optional[Checked]:
+    """:func:`apply_quality` on the vectorized path: Arrow tables of ``record_type`` rows in,
+    the same tables without the failing rows out (None without ``--quality_rules``, so the
+    graph is unchanged)."""
+    rules = rules_for(options, pipeline, schema)
+    if not rules:
+        return None
+    return tables | label >> CheckQualityTables(rules, record_type, pipeline=pipeline)

@@ -1,37 +1,46 @@
-"""The notebooks run top to bottom, offline, so they never rot (their own asserts check results)."""
+"""The notebooks run top to bottom, offline, so they never rot (their own asserts check
+results), and what is committed is what they show: re-executed, every cell gives the
+committed outputs (charts compared by kind, not by pixel)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 import pytest
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from tests.notebooks.refresh import NOTEBOOKS, execute
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+_REFRESH = "python -m tests.notebooks.refresh"
 
 
 def test_there_are_notebooks():
-    assert {p.name for p in NOTEBOOKS} >= {"explore_pageviews.ipynb", "backfill_walkthrough.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {
+        "explore_pageviews.ipynb", "backfill_walkthrough.ipynb", "iot_alerts.ipynb"}
+
+
+def _shown(output: nbformat.NotebookNode) -> tuple:
+    """What a reader sees of an output: its text, and which kinds of data it carries."""
+    if output.output_type == "stream":
+        return ("stream", output.name, output.text)
+    data = output.get("data", {})
+    return (output.output_type, tuple(sorted(data)),
+            data.get("text/plain", "") if "image/png" not in data else "<chart>")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_executes(path, tmp_path, monkeypatch):
-    # The kernel inherits TMPDIR: the notebooks' temporary folders (explore-*, backfill-*)
-    # are made under this test's tmp_path instead of staying in /tmp.
+def test_notebook_executes_to_its_committed_outputs(path, tmp_path, monkeypatch):
+    # The kernel inherits TMPDIR: the notebooks' scratch folders land in tmp_path.
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    book = nbformat.read(path, as_version=4)
-    for cell in book.cells:
-        if cell.cell_type == "code":
-            assert not cell.outputs, f"{path.name}: commit notebooks without outputs"
-    # cwd = the repository, so the kernel imports this checkout's packages.
-    client = NotebookClient(book, timeout=180, kernel_name="python3",
-                            resources={"metadata": {"path": str(ROOT)}})
+    committed = nbformat.read(path, as_version=4)
     try:
-        client.execute()
+        fresh = execute(path)
     except CellExecutionError as exc:
         pytest.fail(f"{path.name} failed:\n{exc}")
+    for index, (old, new) in enumerate(zip(committed.cells, fresh.cells, strict=True)):
+        if old.cell_type != "code":
+            continue
+        assert [_shown(o) for o in old.outputs] == [_shown(o) for o in new.outputs], (
+            f"{path.name}, cell {index}: the committed outputs are not what the code shows "
+            f"now; run `{_REFRESH} {path.relative_to(path.parents[1])}` and commit")

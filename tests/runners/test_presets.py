@@ -115,7 +115,7 @@ def test_portable_starts_the_local_job_service_or_checks_the_endpoint(connection
     assert connections[-1:] == [(("localhost", port), 10)]  # one bounded attempt
     with pytest.raises(ConfigError, match="--job_endpoint: expected HOST:PORT"):
         prepared("--runner=PortableRunner", "--job_endpoint=nowhere")
-    with pytest.raises(ConfigError, match="in-process Python job service runs bounded"):
+    with pytest.raises(ConfigError, match="^--runner: PortableRunner without --job_endpoint runs Beam's in-process"):
         prepared("--runner=PortableRunner", "--streaming")
 
 

@@ -1,6 +1,6 @@
 """Data-quality rules per schema: each failing record is dead-lettered with the rule it broke.
 
-Rules are small declarative objects (issue #7.3)::
+Rules are small declarative objects::
 
     rules = [
         Required("DeviceId"),
@@ -42,8 +42,14 @@ Semantics:
   after that is not detected (the windowed aggregate downstream dead-letters such
   too-late records anyway when it uses the same lateness).
 
-Modules: ``rules`` (the rules), ``transform`` (:class:`CheckQuality`), ``config`` (rules
-from their declarative form). The flag is ``beam_pipelines.options.quality``.
+The vectorized batch path (Arrow tables of records) applies the same rules with
+:class:`CheckQualityTables`: the same valid records and dead letters, with the rules
+evaluated on columns by pyarrow.compute (every rule but ``unique_within_window``, which
+keeps such runs per record).
+
+Modules: ``rules`` (the rules), ``transform`` (:class:`CheckQuality`), ``tables``
+(:class:`CheckQualityTables`), ``config`` (rules from their declarative form). The flag is
+``beam_pipelines.options.quality``; the file format is in docs/production.md.
 """
 
 from transforms.quality.config import load_rules, rule_from_config
@@ -59,9 +65,11 @@ from transforms.quality.rules import (
     event_seconds,
     field_value,
 )
+from transforms.quality.tables import CheckQualityTables, check_table, vectorizable
 from transforms.quality.transform import Checked, CheckQuality
 
 __all__ = [
-    "CheckQuality", "Checked", "Matches", "MaxClockSkew", "OneOf", "Range", "Required", "Rule",
-    "Type", "UniqueWithinWindow", "event_seconds", "field_value", "load_rules", "rule_from_config",
+    "CheckQuality", "CheckQualityTables", "Checked", "Matches", "MaxClockSkew", "OneOf", "Range", "Required", "Rule",
+    "Type", "UniqueWithinWindow", "check_table", "event_seconds", "field_value", "load_rules",
+    "rule_from_config", "vectorizable",
 ]

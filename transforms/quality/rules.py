@@ -6,8 +6,9 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from transforms.base import times
 from transforms.base.errors import ConfigError
@@ -22,6 +23,7 @@ MISSING = object()
 
 def field_value(record: Any, field: str) -> Any:
     """The field of a NamedTuple or mapping record, or the MISSING sentinel."""
+    # collections.abc, not typing: typing.Mapping's isinstance is several times slower.
     if isinstance(record, Mapping):
         return record.get(field, MISSING)
     return getattr(record, field, MISSING)
@@ -35,10 +37,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
 
 
+# One encoder for every dead letter's payload: json.dumps builds a new one per call when
+# given options, a third of the cost of a failing record.
+_RECORD_JSON = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode
+
+
 def record_json(record: Any) -> str:
     if hasattr(record, "_asdict"):
         record = record._asdict()
-    return json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
+    return _RECORD_JSON(record)
 
 
 # ---- the rules ------------------------------------------------------------------------

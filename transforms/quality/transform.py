@@ -17,7 +17,7 @@ from transforms.base.errors import ConfigError
 from transforms.quality.rules import MISSING, Rule, UniqueWithinWindow, field_value, record_json
 from transforms.records import DeadLetter
 
-__all__ = ["CheckQuality", "Checked"]
+__all__ = ["CheckQuality", "Checked", "validated"]
 
 DEAD_LETTERS = "dead_letters"
 VALID = "valid"
@@ -152,6 +152,20 @@ class _FirstToArrive(beam.DoFn):
             seen_state.clear()
 
 
+def validated(rules: Sequence[Rule]) -> list[Rule]:
+    """``rules`` as a list, refused unless they are Rule instances with unique names."""
+    rules = list(rules)
+    bad = [r for r in rules if not isinstance(r, Rule)]
+    if bad:
+        raise ConfigError("rules", "Rule instances (Required, Range, ...)", bad[0])
+    names = [r.name for r in rules]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError("rules", "unique rule names (pass name= to tell them apart)",
+                          duplicated[0])
+    return rules
+
+
 class Checked(NamedTuple):
     valid: beam.PCollection
     dead_letters: beam.PCollection
@@ -168,15 +182,7 @@ class CheckQuality(beam.PTransform):
     def __init__(self, rules: Sequence[Rule], *, pipeline: str, streaming: bool = False,
                  allowed_lateness: int = 0, step: str = STEP) -> None:
         super().__init__()
-        rules = list(rules)
-        bad = [r for r in rules if not isinstance(r, Rule)]
-        if bad:
-            raise ConfigError("rules", "Rule instances (Required, Range, ...)", bad[0])
-        names = [r.name for r in rules]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
-        if duplicated:
-            raise ConfigError("rules", "unique rule names (pass name= to tell them apart)",
-                              duplicated[0])
+        rules = validated(rules)
         if not isinstance(allowed_lateness, int) or allowed_lateness < 0:
             raise ConfigError("allowed_lateness", "a whole number of seconds >= 0", allowed_lateness)
         self._stateless = [r for r in rules if not isinstance(r, UniqueWithinWindow)]
