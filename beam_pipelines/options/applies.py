@@ -94,9 +94,8 @@ _SYNTHETIC = ("synthetic_events", "synthetic_seed", "synthetic_rate", "synthetic
 # flag (without "--") -> when it applies. Flags not listed always apply.
 RULES: dict[str, Rule] = {
     "input": _source("file"),
-    # --output names the file directory, DSN, table, topic or URL of every sink but two.
-    "output": Rule(lambda m: m.sink not in ("console", "eventhubs"),
-                   "--sink=jsonl, parquet, postgres, iceberg, kafka, pubsub, slack or webhook"),
+    # --output names the directory, DSN, table, topic, hub or URL of every sink but console.
+    "output": Rule(lambda m: m.sink != "console", "a --sink other than console"),
     "output_table": _sink("postgres"),
     "sink_retry_seconds": _sink("postgres"),
     **{flag: _source("synthetic") for flag in _SYNTHETIC},
