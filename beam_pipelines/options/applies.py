@@ -22,6 +22,7 @@ wired (``wiring/formats.py``, ``wiring/notifications.py``).
 
 from __future__ import annotations
 
+import argparse
 from typing import Callable, Iterable, Mapping, NamedTuple, Optional, Sequence, Type
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -148,8 +149,6 @@ def mode_of(options: PipelineOptions, *, default_source: str) -> Mode:
 
 def _class_flags(classes: Iterable[Type[PipelineOptions]]) -> set[str]:
     """The flags (dests) the option classes declare."""
-    import argparse
-
     parser = argparse.ArgumentParser(add_help=False, conflict_handler="resolve")
     for cls in classes:
         cls._add_argparse_args(parser)  # type: ignore[attr-defined]
