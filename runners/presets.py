@@ -333,7 +333,9 @@ def local_dask_cluster(workers: int) -> str:
             try:
                 _cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, local_directory=scratch,
+                    # Any free port: with None Dask still tries 8787, and warns when
+                    # another cluster holds it.
+                    dashboard_address=":0", local_directory=scratch,
                 )
             except Exception as exc:  # workers that cannot start: one line, not a traceback
                 raise NotAvailableError(
