@@ -180,6 +180,13 @@ def _out_of_range(name: str, value: Any) -> InvalidRecord:
     )
 
 
+def _shown(value: object) -> str:
+    """``repr`` of a value for a reason; a long one by its start and its length, so a
+    poison value of thousands of characters keeps its dead letter's reason short."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:40]}... ({len(str(value))} characters)"
+
+
 def _parse_iso_with_offset(name: str, text: str) -> tuple[float, int]:
     whole, micros = _iso_parts(name, text)
     return whole + micros / 1_000_000, whole
@@ -190,16 +197,17 @@ def _iso_parts(name: str, text: str) -> tuple[int, int]:
     try:
         moment = times.parse_iso(text)
     except times.NoOffset:
-        raise InvalidRecord(f"field '{name}' has no timezone offset: {text!r}", "invalid_time") from None
+        raise InvalidRecord(f"field '{name}' has no timezone offset: {_shown(text)}",
+                            "invalid_time") from None
     except ValueError:
         raise InvalidRecord(
-            f"field '{name}' is not epoch seconds or an ISO-8601 time with offset: {text!r}",
+            f"field '{name}' is not epoch seconds or an ISO-8601 time with offset: {_shown(text)}",
             "invalid_time",
         ) from None
     try:
         whole, micros = times.whole_and_micros(moment)
     except OverflowError:
-        raise InvalidRecord(f"field '{name}' is out of range: {text!r}", "out_of_range") from None
+        raise InvalidRecord(f"field '{name}' is out of range: {_shown(text)}", "out_of_range") from None
     return whole, micros
 
 
@@ -248,7 +256,7 @@ def uppercase_code(obj: dict[str, Any], name: str, length: int) -> str:
             f"field '{name}' must be {length} uppercase letters, got {_json_type(value)}", "wrong_type")
     if len(value) != length or not (value.isascii() and value.isalpha() and value.isupper()):
         raise InvalidRecord(
-            f"field '{name}' must be {length} uppercase ASCII letters, got {value!r}", "invalid_format")
+            f"field '{name}' must be {length} uppercase ASCII letters, got {_shown(value)}", "invalid_format")
     return value
 
 

@@ -173,6 +173,16 @@ def test_the_poison_records_of_issue_20_are_dead_letters(line):
     assert_same(line)
 
 
+@pytest.mark.parametrize("timestamp", ['"' + "a" * 10_000 + '"', '"2024-01-01T00:00:00' + "0" * 10_000 + 'Z"',
+                                       '"1.' + "1" * 10_000 + '"'], ids=["text", "iso", "digits"])
+def test_a_huge_timestamp_string_keeps_its_reason_short(timestamp):
+    """Found by the property test: the reason repeated a 10,000-character value."""
+    line = ('{"user_id":"u","action":"a","page":"/p","timestamp":%s}' % timestamp).encode()
+    _check_one(line)
+    assert "(10" in str(parse_or_reject(parse_user_event, line))  # its length, not the value
+    assert_same(line)
+
+
 def test_a_parse_function_that_raises_gives_a_parse_failed_dead_letter():
     def buggy(obj):
         return 1 / 0
