@@ -33,6 +33,7 @@ import time
 from typing import Iterable, Iterator, Optional, Sequence
 
 from beam_pipelines.options import kafka as kafka_opts
+from beam_pipelines.program import program_name
 from beam_pipelines.skeleton import run as runs
 from transforms.base.errors import ConfigError, SinkError
 from transforms.formats import EncodeError, Encoder, RecordEncoder, RegistryConfig, encoder_for
@@ -127,7 +128,7 @@ def _progress(total: Optional[int], topic: str):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m beam_pipelines.produce", description=__doc__.splitlines()[0])
+        prog=program_name("beam_pipelines.produce"), description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap_servers", type=kafka_opts.bootstrap_servers,
                         default="localhost:9092", help="Kafka brokers HOST:PORT[,...].")
     parser.add_argument("--topic", type=kafka_opts.topic_names, required=True,
