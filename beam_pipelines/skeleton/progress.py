@@ -79,6 +79,7 @@ def shown(pattern: Optional[str], *, stream: IO[str] = sys.stderr, every: float 
         return
     total_bytes, total_files = input_size(pattern)
     READ_PROGRESS.reset()
+    READ_PROGRESS.watched = True
     started = clock()
     stop = threading.Event()
     drawn: list[bool] = []
@@ -104,3 +105,4 @@ def shown(pattern: Optional[str], *, stream: IO[str] = sys.stderr, every: float 
     finally:
         stop.set()
         thread.join()
+        READ_PROGRESS.watched = False

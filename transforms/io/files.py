@@ -271,18 +271,21 @@ class _ReadFile(beam.DoFn):
             rows, kind = iter_parquet_rows(path), "row"
         else:
             rows, kind = iter_lines(path), "line"
+        watched = READ_PROGRESS.watched  # nothing extra per line when no one looks
         count = size = 0
         try:
             for number, payload in rows:
                 count += 1
-                size += len(payload) + 1
-                if count % _PROGRESS_EVERY == 0:
-                    READ_PROGRESS.add(bytes=size, records=_PROGRESS_EVERY)
-                    size = 0
+                if watched:
+                    size += len(payload) + 1
+                    if count % _PROGRESS_EVERY == 0:
+                        READ_PROGRESS.add(bytes=size, records=_PROGRESS_EVERY)
+                        size = 0
                 yield RawRecord(payload, {"source": "file", "file": path, kind: number})
         except _read_errors() as exc:
             raise read_failure(path, exc) from None
-        READ_PROGRESS.add(bytes=size, records=count % _PROGRESS_EVERY, files=1)
+        if watched:
+            READ_PROGRESS.add(bytes=size, records=count % _PROGRESS_EVERY, files=1)
         self._lines.inc(count)
 
 
@@ -322,19 +325,23 @@ class _ReadBlocks(beam.DoFn):
         self._bytes = Metrics.counter("files", "bytes_read")
 
     def process(self, path: str):
+        watched = READ_PROGRESS.watched  # the newline count is an extra pass over each block
         try:
             if path.endswith(".parquet"):
                 for rows in iter_parquet_batches(path):
-                    READ_PROGRESS.add(records=rows.batch.num_rows)
+                    if watched:
+                        READ_PROGRESS.add(records=rows.batch.num_rows)
                     yield rows
             else:
                 for block in iter_blocks(path):
                     self._bytes.inc(len(block.data))
-                    READ_PROGRESS.add(bytes=len(block.data), records=block.data.count(b"\n"))
+                    if watched:
+                        READ_PROGRESS.add(bytes=len(block.data), records=block.data.count(b"\n"))
                     yield block
         except _read_errors() as exc:
             raise read_failure(path, exc) from None
-        READ_PROGRESS.add(files=1)
+        if watched:
+            READ_PROGRESS.add(files=1)
 
 
 class ReadFileBlocks(_ReadFiles):

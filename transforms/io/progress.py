@@ -29,6 +29,9 @@ class ReadProgress:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._bytes = self._records = self._files = 0
+        # Set while a progress line is shown: the readers count only then, so a run no
+        # one watches (piped, scheduled) pays nothing on its read path.
+        self.watched = False
 
     def add(self, *, bytes: int = 0, records: int = 0, files: int = 0) -> None:  # noqa: A002
         with self._lock:

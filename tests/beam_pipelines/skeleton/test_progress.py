@@ -64,7 +64,19 @@ def test_both_file_readers_add_what_they_read(tmp_path, read):
     lines = [json.dumps({"n": i}) for i in range(10_000)]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
     READ_PROGRESS.reset()
-    with beam.Pipeline() as p:
-        _ = p | read(str(tmp_path / "in.jsonl"))
+    READ_PROGRESS.watched = True  # as progress.shown sets it on a terminal
+    try:
+        with beam.Pipeline() as p:
+            _ = p | read(str(tmp_path / "in.jsonl"))
+    finally:
+        READ_PROGRESS.watched = False
     done = READ_PROGRESS.snapshot()
     assert done == ReadSnapshot(sum(len(line) + 1 for line in lines), 10_000, 1)
+
+
+def test_readers_count_nothing_when_no_one_watches(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"n": 1}\n')
+    READ_PROGRESS.reset()
+    with beam.Pipeline() as p:
+        _ = p | ReadFileBlocks(str(tmp_path / "in.jsonl"))
+    assert READ_PROGRESS.snapshot() == ReadSnapshot(0, 0, 0)
