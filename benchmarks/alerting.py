@@ -62,6 +62,7 @@ from typing import IO, Any, Callable, Optional, Sequence
 
 from beam_pipelines.testing.http_receiver import HttpReceiver
 from benchmarks.streaming import machine, percentile
+from benchmarks.streaming.common import log_tail, on_a_broker
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUTING_KEY = "BENCHKEY0123456789abcdefABCDEF01"
@@ -153,11 +154,7 @@ class Pipeline:
             self._log = None
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-                return "".join(handle.readlines()[-lines:]).rstrip()
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
 
 
 # ---- producing ------------------------------------------------------------------------------
@@ -398,26 +395,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if run.status != "ok":
                 print(f"pipeline log tail:\n{run.details.get('pipeline_log_tail', '')}", flush=True)
 
-    if args.bootstrap_servers:
-        from kafka.admin import KafkaAdminClient, NewTopic
-
-        from beam_pipelines.testing.kafka import wait_for_partitions
-
-        def create(name: str, partitions: int) -> str:
-            admin = KafkaAdminClient(bootstrap_servers=args.bootstrap_servers.split(","))
-            try:
-                admin.create_topics([NewTopic(name, partitions, 1)])
-            finally:
-                admin.close()
-            wait_for_partitions(args.bootstrap_servers, name, partitions)
-            return name
-
-        run_all(args.bootstrap_servers, create)
-    else:
-        from beam_pipelines.testing.kafka import KafkaBroker
-
-        with KafkaBroker() as broker:
-            run_all(broker.bootstrap_servers, broker.create_topic)
+    on_a_broker(args.bootstrap_servers, run_all)
     print(f"\nalerting benchmark (error_rate, LocalStreamingRunner, {args.incidents} incidents, "
           f"{args.rate:g} lines/s per service; {info['cpu']}, {info['cores']} cores)\n")
     print(table(runs))

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import asdict
 from typing import Callable, Optional, Sequence
 
-from benchmarks.streaming.common import machine
+from benchmarks.streaming.common import machine, on_a_broker
 from benchmarks.streaming.modes import Result, latency_run, throughput_run
 from benchmarks.streaming.profiling import print_profile
 from benchmarks.streaming.report import table, targets
@@ -129,26 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(table(results[-1:]), flush=True)
 
     try:
-        if args.bootstrap_servers:
-            from kafka.admin import KafkaAdminClient, NewTopic
-
-            from beam_pipelines.testing.kafka import wait_for_partitions
-
-            def create(name: str, partitions: int) -> str:
-                admin = KafkaAdminClient(bootstrap_servers=args.bootstrap_servers.split(","))
-                try:
-                    admin.create_topics([NewTopic(name, partitions, 1)])
-                finally:
-                    admin.close()
-                wait_for_partitions(args.bootstrap_servers, name, partitions)
-                return name
-
-            run_all(args.bootstrap_servers, create)
-        else:
-            from beam_pipelines.testing.kafka import KafkaBroker
-
-            with KafkaBroker() as broker:
-                run_all(broker.bootstrap_servers, broker.create_topic)
+        on_a_broker(args.bootstrap_servers, run_all)
     finally:
         if results:
             print(f"\nstreaming benchmark (pageviews, LocalStreamingRunner, {args.partitions} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-from typing import Any
+from typing import Any, Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WARMUP_PAGE = "/warmup"
@@ -44,3 +44,42 @@ def machine() -> dict[str, Any]:
     }
 
 
+
+
+# ---- a broker to run on ------------------------------------------------------------------
+
+TopicMaker = Callable[[str, int], str]  # (name, partitions) -> the topic, created
+
+
+def on_a_broker(bootstrap_servers: str | None, run: Callable[[str, TopicMaker], None]) -> None:
+    """``run(servers, create_topic)`` against ``bootstrap_servers``, or against the project's
+    test broker (noida-db on a free port) started for the run when none is given."""
+    if bootstrap_servers:
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        from beam_pipelines.testing.kafka import wait_for_partitions
+
+        def create(name: str, partitions: int) -> str:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","))
+            try:
+                admin.create_topics([NewTopic(name, partitions, 1)])
+            finally:
+                admin.close()
+            wait_for_partitions(bootstrap_servers, name, partitions)
+            return name
+
+        run(bootstrap_servers, create)
+    else:
+        from beam_pipelines.testing.kafka import KafkaBroker
+
+        with KafkaBroker() as broker:
+            run(broker.bootstrap_servers, broker.create_topic)
+
+
+def log_tail(path: str, lines: int) -> str:
+    """The last ``lines`` lines of a child process's log ('' when it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:]).rstrip()
+    except OSError:
+        return ""

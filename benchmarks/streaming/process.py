@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Optional, Sequence
 
-from benchmarks.streaming.common import REPO, WARMUP_PAGE
+from benchmarks.streaming.common import REPO, WARMUP_PAGE, log_tail
 
 # ---- the pipeline process and what it prints -----------------------------------------
 
@@ -177,11 +177,7 @@ class PipelineProcess:
             self._log = None
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-                return "".join(handle.readlines()[-lines:]).rstrip()
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
 
 
 class LagProbe:
