@@ -8,7 +8,11 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 __all__ = ["KafkaBatch", "KafkaRecord", "PartitionRead", "NEVER"]
 
 NEVER = sys.maxsize  # the stop offset of an unbounded restriction
-# A caught-up partition checks again after this many seconds (its fetch stays in flight).
+# A caught-up partition checks again after IDLE_FIRST seconds, doubling while it stays
+# idle up to IDLE_RESUME (its fetch stays in flight meanwhile). Why not a fixed wait: a
+# live partition is "caught up" between every two producer batches (linger.ms apart), and
+# a fixed 0.1 s there put 50 ms on the median record; an idle one needs no 5 ms polling.
+IDLE_FIRST = 0.005
 IDLE_RESUME = 0.1
 DEAD_LETTERS = "dead_letters"
 WRITTEN = "written"

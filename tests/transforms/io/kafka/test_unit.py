@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import pytest
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
@@ -98,3 +99,20 @@ def test_partition_watermark_advances_and_idles():
     # the state alone rebuilds the estimator (a runner resuming a checkpoint)
     again = WatermarkProvider().create_watermark_estimator(estimator.get_estimator_state())
     assert again.current_watermark() == Timestamp.of(128)
+
+
+def test_caught_up_partition_polls_again_soon_then_backs_off_until_records_come():
+    """A live partition is caught up between two producer batches: it must look again
+    within milliseconds (a fixed 0.1 s put 50 ms on the median record), while an idle
+    one backs off to IDLE_RESUME and each partition keeps its own wait."""
+    from transforms.io.kafka.read import _ReadPartitionFn
+    from transforms.io.kafka.records import IDLE_FIRST, IDLE_RESUME
+
+    fn = _ReadPartitionFn({}, None, False, "log_time", 100, 1.0)
+    waits = [fn._idle_wait(("t", 0)) for _ in range(7)]
+    assert waits[0] == IDLE_FIRST
+    assert waits == sorted(waits) and waits[-1] == waits[-2] == IDLE_RESUME
+    assert fn._idle_wait(("t", 1)) == IDLE_FIRST
+    fn._idle_waits.pop(("t", 0))  # what a poll with records does
+    assert fn._idle_wait(("t", 0)) == IDLE_FIRST
+    assert pickle.loads(pickle.dumps(fn))._idle_wait(("t", 1)) <= IDLE_RESUME
