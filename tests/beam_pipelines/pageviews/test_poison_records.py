@@ -322,3 +322,22 @@ def test_a_hostile_block_parses_as_one_block_and_as_payloads_alike():
     payloads = parse_payloads(CORPUS)
     assert block.lines.tolist() == payloads.lines.tolist()
     assert block.events.equals(payloads.events)
+
+
+@pytest.mark.parametrize("engine", ["arrow", "records"])
+def test_the_poison_timestamp_of_issue_20_in_a_file_is_one_dead_letter(tmp_path, engine):
+    """Issue 20.1 as it was found, in a file: a 400-digit integer timestamp between 2,001
+    good lines crashed the run (OverflowError); it is one dead letter, the rest counted."""
+    def good(i: int) -> bytes:
+        return json.dumps({"user_id": i, "action": "view", "page": f"/p{i % 3}",
+                           "timestamp": T + i % 5}).encode()
+
+    poison = b'{"user_id": 1, "action": "view", "page": "/p0", "timestamp": 1' + b"0" * 400 + b"}"
+    path = tmp_path / "events.jsonl"
+    _write(path, [good(i) for i in range(1000)] + [poison] + [good(i) for i in range(1000, 2001)])
+    result, counts, letters = _run_pageviews(["--source=file", f"--input={path}"],
+                                             tmp_path / "out", tmp_path / "dead", engine)
+    assert sum(counts.values()) == 2001
+    [letter] = [json.loads(letter) for letter in letters]
+    assert letter["reason_code"] == "out_of_range" and letter["origin"]["line"] == 1001, letter
+    assert counter_total(result, "pageviews", "events_dead_lettered") == 1
