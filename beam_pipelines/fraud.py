@@ -40,7 +40,15 @@ from beam_pipelines.metrics import fresh_metrics, read_snapshot
 from beam_pipelines.options import applies
 from beam_pipelines.options.kafka import KafkaOptions
 from beam_pipelines.options.quality import QualityOptions
-from beam_pipelines.skeleton import Context, Core, Inputs, Pipeline, ResultSpec, read_records
+from beam_pipelines.skeleton import (
+    Alerts,
+    Context,
+    Core,
+    Inputs,
+    Pipeline,
+    ResultSpec,
+    read_records,
+)
 from beam_pipelines.wiring import kafka as kafka_wiring
 from beam_pipelines.wiring.source_spec import SourceSpec
 from runners.presets import LOCAL_STREAMING
@@ -52,6 +60,7 @@ from transforms.fraud.records import BLOCK, DECISIONS, REVIEW
 from transforms.fraud.replay import ReplayPlan, plan_replay
 from transforms.fraud.rules import RuleSet
 from transforms.io.kafka.rules import is_topic_name
+from transforms.sinks.notifications import message_fields
 
 __all__ = ["DESCRIPTION", "FRAUD", "Fraud", "FraudOptions", "PIPELINE", "RESULTS", "main",
            "route_decisions", "run"]
@@ -231,6 +240,15 @@ class Fraud(Pipeline):
             refused.append(written.dead_letters)  # decisions are in the global window
         return refused
 
+    def alerts(self, core: Core, ctx: Context) -> Alerts:
+        """Review and block decisions, one notification each (``--notify=pagerduty``
+        beside ``--sink=kafka``, say). Decisions are not windows: no incidents."""
+        flagged = core.results | "FlaggedDecisions" >> beam.Filter(_is_routed)
+        message = message_fields(
+            what="Transaction {tx_id} on card {card_id}: {decision} (rules: {rules})",
+            where="card_id", severity=_severity)
+        return Alerts(flagged, message)
+
     def finish(self, result: PipelineResult, options: PipelineOptions) -> None:
         """One line: how many decisions of each kind, and the rules that fired most."""
         try:
@@ -250,6 +268,14 @@ class Fraud(Pipeline):
         if replayed:
             line += f"; {replayed} transactions replayed to rebuild the cards' state"
         print(line, file=sys.stderr, flush=True)
+
+
+def _is_routed(decision: Decision) -> bool:
+    return decision.decision in ROUTED
+
+
+def _severity(decision: Decision) -> str:
+    return "critical" if decision.decision == BLOCK else "warning"
 
 
 class _ByVerdict(beam.DoFn):

@@ -116,7 +116,7 @@ def prepare(options: PipelineOptions, *, pipeline: str, has_alerts: bool) -> lis
         flag = "--sink" if io.sink in NOTIFICATION_SINKS else "--notify"
         raise ConfigError.from_message(
             f"{flag}: {pipeline} emits no alerts to notify about (slack, pagerduty and webhook "
-            "take the alerts of iot_alerts, error_rate and the fraud pipeline)")
+            "take the alerts of iot_alerts, error_rate and fraud)")
     if io.sink == "pagerduty" and io.output:
         raise ConfigError.from_message(
             "--output: not used by --sink=pagerduty (its endpoint is --pagerduty_url, its key "
@@ -273,6 +273,10 @@ def write_notifications(alerts: Alerts, options: PipelineOptions, *, pipeline: s
             streaming=streaming, pipeline=pipeline)
         notifications, dead = tracked.events, [tracked.dead_letters]
     else:
+        if flags.resolve_after is not None:  # a flag that would do nothing is refused
+            raise ConfigError.from_message(
+                f"--resolve_after: applies to incidents only, and {pipeline} notifies alerts "
+                "(--notify_on=alerts)")
         notifications = alerts.records
     endpoints = _endpoints(options, chosen)
     for channel, sink in _sinks(endpoints, chosen, options, pipeline=pipeline,

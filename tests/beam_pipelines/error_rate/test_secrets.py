@@ -48,9 +48,11 @@ def test_failing_endpoints_leak_no_secret(http_receiver, tmp_path, monkeypatch, 
     pager.fail(400, times=100, body='{"status": "invalid event", "errors": '
                f'["routing key {KEY} is disabled"]}}')
     slack = http_receiver.slack(f"/services/T0/B0/{SLACK_TOKEN}")
-    slack.fail(500, times=100, body=f"upstream failed for /services/T0/B0/{SLACK_TOKEN}")
+    slack.fail(500, times=100, body=f"upstream failed for /services/T0/B0/{SLACK_TOKEN}: "
+               f"invalid token {SLACK_TOKEN}")  # the path, and the bare token, echoed
     hook = http_receiver.webhook(HMAC, path=f"/hooks/{PATH_TOKEN}")
-    hook.hold(times=100)
+    # A timeout, then answers: urllib3 logs the path with its query at DEBUG.
+    hook.hold(times=1).fail(503, times=100, body=f"no route for {QUERY_TOKEN}")
     hook_file = tmp_path / "hook_url"
     hook_file.write_text(f"{hook.url}?token={QUERY_TOKEN}\n")
     monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.url)
@@ -82,6 +84,7 @@ def test_failing_endpoints_leak_no_secret(http_receiver, tmp_path, monkeypatch, 
         assert f'"sink": "{sink}"' in letters
     assert "notification_refused" in letters and "notification_failed" in letters
     assert "disabled" in letters and "upstream failed" in letters  # the bodies, redacted
+    assert "no route for" in letters  # the webhook answered after its timeout
     assert any(r.name.startswith("urllib3") for r in caplog.records)  # HTTP lines were logged
     outputs = {
         "stdout": captured.out,

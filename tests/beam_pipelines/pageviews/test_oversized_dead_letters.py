@@ -5,6 +5,7 @@ dead-letter topic, a 6 MB one to a directory."""
 import base64
 import hashlib
 import json
+import uuid
 
 import pytest
 
@@ -75,4 +76,32 @@ def test_an_oversized_letter_in_a_dead_letter_directory(tmp_path):
     assert letters[0].payload_encoding == "base64"
     base64.b64decode(letters[0].payload, validate=True)  # whole base64 quanta
     assert_truncated(letters[0], huge, FILE_LIMIT_BYTES, "invalid_utf8")
+    assert [letter.payload_bytes() for letter in letters[1:]] == bad_lines()
+
+
+@pytest.mark.integration
+def test_the_limit_is_the_topics_max_message_bytes_when_it_is_smaller(tmp_path, kafka_broker,
+                                                                       capsys):
+    """A dead-letter topic created with max.message.bytes=100000: a 300 KB bad line, which
+    the producer's 1 MiB limit alone would let through to be refused by the broker, is cut
+    to what the topic takes."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    servers = kafka_broker.bootstrap_servers
+    topic = f"small_dlt_{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "100000"})])
+    finally:
+        admin.close()
+    huge = b'{"user_id": "u", "comment": "' + b"x" * 300_000  # never closed: invalid JSON
+    write_input(tmp_path / "events.jsonl", huge)
+    code = pageviews.main(["--source=file", f"--input={tmp_path}/events.jsonl",
+                           f"--bootstrap_servers={servers}", f"--dead_letter=kafka://{topic}",
+                           "--sink=jsonl", f"--output={tmp_path}/out"])
+    assert code == 0, capsys.readouterr().err
+    location = KafkaTopic(f"kafka://{topic}", kafka_config(servers))
+    assert max(len(value) for _, _, value in location.lines()) <= 100_000
+    letters = sorted(read_dead_letters([location]), key=lambda letter: letter.origin["line"])
+    assert_truncated(letters[0], huge, 100_000)
     assert [letter.payload_bytes() for letter in letters[1:]] == bad_lines()

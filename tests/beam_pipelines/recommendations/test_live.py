@@ -1,5 +1,6 @@
-"""recommendations against real servers: a model swap during a live Kafka stream, and the
-PostgreSQL upsert of each user's latest recommendations.
+"""recommendations against real servers: a model swap during a live Kafka stream, the
+PostgreSQL upsert of each user's latest recommendations, and training from a bounded range
+of a topic.
 
 The swap is driven by observable state only: the first clicks' records are read back
 (version 1), the trainer publishes version 2, then single "probe" clicks are sent and
@@ -18,7 +19,7 @@ import pytest
 from beam_pipelines import train_recommender
 from beam_pipelines.recommendations import RECOMMENDATIONS
 from beam_pipelines.testing.polling import wait_for
-from transforms.recommend import store
+from transforms.recommend import PlantedEvents, store
 from transforms.records import utc_iso
 
 pytestmark = pytest.mark.integration
@@ -134,3 +135,30 @@ def test_postgres_keeps_each_users_latest_recommendations(trained, postgres_dsn,
     for _, _, recommendations, version in rows:
         assert version == 1 and len(recommendations) == 5
         assert set(recommendations[0]) == {"page", "score"}
+
+
+def test_training_from_a_bounded_topic_range_learns_from_that_range_only(kafka_broker, kafka_topic,
+                                                                         tmp_path):
+    """``--source=kafka --start_at=TIME --stop_at=end``: the model's data is exactly the
+    events logged from TIME on (event times double as log times)."""
+    from kafka import KafkaProducer
+
+    servers, topic = kafka_broker.bootstrap_servers, kafka_topic(2, "history")
+    events = PlantedEvents(seed=5, users=60).events()  # in event-time order
+    producer = KafkaProducer(bootstrap_servers=servers, acks="all")
+    for i, event in enumerate(events):
+        producer.send(topic, json.dumps(event).encode(), partition=i % 2,
+                      timestamp_ms=round(event["timestamp"] * 1000))
+    producer.flush()
+    producer.close()
+    start = int(events[len(events) // 2]["timestamp"])
+    kept = [e for e in events if e["timestamp"] >= start]
+    models = tmp_path / "models"
+    assert train_recommender.main([
+        "--source=kafka", f"--bootstrap_servers={servers}", f"--topic={topic}",
+        f"--start_at={utc_iso(start)}", "--stop_at=end", f"--output={models}"]) == 0
+    data = json.loads((models / "v1" / "metadata.json").read_text())["data"]
+    assert 0 < data["events"] == len(kept) < len(events)
+    assert data["users"] == len({e["user_id"] for e in kept})
+    assert (data["first_event"], data["last_event"]) == (
+        utc_iso(kept[0]["timestamp"]), utc_iso(kept[-1]["timestamp"]))

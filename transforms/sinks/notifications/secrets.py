@@ -25,7 +25,7 @@ import os
 import re
 import threading
 from typing import Iterable, Optional, Union
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from transforms.base.errors import ConfigError
 
@@ -178,23 +178,48 @@ def _checked(value: str, what: str) -> str:
 
 
 def redact(text: str, secrets: Iterable[Optional[Secret]]) -> str:
-    """``text`` with every secret's value (and its URL path, for URL secrets) replaced
-    by ``***``. Applied to every message that leaves a sink: errors, logs, dead letters."""
+    """``text`` with every secret's value replaced by ``***``, and for URL secrets the
+    parts of the URL that carry its token (see :func:`_url_parts`). Applied to every
+    message that leaves a sink: errors, logs, dead letters."""
     for secret in secrets:
         if secret is None:
             continue
         value = secret.reveal()
-        candidates = {value}
-        try:
-            parts = urlsplit(value) if "://" in value else None
-        except ValueError:
-            parts = None
-        if parts is not None and parts.path not in ("", "/"):
-            candidates.add(parts.path)  # HTTP libraries quote the path alone in errors
+        candidates = {value} | _url_parts(value)
         for candidate in sorted(candidates, key=len, reverse=True):
             if len(candidate) >= _MIN_REDACTED_LENGTH:
                 text = text.replace(candidate, REDACTED)
     return text
+
+
+# A path segment this long is taken for a token (Slack's, Discord's, a hook's own):
+# shorter ones ("services", "hooks", "v2") are names, and redacting them would only
+# blank words in dead letters.
+_MIN_TOKEN_SEGMENT = 12
+
+
+def _url_parts(value: str) -> set[str]:
+    """The parts of a URL secret that can show without the rest, each of which holds
+    the token of some webhook: the path and the path with its query (urllib3 quotes
+    them alone in its DEBUG request lines), the query and each query value
+    (``?token=``, ``?code=``, ``&sig=``), each long path segment (an endpoint echoing
+    "invalid token <segment>"), and a password in the URL. Raw and percent-decoded."""
+    try:
+        parts = urlsplit(value) if "://" in value else None
+        password = parts.password if parts is not None else None
+    except ValueError:
+        return set()
+    if parts is None:
+        return set()
+    found = {parts.query, parts.path if parts.path != "/" else ""}
+    if parts.query:
+        found.add(f"{parts.path}?{parts.query}")
+        found.update(v for _, v in parse_qsl(parts.query, keep_blank_values=True))
+        found.update(pair.partition("=")[2] for pair in parts.query.split("&"))
+    found.update(s for s in parts.path.split("/") if len(s) >= _MIN_TOKEN_SEGMENT)
+    if password:
+        found.add(password)
+    return {form for part in found if part for form in (part, unquote(part))}
 
 
 _USERINFO = re.compile(r"^[^@]*@")

@@ -78,6 +78,20 @@ def test_redact_removes_values_and_url_paths():
     assert safe_endpoint("https://user:pw@example.com:8443/x?token=1") == "https://example.com:8443"
 
 
+def test_redact_removes_the_token_parts_of_a_url_that_show_alone():
+    # urllib3's DEBUG line quotes the path with its query; endpoints echo a bare token.
+    hook = Secret("https://user:PASSWORD99@example.com/hooks/HOOKPATHTOKEN77?token=QUERY%2BTOKEN88&v=1")
+    slack = Secret("https://hooks.slack.com/services/T1/B2/SLACKTOKENabc123xyz")
+    text = ('"POST /hooks/HOOKPATHTOKEN77?token=QUERY%2BTOKEN88&v=1 HTTP/1.1" 500; '
+            "token QUERY+TOKEN88 rejected; bad path HOOKPATHTOKEN77; pw PASSWORD99; "
+            "invalid_token for SLACKTOKENabc123xyz; services and hooks stay readable")
+    cleaned = redact(text, [hook, slack])
+    for token in ("HOOKPATHTOKEN77", "QUERY%2BTOKEN88", "QUERY+TOKEN88", "PASSWORD99",
+                  "SLACKTOKENabc123xyz"):
+        assert token not in cleaned, cleaned
+    assert "services and hooks stay readable" in cleaned  # short segments are names
+
+
 def test_a_pipeline_carries_the_name_of_an_env_secret_never_its_value(monkeypatch):
     import base64
     import bz2
