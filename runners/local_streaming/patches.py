@@ -24,6 +24,10 @@ The patches, as ``PATCHES`` lists them (a test checks this list against the code
   was first in, first out, so a serial step got one bundle per trip through a queue the
   source kept full, and fell further behind every second: backpressure, as a streaming
   runner applies it);
+* ``idle_monitor``: the monitor (which hands finished bundles to the next steps and fires
+  timers) waits up to a millisecond for news when it has nothing to do (Beam's monitor
+  resubmitted itself at once, forever: an idle stream kept a core busy, and every step's
+  work shared the GIL with that loop in 5 ms slices);
 * ``triggered_side_inputs``: a side input in the global window with a trigger (the
   slowly-updating side input; RunInference's model refresh) is available from its first
   pane and each pane replaces the last (Beam blocked the main input until the end of
@@ -354,6 +358,29 @@ def patch_downstream_first() -> Undo:
     return _replace(service, "__init__", __init__)
 
 
+MONITOR_IDLE_WAIT = 0.001  # seconds: the lateness this adds to a due processing-time timer
+
+
+def patch_idle_monitor() -> Undo:
+    """The monitor waits for news while idle, instead of spinning (``idle_monitor``).
+
+    News is a finished bundle (``all_updates``: the wait ends at once) or a timer that
+    falls due: timers are looked at again after at most :data:`MONITOR_IDLE_WAIT`. Work
+    the executor service still has queued, or executing, makes no difference: only their
+    completion is news to the monitor.
+    """
+    monitor = executor._ExecutorServiceParallelExecutor._MonitorTask
+    call = monitor.call
+
+    def waiting_call(self, state_sampler):
+        updates = self._executor.all_updates._queue
+        with updates.not_empty:  # a peek: the update stays queued for Beam's call
+            updates.not_empty.wait_for(updates._qsize, MONITOR_IDLE_WAIT)
+        return call(self, state_sampler)
+
+    return _replace(monitor, "call", waiting_call)
+
+
 def patch_dofn_introspection() -> Undo:
     """Beam's DoFn introspection computed once (runners/introspection.py)."""
     return introspection.remember_dofn_introspection()
@@ -372,6 +399,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch("dofn_reuse", patch_dofn_reuse),
     Patch("dofn_introspection", patch_dofn_introspection),
     Patch("downstream_first", patch_downstream_first),
+    Patch("idle_monitor", patch_idle_monitor),
     Patch("triggered_side_inputs", patch_triggered_side_inputs),
     Patch("delivery_lineage", patch_delivery_lineage),
 )
