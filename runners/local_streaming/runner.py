@@ -9,7 +9,7 @@ and it has a few bugs and slow spots on a live stream. The fixes, each in one pl
 
 * two overrides of the pipeline (``sdf.py``): the override order, and an SDF driver that
   defers, checkpoints, holds watermarks and finalizes bundles;
-* six process-wide patches of Beam's runner modules (``patches.py``: one function each,
+* process-wide patches of Beam's runner modules (``patches.py``: one function each,
   listed in ``PATCHES``), installed when a run starts and undone when it ends.
 
 Everything else is Beam's runner as is. Use it with ``--runner=LocalStreamingRunner``;
