@@ -26,7 +26,7 @@ from transforms.io.kafka import client_config
 from transforms.io.kafka import discovery as kafka_discovery
 from transforms.io.kafka.client import close_pooled_consumers
 
-__all__ = ["KafkaBroker", "NOIDA_DB", "read_topic", "wait_for_partitions"]
+__all__ = ["KafkaBroker", "NOIDA_DB", "committed_count", "committed_offsets", "read_topic", "wait_for_partitions"]
 
 NOIDA_DB = "noida-db"
 
@@ -191,3 +191,22 @@ def read_topic(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> lis
         return values
     finally:
         consumer.close()
+
+
+def committed_offsets(bootstrap_servers: str, topic: str, group: str) -> dict[int, Optional[int]]:
+    """The offsets ``group`` has committed on each partition of ``topic`` (None where it
+    has committed nothing yet)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), group_id=group,
+                             enable_auto_commit=False, session_timeout_ms=6000)
+    try:
+        return {p: consumer.committed(TopicPartition(topic, p))
+                for p in sorted(consumer.partitions_for_topic(topic) or ())}
+    finally:
+        consumer.close()
+
+
+def committed_count(bootstrap_servers: str, topic: str, group: str) -> int:
+    """How many records of ``topic`` ``group`` has committed, over all partitions."""
+    return sum(offset or 0 for offset in committed_offsets(bootstrap_servers, topic, group).values())

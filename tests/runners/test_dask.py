@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import iot_alerts, pageviews
 from beam_pipelines.testing.iot import SyntheticReadings, edge_case_lines, reference_alerts
+from beam_pipelines.testing.kafka import committed_offsets
 from runners.dask_cluster import DaskClusterError
 
 pytestmark = pytest.mark.integration
@@ -119,7 +120,7 @@ def test_bounded_kafka_backfill_on_dask_equals_the_direct_runner(kafka_broker, m
         assert counts == expected, f"seed {seed}, --batch_engine={engine}: counts differ"
         assert dead == expected_dead, f"seed {seed}, --batch_engine={engine}: dead letters differ"
         # Bundles are finalized on Dask: the read committed where each partition stopped.
-        assert _committed(servers, topic, group) == _end_offsets(servers, topic), f"seed {seed}"
+        assert committed_offsets(servers, topic, group) == _end_offsets(servers, topic), f"seed {seed}"
 
 
 def _end_offsets(servers: str, topic: str) -> dict[int, int]:
@@ -129,16 +130,6 @@ def _end_offsets(servers: str, topic: str) -> dict[int, int]:
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
-
-
-def _committed(servers: str, topic: str, group: str) -> dict[int, int | None]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False)
-    try:
-        return {p: consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
     finally:
         consumer.close()
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from beam_pipelines import pageviews, sessions
 from beam_pipelines.testing.jobs import Job
+from beam_pipelines.testing.kafka import committed_count
 from beam_pipelines.testing.sessions import (
     ReferenceSession,
     reference_events,
@@ -123,18 +124,6 @@ def start_job(servers: str, topic: str, lake: Path, log: Path) -> Job:
                       *lake_flags(lake, "web.page_views")], log=log, cwd=ROOT)
 
 
-def committed(servers: str, topic: str) -> int:
-    """Sum of the group's committed offsets over the partitions."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=GROUP, session_timeout_ms=6000,
-                             enable_auto_commit=False)
-    try:
-        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in range(PARTITIONS))
-    finally:
-        consumer.close()
-
-
 def test_a_streaming_job_killed_and_restarted_leaves_one_row_per_pane_and_the_batch_answer(
         kafka_broker, kafka_topic, tmp_path):
     servers = kafka_broker.bootstrap_servers
@@ -150,14 +139,14 @@ def test_a_streaming_job_killed_and_restarted_leaves_one_row_per_pane_and_the_ba
                      "window A in the table")
         # Offsets move as windows are written: up to the polls the pushers' window holds.
         sent = 90 + PARTITIONS
-        job.wait_for(lambda: committed(servers, topic) >= sent - PARTITIONS * (POLL + 2),
+        job.wait_for(lambda: committed_count(servers, topic, GROUP) >= sent - PARTITIONS * (POLL + 2),
                      "window A's offsets committed")
     finally:
         job.kill()
     # The pushers were read, but their window lived only in the dead job's memory: their
     # offsets were not committed, so the restart reads them again (and skips what it reads
     # again of window A, already in the table).
-    assert committed(servers, topic) < sent
+    assert committed_count(servers, topic, GROUP) < sent
 
     # While it is down window B arrives; the same command restarts from the committed offsets.
     produce(servers, topic, page_events(T0 + 1300, 60, pusher=T0 + 3000))

@@ -18,6 +18,7 @@ import pytest
 from beam_pipelines import pageviews
 from beam_pipelines.metrics import counter_total
 from beam_pipelines.produce import send
+from beam_pipelines.testing.kafka import committed_count
 from tests.beam_pipelines.pageviews.test_poison_records import CORPUS, reference
 from transforms.io.kafka import client_config
 
@@ -52,17 +53,6 @@ def _letters(directory) -> list[dict]:
         with open(path, encoding="utf-8") as handle:
             letters += [json.loads(line) for line in handle if line.strip()]
     return letters
-
-
-def _committed(servers: str, topic: str, group: str) -> int:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False)
-    try:
-        return sum(consumer.committed(TopicPartition(topic, p)) or 0
-                   for p in consumer.partitions_for_topic(topic))
-    finally:
-        consumer.close()
 
 
 @pytest.mark.parametrize("engine", ["arrow", "records"])
@@ -116,7 +106,7 @@ def test_a_poison_timestamp_in_a_live_stream_is_a_dead_letter_and_a_committed_re
     assert sum(_final_counts(tmp_path / "one_out").values()) == 2001
     [letter] = _letters(tmp_path / "one_dead")
     assert letter["reason_code"] == "out_of_range" and letter["origin"]["offset"] == 1000
-    assert _committed(servers, topic, group) == len(first)
+    assert committed_count(servers, topic, group) == len(first)
 
     # The restart from the committed offsets reads what came after, and only that.
     second = [good(i) for i in range(500)] + [poison] + [good(i) for i in range(500, 999)]
@@ -124,8 +114,7 @@ def test_a_poison_timestamp_in_a_live_stream_is_a_dead_letter_and_a_committed_re
     live("two")
     assert sum(_final_counts(tmp_path / "two_out").values()) == 999
     assert [d["origin"]["offset"] for d in _letters(tmp_path / "two_dead")] == [len(first) + 500]
-    assert _committed(servers, topic, group) == len(first) + len(second)
-
+    assert committed_count(servers, topic, group) == len(first) + len(second)
 
 
 def test_a_step_that_raises_leaves_the_offsets_of_its_batch_uncommitted(kafka_broker, kafka_topic,
@@ -163,9 +152,9 @@ def test_a_step_that_raises_leaves_the_offsets_of_its_batch_uncommitted(kafka_br
     monkeypatch.setattr(parse._HandedOver, "decide", crashing)
     with pytest.raises(Exception, match="a step that raises"):
         live("crashed")
-    assert _committed(servers, topic, group) <= 300
+    assert committed_count(servers, topic, group) <= 300
     monkeypatch.setattr(parse._HandedOver, "decide", decide)
-    restarted_at = _committed(servers, topic, group)
+    restarted_at = committed_count(servers, topic, group)
     live("restarted")
     assert [d["origin"]["offset"] for d in _letters(tmp_path / "restarted_dead")] == [300]
     assert sum(_final_counts(tmp_path / "restarted_out").values()) == len(messages) - restarted_at - 1

@@ -27,6 +27,7 @@ from beam_pipelines import metrics
 from beam_pipelines import options as opts
 from beam_pipelines.options.metrics import MetricsOptions
 from beam_pipelines.testing.jobs import Job
+from beam_pipelines.testing.kafka import committed_count
 
 pytestmark = pytest.mark.integration
 
@@ -99,18 +100,6 @@ def start_job(servers: str, topic: str, dsn: str, log: Path) -> Job:
         "--sink=postgres", f"--output={dsn}", "--output_table=page_views"], log=log, cwd=ROOT)
 
 
-def committed(servers: str, topic: str) -> int:
-    """Sum of the group's committed offsets over the partitions."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=GROUP, session_timeout_ms=6000,
-                             enable_auto_commit=False)
-    try:
-        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in range(PARTITIONS))
-    finally:
-        consumer.close()
-
-
 def test_kill_and_committed_restart_counts_every_event_once_three_times(
         kafka_broker, kafka_topic, postgres_dsn, tmp_path):
     servers = kafka_broker.bootstrap_servers
@@ -128,27 +117,27 @@ def test_kill_and_committed_restart_counts_every_event_once_three_times(
                          f"every closed window of round {kill_round}, counted once")
             # Offsets move as windows are written: up to the polls the pushers' window holds.
             at_least = len(sent) - PARTITIONS * (POLL + 2)
-            job.wait_for(lambda at_least=at_least: committed(servers, topic) >= at_least,
+            job.wait_for(lambda at_least=at_least: committed_count(servers, topic, GROUP) >= at_least,
                          "offsets of the written windows committed")
         finally:
             job.kill()
         # The pushers were read, but their window lived only in the dead job's memory:
         # their offsets were not committed, so the restart reads them again.
-        assert committed(servers, topic) < len(sent)
+        assert committed_count(servers, topic, GROUP) < len(sent)
 
     sent += produce(servers, topic, [], pusher_second=T0 + 2000)
     job = start_job(servers, topic, postgres_dsn, tmp_path / "final.log")
     try:
         want = expected_counts(sent, before=(T0 + 2000) // WINDOW * WINDOW)
         job.wait_for(lambda: table(postgres_dsn) == want, "every window, counted once")
-        job.wait_for(lambda: committed(servers, topic) >= len(sent) - PARTITIONS * (POLL + 2),
+        job.wait_for(lambda: committed_count(servers, topic, GROUP) >= len(sent) - PARTITIONS * (POLL + 2),
                      "offsets of the written windows committed")
     finally:
         job.kill()
     got = table(postgres_dsn)
     assert got == want
     assert sum(got.values()) == len(sent) - PARTITIONS  # all but the last, still open, window
-    assert committed(servers, topic) < len(sent)
+    assert committed_count(servers, topic, GROUP) < len(sent)
 
 
 def test_kafka_consumer_lag_is_exported_per_partition(kafka_broker, kafka_topic):

@@ -16,6 +16,7 @@ from beam_pipelines.metrics import counter_total
 from beam_pipelines.produce import send
 from beam_pipelines.skeleton import user_events
 from beam_pipelines.testing.files import read_jsonl
+from beam_pipelines.testing.kafka import committed_offsets
 from beam_pipelines.testing.servers import free_port
 from transforms.base.errors import SourceError
 from transforms.io.kafka import PartitionRead, ReadFromKafka, WriteToKafka, client_config
@@ -44,18 +45,6 @@ def _consume_all(servers: str, topic: str, group: str | None = None) -> list:
             for batch in consumer.poll(timeout_ms=500).values():
                 records += batch
         return records
-    finally:
-        consumer.close()
-
-
-def _committed(servers: str, topic: str, group: str) -> dict[int, int | None]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=group, session_timeout_ms=6000,
-                             heartbeat_interval_ms=1000)
-    try:
-        return {p: consumer.committed(TopicPartition(topic, p))
-                for p in consumer.partitions_for_topic(topic)}
     finally:
         consumer.close()
 
@@ -126,7 +115,7 @@ def test_bounded_reads_start_at_time_commits_and_write(kafka_broker, kafka_topic
     assert sorted(r.value for r in _consume_all(servers, out)) == sorted(
         [v.upper() for _, v, _ in batch_b] + [f"A1{i}".encode() for i in range(10) if i != 3]
         + [b"small"])
-    committed = _committed(servers, topic, "g_all")
+    committed = committed_offsets(servers, topic, "g_all")
     # every partition that had records is committed to its end (an empty one has nothing to commit)
     assert sum(v or 0 for v in committed.values()) == 500, committed
 
@@ -217,7 +206,7 @@ def test_resume_from_committed_offsets_into_postgres(kafka_broker, kafka_topic, 
     assert counter_total(first, "pageviews", "events_parsed") == len(early)
     second = pageviews.run(flags + ["--stop_at=end"])
     assert counter_total(second, "pageviews", "events_parsed") == len(late)
-    assert sum(v or 0 for v in _committed(servers, topic, "resume_group").values()) == len(messages)
+    assert sum(v or 0 for v in committed_offsets(servers, topic, "resume_group").values()) == len(messages)
 
     expected: dict[tuple[int, str], int] = {}
     for e in early + late:
@@ -350,11 +339,11 @@ def test_sdf_splits_checkpoints_and_commits_only_after_finalization(kafka_broker
             assert deferred is not None, "an unbounded read must defer its remainder"
             restriction = deferred[0]  # the residual range, from defer_remainder()
             if got:
-                assert _committed(servers, topic, "split_group")[0] in (None, got[0])
+                assert committed_offsets(servers, topic, "split_group")[0] in (None, got[0])
                 for callback in finalizer.callbacks:  # the runner finalizes the bundle
                     callback()
                 reader._committer.flush()  # unbounded reads commit on a background thread
-                assert _committed(servers, topic, "split_group")[0] == got[-1] + 1
+                assert committed_offsets(servers, topic, "split_group")[0] == got[-1] + 1
         assert offsets == list(range(1000)) and invocations > 2
     finally:
         reader.teardown()

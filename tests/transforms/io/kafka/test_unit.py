@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+
 import pytest
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
