@@ -22,10 +22,9 @@ wired (``wiring/formats.py``, ``wiring/notifications.py``).
 
 from __future__ import annotations
 
-import argparse
 from typing import Callable, Iterable, Mapping, NamedTuple, Optional, Sequence, Type
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from beam_pipelines.options import IOOptions
 from transforms.base.errors import ConfigError
@@ -149,9 +148,10 @@ def mode_of(options: PipelineOptions, *, default_source: str) -> Mode:
 
 def _class_flags(classes: Iterable[Type[PipelineOptions]]) -> set[str]:
     """The flags (dests) the option classes declare."""
-    parser = argparse.ArgumentParser(add_help=False, conflict_handler="resolve")
+    # Beam's own parser class: _add_argparse_args is typed for it (and may rely on it).
+    parser = _BeamArgumentParser(add_help=False, conflict_handler="resolve")
     for cls in classes:
-        cls._add_argparse_args(parser)  # type: ignore[attr-defined]
+        cls._add_argparse_args(parser)
     return {action.dest for action in parser._actions}
 
 
