@@ -500,32 +500,103 @@ def piece_bounds(data: bytes, size: int = SUB_BLOCK_BYTES) -> list[tuple[int, in
     return bounds
 
 
+# Below this a block is parsed in the calling thread: pickling a piece out and its
+# ParsedBlock back costs more than a second core saves on a small Kafka poll.
+POOL_MIN_BYTES = 2 * SUB_BLOCK_BYTES
+
+
 class BlockParser:
     """Parses blocks of JSON lines piece by piece, numbering each piece's lines.
 
-    msgspec holds the GIL while it decodes, so pieces are parsed in the calling thread:
-    a thread pool would only add hand-offs. ``threads`` is accepted for compatibility
-    and ignored.
+    msgspec holds the GIL while it decodes, so threads cannot parse on two cores. With
+    ``processes`` > 0, blocks of at least ``min_bytes`` have their pieces parsed in a
+    pool of worker processes (created on first use, shut down by :meth:`close`); the
+    results are yielded in piece order, so line numbers and dead letters are those of
+    the in-thread path. The pool uses the 'forkserver' start method: forking a process
+    that runs Beam's threads (gRPC, the runner's workers) can copy a lock held by
+    another thread into the child and deadlock it. Should a worker die, the pieces it
+    took are parsed again in the calling thread, and the pool is replaced at the next
+    block: no piece is lost or skipped. ``threads`` is accepted for compatibility and
+    ignored; ``piece_bytes`` is the size pieces are cut to.
     """
 
-    def __init__(self, threads: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        threads: Optional[int] = None,
+        processes: int = 0,
+        min_bytes: int = POOL_MIN_BYTES,
+        piece_bytes: int = SUB_BLOCK_BYTES,
+    ) -> None:
         del threads
+        self._piece_bytes = piece_bytes
+        self._processes = processes
+        self._min_bytes = min_bytes
+        self._pool: Any = None
 
     def parse(self, data: bytes) -> Iterator[tuple[int, ParsedBlock]]:
         """(first line index of the piece, its ParsedBlock) for each piece of ``data``."""
         return self.submit(data)()
 
     def submit(self, data: bytes) -> Callable[[], Iterator[tuple[int, ParsedBlock]]]:
-        """A function yielding what :meth:`parse` yields, parsing as it goes."""
+        """A function yielding what :meth:`parse` yields. Pieces sent to the pool start
+        parsing now; in-thread pieces are parsed as the function's results are read."""
+        bounds = piece_bounds(data, self._piece_bytes)
+        if self._processes <= 0 or len(data) < self._min_bytes or len(bounds) < 2:
+            def numbered() -> Iterator[tuple[int, ParsedBlock]]:
+                first = 0
+                for start, stop in bounds:
+                    parsed = parse_json_block(data[start:stop])
+                    yield first, parsed
+                    first += parsed.line_count
 
-        def numbered() -> Iterator[tuple[int, ParsedBlock]]:
+            return numbered
+
+        pieces = [data[start:stop] for start, stop in bounds]
+        pool, futures = self._submit_all(pieces)
+
+        def gathered() -> Iterator[tuple[int, ParsedBlock]]:
+            from concurrent.futures import CancelledError
+            from concurrent.futures.process import BrokenProcessPool
+
             first = 0
-            for start, stop in piece_bounds(data):
-                parsed = parse_json_block(data[start:stop])
+            for piece, future in zip(pieces, futures, strict=True):
+                try:
+                    parsed = future.result() if future is not None else parse_json_block(piece)
+                except (BrokenProcessPool, CancelledError):
+                    self._discard_pool(pool)
+                    parsed = parse_json_block(piece)
                 yield first, parsed
                 first += parsed.line_count
 
-        return numbered
+        return gathered
+
+    def _submit_all(self, pieces: list[bytes]) -> tuple[Any, list[Any]]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        pool = self._ensure_pool()
+        try:
+            return pool, [pool.submit(parse_json_block, piece) for piece in pieces]
+        except BrokenProcessPool:
+            self._discard_pool(pool)
+            return pool, [None] * len(pieces)
+
+    def _ensure_pool(self) -> Any:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(
+                self._processes, mp_context=multiprocessing.get_context("forkserver")
+            )
+        return self._pool
+
+    def _discard_pool(self, pool: Any) -> None:
+        # Only the broken pool: a later block may already run on its replacement.
+        if self._pool is pool:
+            self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        pass
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -243,8 +243,12 @@ class _ParseBlocksDoFn(beam.DoFn):
         self._in_flight: collections.deque = collections.deque()
 
     def setup(self):
+        import os
 
-        self._parser = BlockParser()
+        # Worker processes parse large blocks on the other cores (msgspec holds the GIL);
+        # BlockParser keeps small blocks in-thread.
+        cores = os.cpu_count() or 1
+        self._parser = BlockParser(processes=cores if cores > 1 else 0)
 
     def start_bundle(self):
         self._in_flight = collections.deque()

@@ -64,7 +64,7 @@ def test_a_50_mb_bad_line_to_a_kafka_dead_letter_topic(tmp_path, kafka_broker, k
     assert (report.written, report.truncated) == (3, 1)  # a prefix is not replayed
 
 
-@pytest.mark.unit
+@pytest.mark.integration  # a block over POOL_MIN_BYTES: parsed by worker processes
 def test_an_oversized_letter_in_a_dead_letter_directory(tmp_path):
     huge = b"\x00\xff" * 3_000_000  # not UTF-8: a base64 payload
     write_input(tmp_path / "events.jsonl", huge)

@@ -1,0 +1,70 @@
+"""BlockParser's process pool: the same decisions, line numbers and dead letters as the
+in-thread path, and no piece lost when a worker dies. These tests start processes, so
+they are not ``unit``."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from beam_pipelines.testing import SyntheticEvents
+from tests.transforms.test_batches import assert_same, blocks, decisions
+from transforms.batches import BlockParser, ParsedBlock
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pooled():
+    # Tiny pieces and no size threshold, so even hypothesis' small blocks cross the pool.
+    parser = BlockParser(processes=2, min_bytes=0, piece_bytes=64)
+    yield parser
+    parser.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(blocks, st.sampled_from([b"", b"\n", b"\r\n"]))
+def test_pooled_dirty_lines_are_decided_as_the_record_contract_decides(pooled, block, end):
+    assert_same(block + end, pooled)
+
+
+def _as_tuples(parsed: list[tuple[int, ParsedBlock]]) -> list:
+    return [(first, p.events.to_pylist(), p.lines.tolist(), p.handed_over, p.blank, p.line_count)
+            for first, p in parsed]
+
+
+def test_pool_and_in_thread_give_identical_parsed_blocks_on_a_realistic_mix():
+    gen = SyntheticEvents(seed=5, rate=50.0, malformed=0.05)
+    block = b"\n".join(gen.payloads(20_000)) + b"\n\n  \r\n"
+    pooled = BlockParser(processes=2, min_bytes=0, piece_bytes=64 * 1024)
+    try:
+        got = list(pooled.parse(block))
+    finally:
+        pooled.close()
+    want = list(BlockParser(piece_bytes=64 * 1024).parse(block))
+    assert len(got) > 2
+    assert _as_tuples(got) == _as_tuples(want)
+    assert decisions(block, BlockParser(processes=2, min_bytes=0, piece_bytes=64 * 1024)) == \
+        decisions(block)
+
+
+def test_a_dead_worker_loses_no_piece():
+    gen = SyntheticEvents(seed=7, rate=50.0, malformed=0.05)
+    block = b"\n".join(gen.payloads(5_000)) + b"\n"
+    parser = BlockParser(processes=2, min_bytes=0, piece_bytes=16 * 1024)
+    try:
+        list(parser.parse(block))  # the pool is up
+        victim = next(iter(parser._pool._processes))
+        os.kill(victim, signal.SIGKILL)
+        got = list(parser.parse(block))  # the broken pool's pieces are parsed in-thread
+        again = list(parser.parse(block))  # and the next block gets a new pool
+    finally:
+        parser.close()
+    want = _as_tuples(list(BlockParser(piece_bytes=16 * 1024).parse(block)))
+    assert _as_tuples(got) == want
+    assert _as_tuples(again) == want
