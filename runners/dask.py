@@ -246,7 +246,9 @@ class DaskRunner(dask_runner.DaskRunner):
     """Runs batch pipelines on a dask.distributed cluster (``--dask_client_address``)."""
 
     @staticmethod
-    def to_dask_bag_visitor(bag_kwargs=None) -> PipelineVisitor:
+    def to_dask_bag_visitor(bag_kwargs=None, lazy_side_inputs: bool = False) -> PipelineVisitor:
+        # lazy_side_inputs (Beam 2.78's --dask_lazy_side_inputs): our side inputs are
+        # computed once per step by all_elements below, whatever it says.
         bag_kwargs = bag_kwargs or {}
 
         class DaskBagVisitor(PipelineVisitor):
@@ -306,6 +308,7 @@ class DaskRunner(dask_runner.DaskRunner):
             drop_default=True, current_only=True
         )
         bag_kwargs = dask_runner.DaskOptions._extract_bag_kwargs(dask_options)
+        dask_options.pop("lazy_side_inputs", None)  # not a Client argument (Beam >= 2.78)
         client, address = connect(
             dask_options, options.view_as(RunnerPresetOptions).dask_local_workers)
         try:

@@ -35,7 +35,10 @@ The patches, as ``PATCHES`` lists them (a test checks this list against the code
 * ``delivery_lineage``: every element carries the lineage of the reads it derives from,
   and a read's finalization (its offset commit, acknowledgement or checkpoint) waits
   until everything derived from it has been written (``lineage.py``; Beam finalized,
-  when at all, as soon as the read's outputs were handed over).
+  when at all, as soon as the read's outputs were handed over);
+* ``direct_handoff``: a finished bundle is handed to the steps that consume it at once,
+  and an empty one to none (``handoff.py``; Beam sent every bundle through its monitor,
+  so an element moved one step per round of the whole pipeline).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from apache_beam.utils import counters
 from apache_beam.utils.timestamp import Timestamp
 
 from runners import introspection
+from runners.local_streaming.handoff import patch_direct_handoff
 from runners.local_streaming.lineage import patch_delivery_lineage
 from runners.local_streaming.side_inputs import patch_triggered_side_inputs
 
@@ -402,6 +406,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch("idle_monitor", patch_idle_monitor),
     Patch("triggered_side_inputs", patch_triggered_side_inputs),
     Patch("delivery_lineage", patch_delivery_lineage),
+    Patch("direct_handoff", patch_direct_handoff),
 )
 
 _LOCK = threading.Lock()

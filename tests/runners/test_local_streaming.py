@@ -321,3 +321,60 @@ def test_patches_are_installed_for_a_run_and_undone_after_it():
     (_, during), = _SEEN["patched"]
     assert all(a != b for a, b in zip(during, before, strict=True))
     assert beam_state() == before  # the last run to end put Beam back
+
+
+_ROUNDS = [0]  # monitor rounds so far (patched in below)
+
+
+class _AtRound(beam.DoFn):
+    """Passes elements on, noting the monitor round each one was processed in."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def process(self, element):
+        with _LOCK:
+            _SEEN.setdefault(self._name, []).append((_ROUNDS[0], element))
+        yield element
+
+
+class _CountBundles(beam.DoFn):
+    def start_bundle(self):
+        with _LOCK:
+            _SEEN.setdefault("bundles_after_filter", []).append(True)
+
+    def process(self, element):
+        yield element
+
+
+@pytest.mark.integration
+def test_a_bundle_crosses_the_pipeline_in_one_monitor_round_and_empty_ones_go_nowhere(
+        monkeypatch):
+    """Patch direct_handoff: each step hands its bundle to the next at once (Beam: one step
+    per round of the monitor); a step whose bundle came out empty schedules nothing."""
+    from apache_beam.runners.direct import executor
+
+    monitor = executor._ExecutorServiceParallelExecutor._MonitorTask
+    original = monitor.call
+
+    def counting_call(self, state_sampler):
+        _ROUNDS[0] += 1
+        return original(self, state_sampler)
+
+    monkeypatch.setattr(monitor, "call", counting_call)
+    for name in ("round_a", "round_c", "bundles_after_filter"):
+        _SEEN.pop(name, None)
+    stream = test_stream.TestStream()
+    for i in range(5):  # one bundle each
+        stream = stream.add_elements([TimestampedValue(i, 100 + i)])
+    stream = stream.advance_watermark_to_infinity()
+    pipeline = beam.Pipeline(runner=LocalStreamingRunner(), options=_streaming_options())
+    passed = (pipeline | stream | "A" >> beam.ParDo(_AtRound("round_a"))
+              | "B" >> beam.Map(lambda x: x) | "C" >> beam.ParDo(_AtRound("round_c")))
+    _ = passed | "DropAll" >> beam.Filter(lambda x: False) | beam.ParDo(_CountBundles())
+    pipeline.run().wait_until_finish()
+    at_a = {element: rounds for rounds, element in _SEEN["round_a"]}
+    at_c = {element: rounds for rounds, element in _SEEN["round_c"]}
+    assert sorted(at_a) == sorted(at_c) == list(range(5))
+    assert at_a == at_c  # no monitor round between the first step and the third
+    assert "bundles_after_filter" not in _SEEN

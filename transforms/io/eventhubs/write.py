@@ -53,7 +53,9 @@ class _WriteEvents(beam.DoFn):
     def start_bundle(self) -> None:
         self._pending: dict[Optional[str], list[bytes]] = {}
 
-    def process(self, record: Any) -> None:
+    # No return annotation: Beam 2.78 rejects a process() annotated "-> None" (it reads
+    # the annotation as the type of the outputs, which must be iterable).
+    def process(self, record: Any):
         row = record if isinstance(record, (bytes, str)) else as_dict(record)
         if isinstance(row, str):
             row = row.encode("utf-8")
