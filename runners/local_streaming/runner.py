@@ -20,6 +20,8 @@ of each fix, with measurements: docs/runners.md.
 
 from __future__ import annotations
 
+import gc
+
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.pipeline import Pipeline
 from apache_beam.runners.direct import direct_runner
@@ -70,7 +72,25 @@ class LocalStreamingRunner(direct_runner.BundleBasedDirectRunner):
             patches.uninstall()
             raise
         _finish_with(result)
+        if not _uses_test_stream(pipeline):  # a finite test run has no pauses to spare
+            _freeze_start_up_heap()
         return result
+
+
+def _freeze_start_up_heap() -> None:
+    """Keep the objects that exist once a streaming run has started (Beam's modules, the
+    pipeline graph, the runner) out of the garbage collector's full collections.
+
+    A full collection walks every tracked object and stalls every step while it does. In
+    the fraud pipeline about 190,000 objects exist once the run has started, nearly all
+    alive until the end; the run itself keeps some 20,000 more (its state, clients,
+    bundles). Measured at 2,000 tx/s: full collections of everything took 100-180 ms
+    each (the p99 of the decision latency); with the start-up objects frozen
+    (``gc.freeze``, the usual fix for long-running servers) they take 50-60 ms. What the
+    run creates is collected as before. Unfrozen when the run ends.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _finish_with(result) -> None:
@@ -87,6 +107,7 @@ def _finish_with(result) -> None:
             try:
                 pool.teardown()
             finally:
+                gc.unfreeze()
                 patches.uninstall()
 
     def wait_until_finish(duration=None):

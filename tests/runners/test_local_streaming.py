@@ -304,7 +304,7 @@ def test_patches_are_installed_for_a_run_and_undone_after_it():
     from runners.local_streaming import patches
 
     def beam_state():
-        return (executor.TransformExecutor.call,
+        return (executor.MetricsContainer,
                 executor._SerialEvaluationState._update_currently_evaluating,
                 watermark_manager._TransformWatermarks.refresh,
                 transform_evaluator._ParDoEvaluator.start_bundle,
@@ -378,3 +378,42 @@ def test_a_bundle_crosses_the_pipeline_in_one_monitor_round_and_empty_ones_go_no
     assert sorted(at_a) == sorted(at_c) == list(range(5))
     assert at_a == at_c  # no monitor round between the first step and the third
     assert "bundles_after_filter" not in _SEEN
+
+
+class _CountSamplerStates(beam.DoFn):
+    """Notes how many sampler states exist in the process while each element passes."""
+
+    def process(self, element):
+        import gc
+
+        states = sum(1 for o in gc.get_objects() if type(o).__name__ == "ScopedState")
+        with _LOCK:
+            _SEEN.setdefault("sampler_states", []).append((element, states))
+        yield element
+
+
+@pytest.mark.integration
+def test_bundles_do_not_grow_the_state_samplers_and_counters_still_add_up():
+    """Patch metrics_containers: one container per step, reset per bundle. The first fix
+    made three sampler states per bundle, kept for ever: a leak that made the garbage
+    collector's full collections stall a live stream for up to 180 ms."""
+    _SEEN.pop("sampler_states", None)
+    stream = test_stream.TestStream()
+    for i in range(30):  # one bundle each
+        stream = stream.add_elements([TimestampedValue(i, 100 + i)])
+    stream = stream.advance_watermark_to_infinity()
+    pipeline = beam.Pipeline(runner=LocalStreamingRunner(), options=_streaming_options())
+    counter = beam.metrics.Metrics.counter("sampler_test", "elements")
+
+    def count(element):
+        counter.inc()
+        return element
+
+    _ = pipeline | stream | beam.Map(count) | beam.ParDo(_CountSamplerStates())
+    result = pipeline.run()
+    result.wait_until_finish()
+    seen = dict(_SEEN["sampler_states"])
+    assert sorted(seen) == list(range(30))
+    assert seen[29] == seen[10]  # no new states once every step has run a bundle
+    query = result.metrics().query(beam.metrics.MetricsFilter().with_name("elements"))
+    assert sum(c.committed for c in query["counters"]) == 30

@@ -12,9 +12,11 @@ NEVER = sys.maxsize  # the stop offset of an unbounded restriction
 # idle up to IDLE_RESUME (its fetch stays in flight meanwhile). Why not a fixed wait: a
 # live partition is "caught up" between every two producer batches (linger.ms apart), and
 # a fixed 0.1 s there put 50 ms on the median record; an idle one needs no fast polling.
-# Measured (fraud, 2k tx/s, 1 partition): a 5 ms start halved p50 but raised p99 by a
-# third; 20 ms took p50 from ~115 to ~70 ms with p99 unchanged (~300 ms).
-IDLE_FIRST = 0.02
+# 3 ms since the runner stopped sending an idle poll's empty bundles down the pipeline
+# (patch direct_handoff): an empty check now costs one invocation of the reader, and 20
+# ms (the value before) was most of the median decision's wait (fraud, 2k tx/s, 1
+# partition: p50 41 -> 27 ms in back-to-back runs).
+IDLE_FIRST = 0.003
 IDLE_RESUME = 0.1
 DEAD_LETTERS = "dead_letters"
 WRITTEN = "written"
