@@ -68,3 +68,21 @@ def test_a_dead_worker_loses_no_piece():
     want = _as_tuples(list(BlockParser(piece_bytes=16 * 1024).parse(block)))
     assert _as_tuples(got) == want
     assert _as_tuples(again) == want
+
+
+def test_workers_import_neither_beam_nor_the_callers_main():
+    import multiprocessing.spawn
+
+    from transforms.batches import _without_main
+
+    with _without_main():
+        data = multiprocessing.spawn.get_preparation_data("worker")
+    assert "init_main_from_name" not in data and "init_main_from_path" not in data
+    parser = BlockParser(processes=1)
+    try:
+        parser.start()
+        in_worker = parser._pool.submit(eval, "sorted(__import__('sys').modules)").result()
+    finally:
+        parser.close()
+    assert "transforms.batches" in in_worker
+    assert not [name for name in in_worker if name.startswith("apache_beam")]
