@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import re
 import sys
 import types
@@ -125,6 +126,9 @@ class ParsedBlock(NamedTuple):
     handed_over: list[tuple[int, bytes]]  # (line index in the block, line bytes)
     blank: int  # blank lines (whitespace only), skipped
     line_count: int
+    # The per-record contract's verdict on each handed-over line, when the parser was
+    # given it (transforms.user_event_contract.parse_and_decide); None: not decided yet.
+    verdicts: Optional[list[Any]] = None
 
 
 EVENT_SCHEMA = pa.schema(
@@ -509,6 +513,9 @@ def piece_bounds(data: bytes, size: int = SUB_BLOCK_BYTES) -> list[tuple[int, in
 POOL_MIN_BYTES = 2 * SUB_BLOCK_BYTES
 
 
+_BLAS_THREADS = "OPENBLAS_NUM_THREADS"
+
+
 def _ready() -> None:
     """A worker's first task: unpickling it imports this module, and nothing more."""
 
@@ -522,14 +529,23 @@ def _without_main() -> Iterator[None]:
     For ``python -m beam_pipelines.pageviews`` that is all of Beam and the application:
     about 1 s of CPU and 200 MB per worker before it parses anything. Parse tasks refer
     only to this module, which imports msgspec, NumPy and pyarrow (about 0.15 s).
-    Processes start synchronously in ``submit``, so the swap lasts only that long."""
+    Processes start synchronously in ``submit``, so the swap lasts only that long.
+
+    The workers also get one BLAS thread (unless the environment says otherwise): they
+    do no matrix math, and each idle OpenBLAS thread spins for a while after NumPy's
+    import, on the cores the other processes parse on. The forkserver, started by the
+    first ``submit``, passes its environment on to the workers."""
     main = sys.modules.get("__main__")
     sys.modules["__main__"] = types.ModuleType("__main__")  # no __spec__, no __file__
+    blas = os.environ.get(_BLAS_THREADS)
+    os.environ.setdefault(_BLAS_THREADS, "1")
     try:
         yield
     finally:
         if main is not None:
             sys.modules["__main__"] = main
+        if blas is None:
+            os.environ.pop(_BLAS_THREADS, None)
 
 
 class BlockParser:
@@ -544,7 +560,9 @@ class BlockParser:
     another thread into the child and deadlock it. Should a worker die, the pieces it
     took are parsed again in the calling thread, and the pool is replaced at the next
     block: no piece is lost or skipped. ``threads`` is accepted for compatibility and
-    ignored; ``piece_bytes`` is the size pieces are cut to.
+    ignored; ``piece_bytes`` is the size pieces are cut to. ``task`` parses a piece
+    (:func:`parse_json_block` by default), in a worker or in the calling thread; a task
+    given here must be importable by the workers without Beam (see _without_main).
     """
 
     def __init__(
@@ -553,8 +571,10 @@ class BlockParser:
         processes: int = 0,
         min_bytes: int = POOL_MIN_BYTES,
         piece_bytes: int = SUB_BLOCK_BYTES,
+        task: Callable[[bytes], ParsedBlock] = parse_json_block,
     ) -> None:
         del threads
+        self._task = task
         self._piece_bytes = piece_bytes
         self._processes = processes
         self._min_bytes = min_bytes
@@ -572,7 +592,7 @@ class BlockParser:
             def numbered() -> Iterator[tuple[int, ParsedBlock]]:
                 first = 0
                 for start, stop in bounds:
-                    parsed = parse_json_block(data[start:stop])
+                    parsed = self._task(data[start:stop])
                     yield first, parsed
                     first += parsed.line_count
 
@@ -588,10 +608,10 @@ class BlockParser:
             first = 0
             for piece, future in zip(pieces, futures, strict=True):
                 try:
-                    parsed = future.result() if future is not None else parse_json_block(piece)
+                    parsed = future.result() if future is not None else self._task(piece)
                 except (BrokenProcessPool, CancelledError):
                     self._discard_pool(pool)
-                    parsed = parse_json_block(piece)
+                    parsed = self._task(piece)
                 yield first, parsed
                 first += parsed.line_count
 
@@ -602,7 +622,7 @@ class BlockParser:
 
         pool = self._ensure_pool()
         try:
-            return pool, [pool.submit(parse_json_block, piece) for piece in pieces]
+            return pool, [pool.submit(self._task, piece) for piece in pieces]
         except BrokenProcessPool:
             self._discard_pool(pool)
             return pool, [None] * len(pieces)
