@@ -192,7 +192,6 @@ class _ParseBlocksDoFn(beam.DoFn):
         # BlockParser keeps small blocks in-thread.
         cores = os.cpu_count() or 1
         self._parser = BlockParser(processes=cores if cores > 1 else 0, task=parse_and_decide)
-        self._parser.start()  # the workers start while the first block is read
 
     def start_bundle(self):
         self._in_flight = collections.deque()
