@@ -28,9 +28,15 @@ synthetic, Pub/Sub and Event Hubs sources, and ``--quality_rules`` with
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple, Optional
 
-import apache_beam as beam
+# One OpenBLAS thread, set before Beam imports NumPy (a no-op when something imported it
+# first): this job does no matrix math, and an idle OpenBLAS thread spins on the core the
+# parse workers use (about 0.5 s of CPU in a 5M-event backfill, docs/performance.md).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import apache_beam as beam  # noqa: E402 - after the BLAS setting above
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import options as opts

@@ -31,6 +31,9 @@ LAZY: dict[tuple[str, str], str] = {
     # Only --to needs the Kafka client, whose package imports Beam (seconds at every start);
     # writing a file of sample input needs neither.
     ("beam_pipelines.generate.cli", "beam_pipelines.generate.kafka"): "kafka",
+    # The parse pool's worker processes import transforms.batches; Beam (imported by
+    # transforms.io.files) would cost each about 1 s and 200 MB. Only Parquet needs it.
+    ("transforms.batches", "transforms.io.files"): "beam",
 }
 
 

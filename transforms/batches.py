@@ -37,9 +37,13 @@ docs/performance.md says why this design and what was measured against it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import os
 import re
+import sys
+import types
 from typing import Annotated, Any, Callable, Iterator, NamedTuple, Optional, Union
 
 import msgspec
@@ -47,7 +51,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.io.files import parquet_row_payload, parquet_rows
 from transforms.records import UserEvent
 from transforms.validation import MAX_EVENT_SECONDS, MIN_EVENT_SECONDS
 
@@ -123,6 +126,9 @@ class ParsedBlock(NamedTuple):
     handed_over: list[tuple[int, bytes]]  # (line index in the block, line bytes)
     blank: int  # blank lines (whitespace only), skipped
     line_count: int
+    # The per-record contract's verdict on each handed-over line, when the parser was
+    # given it (transforms.user_event_contract.parse_and_decide); None: not decided yet.
+    verdicts: Optional[list[Any]] = None
 
 
 EVENT_SCHEMA = pa.schema(
@@ -402,6 +408,8 @@ def parse_parquet_batch(batch: pa.RecordBatch) -> ParsedBlock:
     (and every row when a column is missing or of another type) are handed over as the
     JSON payload the per-row path builds (:func:`transforms.io.files.parquet_row_payload`)."""
 
+    from transforms.io.files import parquet_row_payload, parquet_rows  # Beam: not in parse workers
+
     n = batch.num_rows
     names = batch.schema.names
     events, keep = EVENT_SCHEMA.empty_table(), np.zeros(n, bool)
@@ -505,6 +513,41 @@ def piece_bounds(data: bytes, size: int = SUB_BLOCK_BYTES) -> list[tuple[int, in
 POOL_MIN_BYTES = 2 * SUB_BLOCK_BYTES
 
 
+_BLAS_THREADS = "OPENBLAS_NUM_THREADS"
+
+
+def _ready() -> None:
+    """A worker's first task: unpickling it imports this module, and nothing more."""
+
+
+@contextlib.contextmanager
+def _without_main() -> Iterator[None]:
+    """While processes start, hide the ``__main__`` module from multiprocessing.
+
+    A 'forkserver' (or 'spawn') child imports the parent's ``__main__`` module again
+    before its first task (multiprocessing.spawn.prepare), in case a task refers to it.
+    For ``python -m beam_pipelines.pageviews`` that is all of Beam and the application:
+    about 1 s of CPU and 200 MB per worker before it parses anything. Parse tasks refer
+    only to this module, which imports msgspec, NumPy and pyarrow (about 0.15 s).
+    Processes start synchronously in ``submit``, so the swap lasts only that long.
+
+    The workers also get one BLAS thread (unless the environment says otherwise): they
+    do no matrix math, and each idle OpenBLAS thread spins for a while after NumPy's
+    import, on the cores the other processes parse on. The forkserver, started by the
+    first ``submit``, passes its environment on to the workers."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")  # no __spec__, no __file__
+    blas = os.environ.get(_BLAS_THREADS)
+    os.environ.setdefault(_BLAS_THREADS, "1")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+        if blas is None:
+            os.environ.pop(_BLAS_THREADS, None)
+
+
 class BlockParser:
     """Parses blocks of JSON lines piece by piece, numbering each piece's lines.
 
@@ -517,7 +560,9 @@ class BlockParser:
     another thread into the child and deadlock it. Should a worker die, the pieces it
     took are parsed again in the calling thread, and the pool is replaced at the next
     block: no piece is lost or skipped. ``threads`` is accepted for compatibility and
-    ignored; ``piece_bytes`` is the size pieces are cut to.
+    ignored; ``piece_bytes`` is the size pieces are cut to. ``task`` parses a piece
+    (:func:`parse_json_block` by default), in a worker or in the calling thread; a task
+    given here must be importable by the workers without Beam (see _without_main).
     """
 
     def __init__(
@@ -526,8 +571,10 @@ class BlockParser:
         processes: int = 0,
         min_bytes: int = POOL_MIN_BYTES,
         piece_bytes: int = SUB_BLOCK_BYTES,
+        task: Callable[[bytes], ParsedBlock] = parse_json_block,
     ) -> None:
         del threads
+        self._task = task
         self._piece_bytes = piece_bytes
         self._processes = processes
         self._min_bytes = min_bytes
@@ -545,7 +592,7 @@ class BlockParser:
             def numbered() -> Iterator[tuple[int, ParsedBlock]]:
                 first = 0
                 for start, stop in bounds:
-                    parsed = parse_json_block(data[start:stop])
+                    parsed = self._task(data[start:stop])
                     yield first, parsed
                     first += parsed.line_count
 
@@ -561,10 +608,10 @@ class BlockParser:
             first = 0
             for piece, future in zip(pieces, futures, strict=True):
                 try:
-                    parsed = future.result() if future is not None else parse_json_block(piece)
+                    parsed = future.result() if future is not None else self._task(piece)
                 except (BrokenProcessPool, CancelledError):
                     self._discard_pool(pool)
-                    parsed = parse_json_block(piece)
+                    parsed = self._task(piece)
                 yield first, parsed
                 first += parsed.line_count
 
@@ -575,19 +622,32 @@ class BlockParser:
 
         pool = self._ensure_pool()
         try:
-            return pool, [pool.submit(parse_json_block, piece) for piece in pieces]
+            return pool, [pool.submit(self._task, piece) for piece in pieces]
         except BrokenProcessPool:
             self._discard_pool(pool)
             return pool, [None] * len(pieces)
+
+    def start(self) -> None:
+        """Start the worker processes now (they are otherwise started by the first large
+        block): their interpreters start and import this module while the caller does
+        other work."""
+        if self._processes > 0:
+            self._ensure_pool()
 
     def _ensure_pool(self) -> Any:
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(
+            pool = ProcessPoolExecutor(
                 self._processes, mp_context=multiprocessing.get_context("forkserver")
             )
+            # One task per worker makes the pool start every worker now, each told not to
+            # import the caller's __main__: see _without_main.
+            with _without_main():
+                for _ in range(self._processes):
+                    pool.submit(_ready)
+            self._pool = pool
         return self._pool
 
     def _discard_pool(self, pool: Any) -> None:

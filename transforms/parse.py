@@ -24,7 +24,6 @@ from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.base.errors import BeamPipelinesError
 from transforms.batches import (
     EVENT_SCHEMA,
     BlockParser,
@@ -34,78 +33,23 @@ from transforms.batches import (
     parse_payloads,
 )
 from transforms.formats.arrow import user_event_block
-from transforms.formats.base import Decoder, JsonDecoder
+from transforms.formats.base import Decoder
 from transforms.io.files import LineBlock
 from transforms.records import DeadLetter, DeadLetterBatch, RawBatch, RawRecord, UserEvent
-from transforms.validation import (
-    InvalidRecord,
-    event_time,
-    non_empty_string,
-    string_or_integer_id,
+from transforms.user_event_contract import (
+    ParseFn,
+    Rejected,
+    decoder_or_json,
+    is_blank,
+    parse_and_decide,
+    parse_or_reject,
+    parse_user_event,
+    verdict_of,
 )
+from transforms.validation import InvalidRecord
 
 DEAD_LETTERS = "dead_letters"
 VALID = "valid"
-
-# A parse function turns a decoded JSON object into (record, event time in whole seconds).
-ParseFn = Callable[[dict[str, Any]], tuple[Any, int]]
-
-
-def parse_user_event(obj: dict[str, Any]) -> tuple[UserEvent, int]:
-    """The pageviews input contract; extra fields are ignored."""
-    user_id = string_or_integer_id(obj, "user_id")
-    action = non_empty_string(obj, "action")
-    page = non_empty_string(obj, "page")
-    seconds, whole = event_time(obj, "timestamp")
-    return UserEvent(user_id, action, page, seconds), whole
-
-
-def is_blank(payload: bytes | str) -> bool:
-    return not payload.strip()
-
-
-_JSON = JsonDecoder()
-
-
-def _decoder(decoder: Optional[Decoder]) -> Decoder:
-    if decoder is None:
-        return _JSON
-    if not isinstance(decoder, Decoder):
-        raise TypeError(f"decoder must be a transforms.formats.Decoder, got {decoder!r}")
-    return decoder
-
-
-def parse_or_reject(parse_fn: ParseFn, payload: bytes | str,
-                    decoder: Optional[Decoder] = None) -> tuple[Any, int] | InvalidRecord:
-    """``parse_fn`` applied to the decoded payload, or the InvalidRecord saying why not.
-
-    ``decoder`` turns the payload into a dict (default: a JSON object); a payload it
-    cannot decode is an InvalidRecord with its reason code (``bad_magic_byte``...). A
-    schema registry that cannot be reached is not the record's fault: its
-    SchemaRegistryError propagates and fails the bundle, which the runner retries.
-
-    Whatever a parse function raises for one record is that record's problem, never the
-    job's: an exception no rule foresaw (a bug, or an input nobody imagined) becomes an
-    InvalidRecord with the code ``parse_failed`` that names it, so the record is
-    dead-lettered with the reason and the stream goes on.
-    """
-    try:
-        obj = (decoder or _JSON).decode(payload)  # type: ignore[arg-type]  # JSON takes str too
-    except InvalidRecord as exc:
-        return exc
-    except BeamPipelinesError:  # the registry, a schema flag: the run's problem, not the record's
-        raise
-    except Exception as exc:  # noqa: BLE001 - a decoder bug must not crash the stream either
-        return InvalidRecord(f"the decoder failed on this record: {type(exc).__name__}: {exc}",
-                             "parse_failed")
-    try:
-        return parse_fn(obj)
-    except InvalidRecord as exc:
-        return exc
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        return InvalidRecord(f"the parse step failed on this record: {type(exc).__name__}: {exc}",
-                             "parse_failed")
-
 
 class _ParseDoFn(beam.DoFn):
     def __init__(self, parse_fn: ParseFn, pipeline: str, step: str,
@@ -113,7 +57,7 @@ class _ParseDoFn(beam.DoFn):
         self._parse_fn = parse_fn
         self._pipeline = pipeline
         self._step = step
-        self._decoder = _decoder(decoder)
+        self._decoder = decoder_or_json(decoder)
         self._skip_blank = self._decoder.format == "json"
         self._parsed = Metrics.counter(pipeline, "events_parsed")
         self._rejected = Metrics.counter(pipeline, "events_dead_lettered")
@@ -162,7 +106,7 @@ class ParseRecords(beam.PTransform):
         self._parse_fn = parse_fn
         self._pipeline = pipeline
         self._step = step
-        self._decoder = _decoder(decoder)
+        self._decoder = decoder_or_json(decoder)
 
     def expand(self, raw: beam.PCollection) -> ParsedRecords:
         outputs = raw | "Validate" >> beam.ParDo(
@@ -186,7 +130,7 @@ class _HandedOver:
     def __init__(self, pipeline: str, step: str, decoder: Optional[Decoder] = None) -> None:
         self._pipeline = pipeline
         self._step = step
-        self._decoder = _decoder(decoder)
+        self._decoder = decoder_or_json(decoder)
         self._parsed = Metrics.counter(pipeline, "events_parsed")
         self._rejected = Metrics.counter(pipeline, "events_dead_lettered")
         self._blank = Metrics.counter(pipeline, "blank_lines_skipped")
@@ -196,21 +140,20 @@ class _HandedOver:
         are none), and its dead letters (counted here; the caller outputs them)."""
         import pyarrow as pa
 
-
         blank = parsed.blank
         accepted: list[tuple[UserEvent, int]] = []
         letters = []
-        skip_blank = self._decoder.format == "json"
-        for index, payload in parsed.handed_over:
-            if skip_blank and is_blank(payload):
+        verdicts = parsed.verdicts  # decided already by the parse pool's workers
+        if verdicts is None:
+            verdicts = [verdict_of(payload, self._decoder) for _, payload in parsed.handed_over]
+        for (index, payload), verdict in zip(parsed.handed_over, verdicts, strict=True):
+            if verdict is None:
                 blank += 1
-                continue
-            decided = parse_or_reject(parse_user_event, payload, self._decoder)
-            if isinstance(decided, InvalidRecord):
+            elif isinstance(verdict, Rejected):
                 letters.append(DeadLetter.of(
-                    self._pipeline, self._step, str(decided), payload, origin_of(index), decided.code))
+                    self._pipeline, self._step, verdict.reason, payload, origin_of(index), verdict.code))
             else:
-                accepted.append(decided)
+                accepted.append(verdict)
         if blank:
             self._blank.inc(blank)
         if letters:
@@ -248,7 +191,7 @@ class _ParseBlocksDoFn(beam.DoFn):
         # Worker processes parse large blocks on the other cores (msgspec holds the GIL);
         # BlockParser keeps small blocks in-thread.
         cores = os.cpu_count() or 1
-        self._parser = BlockParser(processes=cores if cores > 1 else 0)
+        self._parser = BlockParser(processes=cores if cores > 1 else 0, task=parse_and_decide)
 
     def start_bundle(self):
         self._in_flight = collections.deque()
@@ -327,7 +270,7 @@ class _ParseRawBatchesDoFn(beam.DoFn):
     """
 
     def __init__(self, pipeline: str, step: str, decoder: Optional[Decoder] = None) -> None:
-        self._decoder = _decoder(decoder)
+        self._decoder = decoder_or_json(decoder)
         self._handed_over = _HandedOver(pipeline, step, self._decoder)
 
     def process(self, batch: RawBatch):
@@ -360,7 +303,7 @@ class ParseUserEventBatches(beam.PTransform):
     def __init__(self, pipeline: str = "pageviews", decoder: Optional[Decoder] = None) -> None:
         super().__init__()
         self._pipeline = pipeline
-        self._decoder = _decoder(decoder)
+        self._decoder = decoder_or_json(decoder)
 
     def expand(self, batches: beam.PCollection) -> ParsedRecords:
         outputs = batches | "Validate" >> beam.ParDo(

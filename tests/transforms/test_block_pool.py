@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from beam_pipelines.testing import SyntheticEvents
 from tests.transforms.test_batches import assert_same, blocks, decisions
 from transforms.batches import BlockParser, ParsedBlock
+from transforms.user_event_contract import Rejected, parse_and_decide, verdict_of
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +69,62 @@ def test_a_dead_worker_loses_no_piece():
     want = _as_tuples(list(BlockParser(piece_bytes=16 * 1024).parse(block)))
     assert _as_tuples(got) == want
     assert _as_tuples(again) == want
+
+
+def test_workers_import_neither_beam_nor_the_callers_main():
+    import multiprocessing.spawn
+
+    from transforms.batches import _without_main
+
+    with _without_main():
+        data = multiprocessing.spawn.get_preparation_data("worker")
+    assert "init_main_from_name" not in data and "init_main_from_path" not in data
+    parser = BlockParser(processes=1)
+    try:
+        parser.start()
+        in_worker = parser._pool.submit(eval, "sorted(__import__('sys').modules)").result()
+    finally:
+        parser.close()
+    assert "transforms.batches" in in_worker
+    assert not [name for name in in_worker if name.startswith("apache_beam")]
+
+
+def _dirty_block() -> bytes:
+    gen = SyntheticEvents(seed=11, rate=50.0, malformed=0.2)
+    # A space for the T: valid for the per-record contract, handed over by the vectorized one.
+    valid_handed_over = (b'{"user_id": "u", "action": "a", "page": "p", '
+                         b'"timestamp": "2024-01-01 00:00:00+00:00"}')
+    return (b"\n".join(gen.payloads(8_000)) + b"\n   \n\n{}\n[1]\n\xff\xfe\n"
+            + valid_handed_over + b"\n")
+
+
+def test_workers_give_the_per_record_verdict_on_each_handed_over_line():
+    block = _dirty_block()
+    pooled = BlockParser(processes=2, min_bytes=0, piece_bytes=64 * 1024, task=parse_and_decide)
+    try:
+        got = list(pooled.parse(block))
+    finally:
+        pooled.close()
+    want = list(BlockParser(piece_bytes=64 * 1024).parse(block))
+    assert len(got) > 2
+    assert _as_tuples(got) == _as_tuples(want)
+    verdicts = [v for _, p in got for v in p.verdicts]
+    assert verdicts == [verdict_of(payload) for _, p in want for _, payload in p.handed_over]
+    assert {type(v) for v in verdicts} == {tuple, Rejected}  # valid, invalid
+
+
+def test_decided_in_workers_or_in_thread_the_same_events_and_dead_letters():
+    from transforms.parse import _HandedOver
+
+    block = _dirty_block()
+    handed = _HandedOver("pageviews", "parse")
+
+    def outcome(parsed: ParsedBlock) -> tuple:
+        events, letters = handed.decide(parsed, lambda i: {"line": i})
+        return (events.to_pylist() if events is not None else None,
+                [letter._replace(rejected_at="") for letter in letters])
+
+    decided = parse_and_decide(block)
+    assert decided.verdicts is not None
+    assert outcome(decided) == outcome(decided._replace(verdicts=None))
+    assert outcome(decided)[1]
