@@ -110,7 +110,7 @@ def test_caught_up_partition_polls_again_soon_then_backs_off_until_records_come(
     from transforms.io.kafka.records import IDLE_FIRST, IDLE_RESUME
 
     fn = _ReadPartitionFn({}, None, False, "log_time", 100, 1.0)
-    waits = [fn._idle_wait(("t", 0)) for _ in range(7)]
+    waits = [fn._idle_wait(("t", 0)) for _ in range(12)]  # doubling reaches IDLE_RESUME
     assert waits[0] == IDLE_FIRST
     assert waits == sorted(waits) and waits[-1] == waits[-2] == IDLE_RESUME
     assert fn._idle_wait(("t", 1)) == IDLE_FIRST
