@@ -71,4 +71,4 @@ integration:
 	$(PYTHON) -m pytest -m integration
 
 test: install-test
-	$(PYTHON) -m pytest -q -p no:cacheprovider
+	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=20
