@@ -23,16 +23,18 @@ idle poll. Timers reach their step as before (the monitor schedules them directl
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from apache_beam.runners.direct import executor
+
+from runners.local_streaming.hooks import Undo, replace_all
 
 __all__ = ["patch_direct_handoff"]
 
 _EXECUTOR = "_beam_pipelines_executor"
 
 
-def patch_direct_handoff() -> Callable[[], None]:
+def patch_direct_handoff() -> Undo:
     """Install the hand-off; returns what undoes it."""
     parallel = executor._ExecutorServiceParallelExecutor
     callback = executor._CompletionCallback
@@ -59,13 +61,5 @@ def patch_direct_handoff() -> Callable[[], None]:
                 transform_executor, unprocessed_bundle=unprocessed))
         return committed
 
-    hooks = [(parallel, "__init__", __init__, original_init),
-             (callback, "handle_result", handle_result, original_handle)]
-    for owner, name, hook, _ in hooks:
-        setattr(owner, name, hook)
-
-    def undo() -> None:
-        for owner, name, _, original in reversed(hooks):
-            setattr(owner, name, original)
-
-    return undo
+    return replace_all([(parallel, "__init__", __init__),
+                        (callback, "handle_result", handle_result)])

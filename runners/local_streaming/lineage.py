@@ -25,6 +25,7 @@ from typing import Any, Iterable, Optional
 from apache_beam.runners.direct import bundle_factory, evaluation_context, executor
 from apache_beam.utils.timestamp import Timestamp
 
+from runners.local_streaming.hooks import Undo, replace_all
 from transforms.delivery import EMPTY, BundleScope, Gate, current, entered
 
 __all__ = ["gate_of", "patch_delivery_lineage", "union"]
@@ -57,12 +58,11 @@ def _micros(moment: Any) -> Optional[int]:
     return moment.micros if isinstance(moment, Timestamp) else None
 
 
-def patch_delivery_lineage() -> Any:
+def patch_delivery_lineage() -> Undo:
     """Install the three hooks of the module docstring; returns what undoes them."""
     bundle = bundle_factory._Bundle
     original_add = bundle.add
     original_handle = evaluation_context.EvaluationContext.handle_result
-    original_attempt = executor.TransformExecutor.attempt_call
 
     def add(self, element):
         original_add(self, element)
@@ -129,14 +129,6 @@ def patch_delivery_lineage() -> Any:
         return original_handle(self, completed_bundle, completed_timers, result)
 
     # _Bundle.output and .receive call add(); one hook covers all three.
-    hooks = [(bundle, "add", add, original_add),
-             (evaluation_context.EvaluationContext, "handle_result", handle_result, original_handle),
-             (executor.TransformExecutor, "attempt_call", attempt_call, original_attempt)]
-    for owner, name, hook, _ in hooks:
-        setattr(owner, name, hook)
-
-    def undo() -> None:
-        for owner, name, _, original in hooks:
-            setattr(owner, name, original)
-
-    return undo
+    return replace_all([(bundle, "add", add),
+                        (evaluation_context.EvaluationContext, "handle_result", handle_result),
+                        (executor.TransformExecutor, "attempt_call", attempt_call)])

@@ -63,31 +63,13 @@ from apache_beam.utils.timestamp import Timestamp
 
 from runners import introspection
 from runners.local_streaming.handoff import patch_direct_handoff
+from runners.local_streaming.hooks import Undo, replace
 from runners.local_streaming.lineage import patch_delivery_lineage
 from runners.local_streaming.side_inputs import patch_triggered_side_inputs
 
 __all__ = ["PATCHES", "Patch", "installed"]
 
 _LOG = logging.getLogger(__name__)
-
-Undo = Callable[[], None]
-
-
-def _replace(owner: Any, name: str, replacement: Any) -> Undo:
-    """Set ``owner.name`` to ``replacement``; returns what restores the original (the
-    attribute of the class itself, not an inherited one)."""
-    had_own = name in vars(owner)
-    original = vars(owner).get(name)
-    setattr(owner, name, replacement)
-
-    def undo() -> None:
-        if had_own:
-            setattr(owner, name, original)
-        else:
-            delattr(owner, name)
-
-    return undo
-
 
 _CONTAINERS = threading.local()  # per worker thread: step name -> its MetricsContainer
 
@@ -117,7 +99,7 @@ def patch_metrics_containers() -> Undo:
             container.reset()
         return container
 
-    return _replace(executor, "MetricsContainer", bundle_container)
+    return replace(executor, "MetricsContainer", bundle_container)
 
 
 def patch_serial_fifo() -> Undo:
@@ -136,7 +118,7 @@ def patch_serial_fifo() -> Undo:
                 self.currently_evaluating = next_work
                 executor._TransformEvaluationState.schedule(self, next_work)
 
-    return _replace(state_class, "_update_currently_evaluating", _update_currently_evaluating)
+    return replace(state_class, "_update_currently_evaluating", _update_currently_evaluating)
 
 
 _NOT_COMPUTED = object()
@@ -182,7 +164,7 @@ def patch_watermark_refresh() -> Undo:
             self._output_watermark = new_output_watermark
             return advanced
 
-    return _replace(tw_class, "refresh", refresh)
+    return replace(tw_class, "refresh", refresh)
 
 
 class DoFnPool:
@@ -306,8 +288,8 @@ def patch_dofn_reuse() -> Undo:
             self.user_state_context.reset()
         return transform_evaluator.TransformResult(self, bundles, [], result_counters, None)
 
-    undo_start = _replace(evaluator, "start_bundle", start_bundle)
-    undo_finish = _replace(evaluator, "finish_bundle", finish_bundle)
+    undo_start = replace(evaluator, "start_bundle", start_bundle)
+    undo_finish = replace(evaluator, "finish_bundle", finish_bundle)
 
     def undo() -> None:
         undo_finish()
@@ -368,7 +350,7 @@ def patch_downstream_first() -> Undo:
         self.workers = [service._ExecutorServiceWorker(self.queue, i) for i in range(num_workers)]
         self.shutdown_requested = False
 
-    return _replace(service, "__init__", __init__)
+    return replace(service, "__init__", __init__)
 
 
 MONITOR_IDLE_WAIT = 0.001  # seconds: the lateness this adds to a due processing-time timer
@@ -391,7 +373,7 @@ def patch_idle_monitor() -> Undo:
             updates.not_empty.wait_for(updates._qsize, MONITOR_IDLE_WAIT)
         return call(self, state_sampler)
 
-    return _replace(monitor, "call", waiting_call)
+    return replace(monitor, "call", waiting_call)
 
 
 def patch_dofn_introspection() -> Undo:

@@ -19,15 +19,15 @@ input (not global, or not triggered) keeps Beam's behaviour exactly.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from apache_beam.runners.direct import evaluation_context
 from apache_beam.transforms.trigger import DefaultTrigger
 from apache_beam.transforms.window import GlobalWindows
 
-__all__ = ["is_triggered_global", "patch_triggered_side_inputs"]
+from runners.local_streaming.hooks import Undo, replace_all
 
-Undo = Callable[[], None]
+__all__ = ["is_triggered_global", "patch_triggered_side_inputs"]
 
 
 def is_triggered_global(side_input: Any) -> bool:
@@ -79,16 +79,8 @@ def patch_triggered_side_inputs() -> Undo:
                     task.blocked = False
                 self._pending_unblocked_tasks.extend(tasks)
 
-    replaced = [(container, "get_value_or_block_until_ready", original_get,
-                 get_value_or_block_until_ready),
-                (container, "add_values", original_add, add_values),
-                (context, "_update_side_inputs_container", original_update,
-                 _update_side_inputs_container)]
-    for owner, name, _, replacement in replaced:
-        setattr(owner, name, replacement)
-
-    def undo() -> None:
-        for owner, name, original, _ in reversed(replaced):
-            setattr(owner, name, original)
-
-    return undo
+    return replace_all([(container, "get_value_or_block_until_ready",
+                         get_value_or_block_until_ready),
+                        (container, "add_values", add_values),
+                        (context, "_update_side_inputs_container",
+                         _update_side_inputs_container)])
