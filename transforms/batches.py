@@ -627,13 +627,6 @@ class BlockParser:
             self._discard_pool(pool)
             return pool, [None] * len(pieces)
 
-    def start(self) -> None:
-        """Start the worker processes now (they are otherwise started by the first large
-        block): their interpreters start and import this module while the caller does
-        other work."""
-        if self._processes > 0:
-            self._ensure_pool()
-
     def _ensure_pool(self) -> Any:
         if self._pool is None:
             import multiprocessing

@@ -34,6 +34,15 @@ def test_pooled_dirty_lines_are_decided_as_the_record_contract_decides(pooled, b
     assert_same(block + end, pooled)
 
 
+def _pooled_parse(block: bytes, **options) -> list[tuple[int, ParsedBlock]]:
+    """Every piece of ``block`` parsed by a two-process pool (closed after)."""
+    parser = BlockParser(processes=2, min_bytes=0, **options)
+    try:
+        return list(parser.parse(block))
+    finally:
+        parser.close()
+
+
 def _as_tuples(parsed: list[tuple[int, ParsedBlock]]) -> list:
     return [(first, p.events.to_pylist(), p.lines.tolist(), p.handed_over, p.blank, p.line_count)
             for first, p in parsed]
@@ -42,11 +51,7 @@ def _as_tuples(parsed: list[tuple[int, ParsedBlock]]) -> list:
 def test_pool_and_in_thread_give_identical_parsed_blocks_on_a_realistic_mix():
     gen = SyntheticEvents(seed=5, rate=50.0, malformed=0.05)
     block = b"\n".join(gen.payloads(20_000)) + b"\n\n  \r\n"
-    pooled = BlockParser(processes=2, min_bytes=0, piece_bytes=64 * 1024)
-    try:
-        got = list(pooled.parse(block))
-    finally:
-        pooled.close()
+    got = _pooled_parse(block, piece_bytes=64 * 1024)
     want = list(BlockParser(piece_bytes=64 * 1024).parse(block))
     assert len(got) > 2
     assert _as_tuples(got) == _as_tuples(want)
@@ -81,7 +86,7 @@ def test_workers_import_neither_beam_nor_the_callers_main():
     assert "init_main_from_name" not in data and "init_main_from_path" not in data
     parser = BlockParser(processes=1)
     try:
-        parser.start()
+        parser._ensure_pool()
         in_worker = parser._pool.submit(eval, "sorted(__import__('sys').modules)").result()
     finally:
         parser.close()
@@ -100,11 +105,7 @@ def _dirty_block() -> bytes:
 
 def test_workers_give_the_per_record_verdict_on_each_handed_over_line():
     block = _dirty_block()
-    pooled = BlockParser(processes=2, min_bytes=0, piece_bytes=64 * 1024, task=parse_and_decide)
-    try:
-        got = list(pooled.parse(block))
-    finally:
-        pooled.close()
+    got = _pooled_parse(block, piece_bytes=64 * 1024, task=parse_and_decide)
     want = list(BlockParser(piece_bytes=64 * 1024).parse(block))
     assert len(got) > 2
     assert _as_tuples(got) == _as_tuples(want)
