@@ -4,6 +4,7 @@ they are not ``unit``."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 
@@ -76,7 +77,7 @@ def test_a_dead_worker_loses_no_piece():
     assert _as_tuples(again) == want
 
 
-def test_workers_import_neither_beam_nor_the_callers_main():
+def test_workers_import_neither_beam_nor_pandas_nor_the_callers_main():
     import multiprocessing.spawn
 
     from transforms.batches import _without_main
@@ -84,14 +85,22 @@ def test_workers_import_neither_beam_nor_the_callers_main():
     with _without_main():
         data = multiprocessing.spawn.get_preparation_data("worker")
     assert "init_main_from_name" not in data and "init_main_from_path" not in data
-    parser = BlockParser(processes=1)
+    # Every kind of timestamp, so the worker converts arrays each way pyarrow can.
+    block = b"\n".join(SyntheticEvents(seed=3, rate=50.0, malformed=0.1).payloads(3_000)) + (
+        b'\n{"user_id": 7, "action": "a", "page": "p", "timestamp": "2024-01-01T00:00:00Z"}'
+        b'\n{"user_id": "u", "action": "a", "page": "p", "timestamp": 1704067200.5}\n')
+    parser = BlockParser(processes=1, min_bytes=0, piece_bytes=16 * 1024, task=parse_and_decide)
     try:
-        parser._ensure_pool()
+        parsed = list(parser.parse(block))
         in_worker = parser._pool.submit(eval, "sorted(__import__('sys').modules)").result()
     finally:
         parser.close()
+    assert sum(p.events.num_rows for _, p in parsed) > 2_000
     assert "transforms.batches" in in_worker
     assert not [name for name in in_worker if name.startswith("apache_beam")]
+    # pandas is installed here (the [notebooks] extra) and pyarrow would import it.
+    assert importlib.util.find_spec("pandas") is not None
+    assert not [name for name in in_worker if name.split(".")[0] == "pandas"]
 
 
 def _dirty_block() -> bytes:
