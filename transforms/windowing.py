@@ -339,16 +339,9 @@ class _StreamingAggregateFn(beam.DoFn):
         early_deadline=beam.DoFn.StateParam(EARLY_DEADLINE),
         early_timer=beam.DoFn.TimerParam(EARLY_TIMER),
     ):
-        deadline = early_deadline.read()
-        if deadline is None or fire_time.micros < deadline:
-            # A stale firing: Beam's bundle-based direct runner delivers an expired timer
-            # again while its callback's bundle is in flight (ten EARLY panes a second
-            # with --early_firing=1). Only the armed deadline fires a pane; it is set
-            # again in case the runner dropped it with the stale one.
-            if deadline is not None:
-                early_timer.set(Timestamp(micros=deadline))
+        # A stale firing fires nothing (ten EARLY panes a second with --early_firing=1).
+        if not early_firing_due(fire_time, early_deadline, early_timer):
             return
-        early_deadline.clear()
         windows: dict[float, _WindowState] = windows_state.read() or {}
         key = key_state.read()
         fired = False
@@ -393,8 +386,8 @@ def early_firing_due(fire_time: Timestamp, early_deadline, early_timer) -> bool:
 
     Beam's bundle-based direct runner delivers an expired timer again while its
     callback's bundle is in flight; only the armed deadline may fire panes, and it is set
-    again in case the runner dropped it with the stale one. (The same rule as
-    ``_StreamingAggregateFn.on_early``, for the stateful DoFns that reuse it.)"""
+    again in case the runner dropped it with the stale one. Every stateful DoFn with
+    EARLY panes (windows, sessions) asks this first."""
     deadline = early_deadline.read()
     if deadline is None or fire_time.micros < deadline:
         if deadline is not None:
