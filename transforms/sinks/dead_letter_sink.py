@@ -69,7 +69,7 @@ _SPACED = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 def _json_size(letter: DeadLetter) -> int:
-    # Every writer encodes as compactly or more (UTF-8, no ASCII escapes): a safe measure.
+    # No writer's encoding is longer (UTF-8, no ASCII escapes): a safe measure.
     return len(_SPACED.encode(letter._asdict()).encode("utf-8"))
 
 
