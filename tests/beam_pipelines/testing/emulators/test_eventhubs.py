@@ -9,7 +9,7 @@ import pytest
 from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
-from beam_pipelines.testing.emulators.eventhubs import partition_for_key
+from beam_pipelines.testing.emulators.eventhubs import partition_for_key, send_events
 from beam_pipelines.testing.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -134,3 +134,30 @@ def test_unknown_hub_and_partition_are_clear_errors(eventhubs_emulator, eventhub
             conn, eventhub_name=hub, retry_total=0) as producer:
         with pytest.raises(EventHubError, match="partition"):
             producer.send_batch([EventData("x")], partition_id="9")
+
+
+
+def test_seeded_events_are_what_the_client_sends_and_reach_attached_receivers(
+        eventhubs_emulator, eventhub):
+    """send_events stores into an in-process emulator directly: the events must be the ones
+    the official client's send makes, and a receiver attached before them gets them."""
+    conn = eventhubs_emulator.connection_string
+    sent, seeded = eventhub(partitions=1), eventhub(partitions=1)
+    bodies = [b"short", b"x" * 300]  # both data-section sizes
+    with EventHubProducerClient.from_connection_string(conn, eventhub_name=sent) as producer:
+        producer.send_batch([EventData(b) for b in bodies], partition_id="0")
+    receiver = Receiver(conn, seeded, "0", "-1")
+    try:
+        wait_for(lambda: eventhubs_emulator.receivers(seeded, "0") == [None],
+                 what="the receiver attached")
+        send_events(conn, seeded, bodies, partitions=1)
+        wait_for(lambda: len(receiver.events) >= 2, what="the seeded events")
+    finally:
+        receiver.close()
+    assert receiver.bodies() == ["short", "x" * 300]
+
+    def stored(hub):
+        events = eventhubs_emulator._broker.hubs[hub].partitions[0].events
+        return [(e.sequence_number, e.offset, e.partition_key, e.raw) for e in events]
+
+    assert stored(seeded) == stored(sent)
