@@ -44,13 +44,29 @@ class Receiver:
         self.thread.join(10)
 
 
-def read(connection_string, hub, partition, position, count, inclusive=False) -> list:
-    receiver = Receiver(connection_string, hub, partition, position, inclusive)
-    try:
-        wait_for(lambda: len(receiver.events) >= count, what=f"{count} events")
-        return list(receiver.events)
-    finally:
-        receiver.close()
+class Reads:
+    """``read()``s of one test: closing a client takes most of a second (it joins its
+    keep-alive thread, which sleeps in 1 s steps), so each is closed in the background
+    while the next read runs, and :meth:`close` waits for all of them."""
+
+    def __init__(self, connection_string: str, hub: str) -> None:
+        self.connection_string, self.hub = connection_string, hub
+        self.closers: list[threading.Thread] = []
+
+    def __call__(self, partition, position, count, inclusive=False) -> list:
+        receiver = Receiver(self.connection_string, self.hub, partition, position, inclusive)
+        try:
+            wait_for(lambda: len(receiver.events) >= count, what=f"{count} events")
+            return list(receiver.events)
+        finally:
+            closer = threading.Thread(target=receiver.close, daemon=True)
+            closer.start()
+            self.closers.append(closer)
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer.join(15)
+            assert not closer.is_alive(), "a receiver did not close"
 
 
 def test_send_receive_positions_and_properties(eventhubs_emulator, eventhub):
@@ -79,25 +95,29 @@ def test_send_receive_positions_and_properties(eventhubs_emulator, eventhub):
     expected_p1 = 4 + (5 if keyed == "1" else 0)
     assert p1["last_enqueued_sequence_number"] + 1 >= expected_p1
 
-    # The keyed batch: all five in the key's partition, in order, with the key annotated.
-    events = read(conn, hub, keyed, "-1", 5)
-    keyed_events = [e for e in events if e.partition_key == b"device-7"]
-    assert [e.body_as_str() for e in keyed_events] == [f"keyed-{i}" for i in range(5)]
+    read = Reads(conn, hub)
+    try:
+        # The keyed batch: all five in the key's partition, in order, with the key annotated.
+        events = read(keyed, "-1", 5)
+        keyed_events = [e for e in events if e.partition_key == b"device-7"]
+        assert [e.body_as_str() for e in keyed_events] == [f"keyed-{i}" for i in range(5)]
 
-    # Partition 1 from the start, then from a sequence number, an offset, an enqueued time.
-    events = [e for e in read(conn, hub, "1", "-1", expected_p1) if e.body_as_str().startswith("p1")]
-    assert [e.body_as_str() for e in events] == ["p1-0", "p1-1", "p1-2", "p1-late"]
-    second, last = events[1], events[3]
-    assert [e.sequence_number for e in events] == sorted(e.sequence_number for e in events)
-    from_seq = read(conn, hub, "1", second.sequence_number, 3, inclusive=True)
-    assert [e.body_as_str() for e in from_seq if e.body_as_str().startswith("p1")][:3] == \
-        ["p1-1", "p1-2", "p1-late"]
-    after_offset = read(conn, hub, "1", str(events[2].offset), 1)
-    assert after_offset[0].body_as_str() == "p1-late"
-    assert int(last.offset) > int(second.offset)
-    at_time = read(conn, hub, "1", last.enqueued_time, 1, inclusive=True)
-    assert at_time[0].sequence_number <= last.sequence_number
-    assert isinstance(last.enqueued_time, dt.datetime)
+        # Partition 1 from the start, then from a sequence number, an offset, an enqueued time.
+        events = [e for e in read("1", "-1", expected_p1) if e.body_as_str().startswith("p1")]
+        assert [e.body_as_str() for e in events] == ["p1-0", "p1-1", "p1-2", "p1-late"]
+        second, last = events[1], events[3]
+        assert [e.sequence_number for e in events] == sorted(e.sequence_number for e in events)
+        from_seq = read("1", second.sequence_number, 3, inclusive=True)
+        assert [e.body_as_str() for e in from_seq if e.body_as_str().startswith("p1")][:3] == \
+            ["p1-1", "p1-2", "p1-late"]
+        after_offset = read("1", str(events[2].offset), 1)
+        assert after_offset[0].body_as_str() == "p1-late"
+        assert int(last.offset) > int(second.offset)
+        at_time = read("1", last.enqueued_time, 1, inclusive=True)
+        assert at_time[0].sequence_number <= last.sequence_number
+        assert isinstance(last.enqueued_time, dt.datetime)
+    finally:
+        read.close()
 
 
 def test_owner_level_receivers_steal_and_refuse(eventhubs_emulator, eventhub):
@@ -117,10 +137,12 @@ def test_owner_level_receivers_steal_and_refuse(eventhubs_emulator, eventhub):
         wait_for(lambda: third.errors, what="the lower-epoch receiver to be refused")
         assert "higher epoch 2" in str(third.errors[0]) and not third.events
         assert not second.errors
-    finally:
-        for receiver in (first, second, third):
-            if receiver is not None:
-                receiver.close()
+    finally:  # closed side by side: each takes most of a second (see Reads)
+        closers = [threading.Thread(target=r.close) for r in (first, second, third) if r]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join()
 
 
 def test_unknown_hub_and_partition_are_clear_errors(eventhubs_emulator, eventhub):
