@@ -65,6 +65,12 @@ __all__ = ["ReadFromEventHubs"]
 _LOG = logging.getLogger(__name__)
 _NAMESPACE = "eventhubs"
 _CHUNK = 100  # events per checkpoint a runner that defers checkpoints tracks
+# An unbounded read takes what has arrived and, when that is nothing, checks again after
+# IDLE_RESUME seconds (the Kafka reader's IDLE_RESUME). It used to wait up to 0.25 s for
+# the next event instead: on a runner with one executor thread (the local streaming
+# runner) every idle partition then held the whole pipeline still for that long, so a
+# closed window took seconds to reach its sink.
+IDLE_RESUME = 0.1
 
 
 class _PartitionRestrictions(RestrictionProvider):
@@ -231,7 +237,7 @@ class _ReadPartitions(beam.DoFn):
         chunk_ends: dict[int, str] = {}  # each chunk's next sequence number -> its last offset
         # Not tracker.is_bounded(): Beam 2.77's RestrictionTrackerView drops its result.
         bounded = restriction.stop < UNBOUNDED
-        wait = config.idle_timeout if bounded else min(config.idle_timeout, 0.25)
+        wait = config.idle_timeout if bounded else 0.0  # unbounded: see IDLE_RESUME
         # Events known to exist (enqueued before the read was planned): waiting for the
         # first one is connecting, not idleness.
         connect_wait = CONNECT_WAIT if restriction.start <= task.last else None
@@ -306,7 +312,7 @@ class _ReadPartitions(beam.DoFn):
             current = watermark.current_watermark()
             if current is None or idle > current:
                 watermark.set_watermark(idle)
-        tracker.defer_remainder(Duration.of(0.2 if count == 0 else 0))
+        tracker.defer_remainder(Duration.of(IDLE_RESUME if count == 0 else 0))
 
 
 class ReadFromEventHubs(beam.PTransform):

@@ -26,7 +26,8 @@ class PartitionReader:
     def __init__(self, config: ReadConfig, partition: str, position: Any, inclusive: bool) -> None:
         self.partition = partition
         self.queue: queue.Queue = queue.Queue(maxsize=10_000)
-        self.client = consumer_client(config.connection_string, config.eventhub, config.consumer_group)
+        self.client = consumer_client(config.connection_string, config.eventhub,
+                                      config.consumer_group, partition=partition)
         self.closed = threading.Event()
         self.started = False
         self.last_pull = time.monotonic()

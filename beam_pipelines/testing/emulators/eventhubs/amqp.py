@@ -7,7 +7,7 @@ from typing import Any
 
 from beam_pipelines.testing.emulators.eventhubs.store import Event
 
-__all__ = ["SECTION_MESSAGE_ANNOTATIONS", "Wire", "annotation", "padded_message",
+__all__ = ["SECTION_MESSAGE_ANNOTATIONS", "Wire", "annotation", "data_message", "padded_message",
            "split_sections", "unbatch", "with_annotations"]
 
 SECTION_MESSAGE_ANNOTATIONS = 0x72
@@ -80,6 +80,13 @@ def unbatch(raw: bytes) -> list[tuple[bytes, str | None]]:
                 key = annotation(value, "x-opt-partition-key") or key
         events.append((body, key))
     return events
+
+
+def data_message(body: bytes) -> bytes:
+    """A message of one data section holding ``body``: what ``EventData(body)`` sends."""
+    if len(body) < 256:
+        return b"\x00\x53\x75\xa0" + bytes([len(body)]) + body
+    return b"\x00\x53\x75\xb0" + len(body).to_bytes(4, "big") + body
 
 
 def with_annotations(event: Event) -> bytes:

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from beam_pipelines.testing.emulators.eventhubs.amqp import (
+    data_message,
     padded_message,
     unbatch,
     with_annotations,
@@ -188,6 +189,26 @@ class Broker:
         for consumer in list(self.consumers.values()):
             if id(consumer.partition) in touched:
                 self._pump(consumer)
+
+    def seed(self, hub_name: str, bodies: list[bytes], partition_id: str | None) -> None:
+        """Store ``bodies`` as a producer's plain events to ``partition_id`` (or round robin),
+        from any thread; receivers get them once :meth:`pump_all` runs on the I/O thread."""
+        hub = self.hub(hub_name)
+        if hub is None:
+            raise KeyError(f"no hub {hub_name!r} (emulator hubs: {', '.join(sorted(self.hubs))})")
+        now = now_ms()
+        with self.lock:
+            target = None if partition_id is None else hub.partition(partition_id)
+            if partition_id is not None and target is None:
+                raise KeyError(f"no partition {partition_id!r} in {hub_name!r}")
+            for body in bodies:
+                into = target or hub.partitions[next(hub.round_robin) % len(hub.partitions)]
+                into.append(data_message(body), None, now)
+
+    def pump_all(self) -> None:
+        """Deliver what :meth:`seed` stored to every receiver with credit (I/O thread only)."""
+        for consumer in list(self.consumers.values()):
+            self._pump(consumer)
 
     def _resolve(self, address: str, *, producer: bool):
         match = _ADDRESS.match(address)
