@@ -4,6 +4,7 @@ dead letters, the pushed metrics."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -80,8 +81,8 @@ def test_failing_endpoints_leak_no_secret(http_receiver, tmp_path, monkeypatch, 
     assert all(r.header("Authorization") == f"Bearer {HEADER_TOKEN}" for r in hook.requests)
     # ... and every alert came back as a dead letter: refused, failed, timed out.
     letters = "\n".join(p.read_text() for p in Path(tmp_path / "dead").glob("*.jsonl"))
-    for sink in ("pagerduty", "slack", "webhook"):
-        assert f'"sink": "{sink}"' in letters
+    sinks = {json.loads(line)["origin"].get("sink") for line in letters.splitlines() if line}
+    assert {"pagerduty", "slack", "webhook"} <= sinks
     assert "notification_refused" in letters and "notification_failed" in letters
     assert "disabled" in letters and "upstream failed" in letters  # the bodies, redacted
     assert "no route for" in letters  # the webhook answered after its timeout
